@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what test/e2e needs: network tools, real FTP clients and three real
+# FTP servers. Idempotent; run as root.
+#
+# vsftpd, pure-ftpd and proftpd conflict as Debian packages, so only vsftpd is
+# installed with apt-get; pure-ftpd and proftpd-core are fetched with
+# `apt-get download` and unpacked with `dpkg -x` into <repo>/.e2e-cache/
+# (gitignored). Their shared libraries are ordinary, non-conflicting packages
+# and are installed with apt-get.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-e2e.sh: must run as root" >&2
+  exit 1
+fi
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache="$repo/.e2e-cache"
+export DEBIAN_FRONTEND=noninteractive
+
+apt_packages=(
+  iproute2 procps coreutils
+  vsftpd
+  curl lftp python3
+  # runtime libraries of the unpacked pure-ftpd and proftpd-core
+  libsodium23 libcap2 libcrypt1 libpam0g libssl3
+  libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3
+  libidn2-0 libacl1 libncursesw6 zlib1g
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's vsftpd service must not hold port 21 on the host; the tests run
+# their own vsftpd inside a namespace. Harmless when there is no init system.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet vsftpd 2>/dev/null; then
+  systemctl stop vsftpd || true
+fi
+
+unpack() { # unpack <package> <binary path inside the package>
+  local pkg=$1 bin=$2 dir="$cache/$1"
+  if [[ -x "$dir/$bin" ]]; then
+    return 0
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null) || {
+    apt-get update -qq
+    (cd "$tmp" && apt-get download -qq "$pkg")
+  }
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  dpkg -x "$tmp"/"$pkg"_*.deb "$dir"
+  rm -rf "$tmp"
+  [[ -x "$dir/$bin" ]] || { echo "install-e2e.sh: $pkg has no $bin" >&2; exit 1; }
+}
+
+mkdir -p "$cache"
+# apt-get download runs as _apt when it can; let it write into the temp dirs.
+chmod 755 "$cache"
+unpack pure-ftpd usr/sbin/pure-ftpd
+unpack proftpd-core usr/sbin/proftpd
+
+"$cache/pure-ftpd/usr/sbin/pure-ftpd" --help >/dev/null 2>&1 || true
+"$cache/proftpd-core/usr/sbin/proftpd" --version
+vsftpd -v </dev/null 2>&1 | head -1 || true
+echo "install-e2e.sh: ok ($cache)"

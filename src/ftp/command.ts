@@ -20,8 +20,9 @@ const TELNET_DONT = 254;
 const MAX_VERB_CHARS = 8;
 
 export function parseCommand(raw: Buffer): Parsed<Command> {
+  // Check the raw bytes: the line is forwarded as is, so a NUL behind IAC counts too.
+  if (raw.includes(0)) return refused('nul');
   const body = stripTelnet(withoutTerminator(raw));
-  if (body.includes(0)) return refused('nul');
   const text = body.toString('latin1').trim();
   if (text.length === 0) return refused('empty');
   const space = text.indexOf(' ');
@@ -31,9 +32,12 @@ export function parseCommand(raw: Buffer): Parsed<Command> {
   return parsed({ verb: word.toUpperCase(), arg });
 }
 
-/** `VERB arg\r\n`, with CR, LF and NUL taken out of the argument. */
+/**
+ * `VERB arg\r\n`, with CR, LF and NUL taken out of the argument, and code units above
+ * 0xff too: latin1 encoding keeps only their low byte (U+010A would become LF).
+ */
 export function formatCommand(verb: string, arg = ''): Buffer {
-  const safe = arg.replace(/[\r\n\0]/g, '');
+  const safe = arg.replace(/[\r\n\0\u0100-\uffff]/g, '');
   return Buffer.from(safe.length > 0 ? `${verb} ${safe}\r\n` : `${verb}\r\n`, 'latin1');
 }
 

@@ -50,7 +50,8 @@ export function parsePasvReply(text: string): Parsed<HostPort> {
   const body = text.slice(4);
   const first = body.search(/[0-9]/);
   if (first === -1) return refused('no-host-port');
-  const match = /^[0-9]+(?:\s*,\s*[0-9]+){5}/.exec(body.slice(first));
+  // Exactly six numbers: a seventh field or letters glued to the sixth are not a host-port.
+  const match = /^[0-9]+(?:\s*,\s*[0-9]+){5}(?![0-9A-Za-z]|\s*,)/.exec(body.slice(first));
   if (match === null) return refused('no-host-port');
   return parseHostPort(match[0]);
 }

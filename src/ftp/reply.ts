@@ -53,7 +53,10 @@ export function replyCode(text: string): number {
   return a * 100 + b * 10 + c;
 }
 
-/** A single-line reply with CR, LF and NUL taken out of the text. */
+/**
+ * A single-line reply with CR, LF and NUL replaced in the text, and code units above 0xff
+ * too: latin1 encoding keeps only their low byte (U+010A would become LF).
+ */
 export function formatReply(code: number, text: string): Buffer {
-  return Buffer.from(`${code} ${text.replace(/[\r\n\0]/g, ' ')}\r\n`, 'latin1');
+  return Buffer.from(`${code} ${text.replace(/[\r\n\0\u0100-\uffff]/g, ' ')}\r\n`, 'latin1');
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/**
+ * ftp-alg command line: `--config FILE` (or FTP_ALG_CONFIG) runs the
+ * gateway; `--check-config FILE` validates and exits. Exit codes follow
+ * sysexits(3) where systemd users look for them: 0 done, 1 failure or
+ * invalid config under --check-config, 64 usage, 78 invalid config at start.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from './config/load.js';
+import type { GatewayConfig } from './config/types.js';
+import { Gateway } from './gateway/Gateway.js';
+import { createLogger } from './observe/logger.js';
+
+const EX_USAGE = 64;
+const EX_CONFIG = 78;
+
+const USAGE = `Usage: ftp-alg --config FILE        run the gateway (or set FTP_ALG_CONFIG=FILE)
+       ftp-alg --check-config FILE  validate FILE and exit 0 (valid) or 1 (invalid)
+       ftp-alg --version | --help`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values: { config?: string; 'check-config'?: string; help?: boolean; version?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'check-config': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`ftp-alg: ${(err as Error).message}\n${USAGE}\n`);
+    return EX_USAGE;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (values.version === true) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const check = values['check-config'];
+  if (check !== undefined) return checkConfig(check);
+  const file = values.config ?? process.env.FTP_ALG_CONFIG;
+  if (file === undefined || file === '') {
+    process.stderr.write(`ftp-alg: no configuration: give --config FILE or set FTP_ALG_CONFIG\n${USAGE}\n`);
+    return EX_USAGE;
+  }
+  let config: GatewayConfig;
+  try {
+    config = loadConfigFile(file);
+  } catch (err) {
+    process.stderr.write(`ftp-alg: invalid configuration ${file}: ${(err as Error).message}\n`);
+    return err instanceof ConfigError ? EX_CONFIG : 1;
+  }
+  return run(config);
+}
+
+function checkConfig(file: string): number {
+  try {
+    const config = loadConfigFile(file);
+    process.stdout.write(`${file}: valid, ${config.sites.length} site(s)\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${file}: invalid: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function run(config: GatewayConfig): Promise<number> {
+  const log = createLogger(config.log.level);
+  const gateway = new Gateway(config, log);
+  try {
+    await gateway.start();
+  } catch (err) {
+    log.fatal({ err }, 'cannot start');
+    return 1;
+  }
+  log.info({ sites: config.sites.length }, 'started');
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        gateway.destroy();
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping: no new sessions, waiting for running ones');
+      void gateway.close().then(() => {
+        log.info('stopped');
+        resolve(0);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), 500).unref(); // a lingering handle must not keep a stopped gateway alive
+  },
+  (err: unknown) => {
+    process.stderr.write(`ftp-alg: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

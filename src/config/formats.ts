@@ -1,0 +1,74 @@
+/** convict formats for addresses, CIDRs and port ranges (ipaddr.js does every parse). */
+import ipaddr from 'ipaddr.js';
+
+export function isIp(value: unknown): value is string {
+  return typeof value === 'string' && ipaddr.isValid(value) && !value.includes('%');
+}
+
+export function assertIp(value: unknown): void {
+  if (!isIp(value)) throw new Error(`must be an IP address, got ${JSON.stringify(value)}`);
+}
+
+export function assertIpOrAuto(value: unknown): void {
+  if (value !== 'auto') assertIp(value);
+}
+
+export function assertExternalAddress(value: unknown): void {
+  if (value === 'auto') return;
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0 || list.length > 2) {
+    throw new Error('must be "auto", an IP address, or a list of one IPv4 and one IPv6 address');
+  }
+  list.forEach(assertIp);
+  const kinds = list.map((a: string) => ipaddr.parse(a).kind());
+  if (kinds.length === 2 && kinds[0] === kinds[1]) throw new Error('may hold at most one address per family');
+}
+
+export function assertCidrList(value: unknown): void {
+  if (!Array.isArray(value)) throw new Error('must be a list of CIDR blocks');
+  for (const cidr of value) {
+    if (typeof cidr !== 'string') throw new Error('must be a list of CIDR blocks');
+    try {
+      ipaddr.parseCIDR(cidr.includes('/') ? cidr : `${cidr}/${ipaddr.parse(cidr).kind() === 'ipv4' ? 32 : 128}`);
+    } catch {
+      throw new Error(`${JSON.stringify(cidr)} is not a CIDR block`);
+    }
+  }
+}
+
+export const MIN_RANGE_PORT = 1024;
+
+export function assertRangePort(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < MIN_RANGE_PORT || (value as number) > 65535) {
+    throw new Error(`must be an integer port from ${MIN_RANGE_PORT} to 65535, got ${JSON.stringify(value)}`);
+  }
+}
+
+export function assertPort(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
+    throw new Error(`must be an integer port from 0 to 65535, got ${JSON.stringify(value)}`);
+  }
+}
+
+export function assertPositiveInt(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 1) {
+    throw new Error(`must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** `host:port` or `[v6]:port`, or "" for off. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (!isIp(host) || port > 65535) return undefined;
+  return { host, port };
+}
+
+export function assertListenAddressOrOff(value: unknown): void {
+  if (value === '') return;
+  if (typeof value !== 'string' || parseListenAddress(value) === undefined) {
+    throw new Error(`must be "" (off) or "host:port" ("[v6]:port"), got ${JSON.stringify(value)}`);
+  }
+}

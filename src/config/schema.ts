@@ -1,0 +1,112 @@
+/**
+ * The one configuration schema: global keys, and the schema every item of
+ * `sites` is validated against (convict's source-array pattern).
+ */
+import {
+  assertCidrList,
+  assertExternalAddress,
+  assertIp,
+  assertIpOrAuto,
+  assertListenAddressOrOff,
+  assertPort,
+  assertPositiveInt,
+  assertRangePort,
+} from './formats.js';
+
+const positive = (doc: string, value: number) => ({ doc, format: assertPositiveInt, default: value });
+const range = (doc: string, min: number, max: number) => ({
+  min: { doc: `${doc}: first port`, format: assertRangePort, default: min },
+  max: { doc: `${doc}: last port`, format: assertRangePort, default: max },
+});
+
+export const siteSchema = {
+  name: { doc: 'Name of the site, used in logs and metrics.', format: String, default: '' },
+  listen: {
+    host: { doc: 'Address the control listener binds to.', format: assertIp, default: '0.0.0.0' },
+    port: { doc: 'Port of the control listener (0: any free port).', format: assertPort, default: 21 },
+  },
+  upstream: {
+    host: { doc: 'Address of the upstream FTP server.', format: assertIp, default: null as string | null },
+    port: { doc: 'Control port of the upstream FTP server.', format: assertPort, default: 21 },
+  },
+  externalAddress: {
+    doc: 'Address written into 227 replies and shown to clients: "auto" (local address of the client connection), an IP, or one IPv4 and one IPv6.',
+    format: assertExternalAddress,
+    default: 'auto' as string | string[],
+  },
+  privateAddress: {
+    doc: 'Address active-mode pinholes bind to and announce upstream: "auto" (local address of the upstream connection) or an IP.',
+    format: assertIpOrAuto,
+    default: 'auto',
+  },
+  passivePorts: range('Ports of passive-mode pinholes (client connects in)', 50000, 50999),
+  activePorts: range('Ports of active-mode pinholes (upstream connects in)', 51000, 51999),
+  upstreamDataMode: {
+    doc: 'How data connections are made upstream: "client" (as the client asked), "passive" (always PASV/EPSV), "active" (always PORT/EPRT).',
+    format: ['client', 'passive', 'active'],
+    default: 'client',
+  },
+  activeMode: {
+    enabled: { doc: 'Accept PORT/EPRT from clients.', format: Boolean, default: true },
+    clientAddress: {
+      doc: 'PORT/EPRT naming another address than the control client: "strict" refuses it (RFC 2577), "substitute" uses the control client address instead.',
+      format: ['strict', 'substitute'],
+      default: 'strict',
+    },
+    sourcePort20: {
+      doc: 'Originate active data connections to clients from port 20 (needs CAP_NET_BIND_SERVICE).',
+      format: Boolean,
+      default: false,
+    },
+  },
+  ftps: {
+    doc: 'Answer to AUTH TLS/SSL: "refuse" (534, clients may fall back to cleartext) or "deny" (534 and close).',
+    format: ['refuse', 'deny'],
+    default: 'refuse',
+  },
+  clients: {
+    allow: { doc: 'CIDR blocks allowed to connect (empty: everyone).', format: assertCidrList, default: [] as string[] },
+    deny: { doc: 'CIDR blocks refused, checked before allow.', format: assertCidrList, default: [] as string[] },
+  },
+  timeouts: {
+    upstreamConnectMs: positive('Deadline to connect to the upstream control port.', 5_000),
+    greetingMs: positive('Deadline for the upstream greeting (220).', 10_000),
+    controlIdleMs: positive('Control connection idle time before the session ends (no transfer running).', 300_000),
+    pinholeAcceptMs: positive('Deadline for the expected peer to connect to a pinhole.', 15_000),
+    dataIdleMs: positive('Data connection idle time before the transfer is cut.', 120_000),
+  },
+  limits: {
+    maxSessions: positive('Sessions at once on this site.', 1_000),
+    maxSessionsPerClient: positive('Sessions at once from one client address.', 20),
+    maxPinholesPerSession: positive('Pinholes open at once in one session.', 2),
+    maxLineBytes: positive('Longest control line accepted, CRLF included.', 2_048),
+  },
+};
+
+export const rootSchema = {
+  log: {
+    level: {
+      doc: 'Log level.',
+      format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+    },
+  },
+  metrics: {
+    listen: {
+      doc: 'Address of the metrics and health HTTP listener, "host:port"; "" turns it off.',
+      format: assertListenAddressOrOff,
+      default: '',
+    },
+  },
+  shutdown: {
+    drainTimeoutMs: positive('On SIGTERM, how long running sessions may finish before they are closed.', 30_000),
+  },
+  limits: {
+    maxSessions: positive('Sessions at once in the whole process.', 10_000),
+  },
+  sites: {
+    doc: 'The sites: one listener and upstream each.',
+    format: 'site-array',
+    default: [] as unknown[],
+  },
+};

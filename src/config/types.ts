@@ -1,0 +1,60 @@
+/** The validated, frozen configuration handed to the gateway. */
+
+export interface PortRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type UpstreamDataMode = 'client' | 'passive' | 'active';
+export type FtpsPolicy = 'refuse' | 'deny';
+export type ClientAddressPolicy = 'strict' | 'substitute';
+
+export interface SiteTimeouts {
+  readonly upstreamConnectMs: number;
+  readonly greetingMs: number;
+  readonly controlIdleMs: number;
+  readonly pinholeAcceptMs: number;
+  readonly dataIdleMs: number;
+}
+
+export interface SiteLimits {
+  readonly maxSessions: number;
+  readonly maxSessionsPerClient: number;
+  readonly maxPinholesPerSession: number;
+  readonly maxLineBytes: number;
+}
+
+export interface SiteConfig {
+  readonly name: string;
+  readonly listen: Endpoint;
+  readonly upstream: Endpoint;
+  /** `auto`, or one address per family (at most one IPv4 and one IPv6). */
+  readonly externalAddress: readonly string[] | 'auto';
+  /** Address the upstream sees for active-mode pinholes; `auto` is the upstream control connection's local address. */
+  readonly privateAddress: string;
+  readonly passivePorts: PortRange;
+  readonly activePorts: PortRange;
+  readonly upstreamDataMode: UpstreamDataMode;
+  readonly activeMode: {
+    readonly enabled: boolean;
+    readonly clientAddress: ClientAddressPolicy;
+    readonly sourcePort20: boolean;
+  };
+  readonly ftps: FtpsPolicy;
+  readonly clients: { readonly allow: readonly string[]; readonly deny: readonly string[] };
+  readonly timeouts: SiteTimeouts;
+  readonly limits: SiteLimits;
+}
+
+export interface GatewayConfig {
+  readonly log: { readonly level: string };
+  readonly metrics: { readonly listen: string };
+  readonly shutdown: { readonly drainTimeoutMs: number };
+  readonly limits: { readonly maxSessions: number };
+  readonly sites: readonly SiteConfig[];
+}

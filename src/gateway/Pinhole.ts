@@ -1,0 +1,257 @@
+/**
+ * A one-shot data forwarder. Each leg either listens (on a port of a pool,
+ * accepting exactly one connection, only from the expected peer) or
+ * connects. Listening legs open first; once every listening leg has its
+ * peer, the connecting legs connect; then bytes are relayed until both
+ * directions end. One deadline covers everything before the relay starts.
+ */
+import net, { type Server, type Socket } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import { BindError, PortExhaustedError } from './errors.js';
+import type { PortPool } from './PortPool.js';
+import { relay, type RelayCounters } from './relay.js';
+
+export type PinholeLeg =
+  | { readonly kind: 'listen'; readonly host: string; readonly pool: PortPool; readonly expectedPeer: string }
+  | {
+      readonly kind: 'connect';
+      readonly host: string;
+      readonly port: number;
+      readonly localAddress?: string;
+      readonly localPort?: number;
+    };
+
+export interface PinholeOptions {
+  readonly site: string;
+  /** `passive`: the client connects in; `active`: the upstream does. */
+  readonly dir: Direction;
+  readonly client: PinholeLeg;
+  readonly upstream: PinholeLeg;
+  readonly acceptTimeoutMs: number;
+  readonly dataIdleMs: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+type LegName = 'client' | 'upstream';
+
+interface Leg {
+  readonly name: LegName;
+  readonly spec: PinholeLeg;
+  server?: Server;
+  port?: number;
+  socket?: Socket;
+}
+
+const MAX_BIND_ATTEMPTS = 8;
+
+export type PinholeState = 'new' | 'waiting' | 'relaying' | 'closed';
+
+export class Pinhole {
+  state: PinholeState = 'new';
+  /** The command the data connection serves (RETR, STOR, LIST…), once known. */
+  command = '';
+  private readonly legs: Record<LegName, Leg>;
+  private deadline: NodeJS.Timeout | undefined;
+  private counters: RelayCounters | undefined;
+  private startedAt = 0;
+  private closeReason = '';
+  private readonly closeWaiters: (() => void)[] = [];
+  private log: Logger;
+
+  constructor(private readonly options: PinholeOptions) {
+    this.legs = {
+      client: { name: 'client', spec: options.client },
+      upstream: { name: 'upstream', spec: options.upstream },
+    };
+    this.log = options.log;
+  }
+
+  /** Port the client connects to (passive), if that leg listens. */
+  get clientPort(): number | undefined {
+    return this.legs.client.port;
+  }
+
+  /** Port the upstream connects to (active), if that leg listens. */
+  get upstreamPort(): number | undefined {
+    return this.legs.upstream.port;
+  }
+
+  get bytes(): { up: number; down: number } {
+    return { up: this.counters?.aToB ?? 0, down: this.counters?.bToA ?? 0 };
+  }
+
+  /** Bind the listening legs; throws PortExhaustedError or BindError. */
+  async open(): Promise<void> {
+    try {
+      for (const leg of [this.legs.client, this.legs.upstream]) {
+        if (leg.spec.kind === 'listen') await this.listen(leg, leg.spec);
+      }
+    } catch (err) {
+      this.close('bind-failed');
+      throw err;
+    }
+    if (this.state === 'closed') return;
+    this.state = 'waiting';
+    const { site, dir } = this.options;
+    this.options.metrics.pinholesOpened.inc({ site, dir });
+    this.options.metrics.pinholesOpen.inc({ site, dir });
+    this.log = this.log.child({ port: this.legs.client.port ?? this.legs.upstream.port, dir });
+    this.log.debug('pinhole open');
+    this.deadline = setTimeout(() => this.close('accept-timeout'), this.options.acceptTimeoutMs);
+    this.maybeConnect();
+  }
+
+  /** Idempotent: the first reason wins; ports return to their pool when the listeners have closed. */
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state !== 'new';
+    const relayed = this.state === 'relaying';
+    this.state = 'closed';
+    this.closeReason = reason;
+    clearTimeout(this.deadline);
+    const { site, dir, metrics } = this.options;
+    if (wasOpen) metrics.pinholesOpen.dec({ site, dir });
+    if (reason === 'accept-timeout' && !this.legs.client.socket && !this.legs.upstream.socket) {
+      metrics.pinholesExpired.inc({ site, dir });
+    }
+    for (const leg of [this.legs.client, this.legs.upstream]) {
+      leg.socket?.destroy();
+      this.closeListener(leg);
+    }
+    if (relayed) this.logTransfer();
+    else if (wasOpen) this.log.debug({ reason }, 'pinhole closed unused');
+    for (const wake of this.closeWaiters.splice(0)) wake();
+  }
+
+  /** Resolves once the pinhole has closed, for whatever reason. */
+  closed(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  private async listen(leg: Leg, spec: Extract<PinholeLeg, { kind: 'listen' }>): Promise<void> {
+    for (let attempt = 0; attempt < MAX_BIND_ATTEMPTS; attempt++) {
+      const port = spec.pool.allocate();
+      if (port === undefined) throw new PortExhaustedError(`${this.options.dir} ports of ${this.options.site}`);
+      const server = net.createServer({ allowHalfOpen: true });
+      try {
+        await bind(server, spec.host, port);
+      } catch (err) {
+        spec.pool.release(port);
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
+        throw new BindError((err as Error).message);
+      }
+      if (this.state === 'closed') {
+        server.close(() => spec.pool.release(port));
+        return;
+      }
+      leg.server = server;
+      leg.port = port;
+      server.on('connection', (socket) => this.onConnection(leg, spec, socket));
+      server.on('error', (err) => {
+        this.log.error({ err }, 'pinhole listener failed');
+        this.close('listener-error');
+      });
+      return;
+    }
+    throw new BindError(`${MAX_BIND_ATTEMPTS} ports in use by other programs`);
+  }
+
+  private onConnection(leg: Leg, spec: Extract<PinholeLeg, { kind: 'listen' }>, socket: Socket): void {
+    const peer = normalise(socket.remoteAddress);
+    if (this.state !== 'waiting' || leg.socket !== undefined) {
+      socket.destroy();
+      return;
+    }
+    if (peer !== spec.expectedPeer) {
+      socket.destroy();
+      const { site, dir } = this.options;
+      this.options.metrics.pinholesWrongPeer.inc({ site, dir });
+      this.log.warn({ peer, expected: spec.expectedPeer, leg: leg.name }, 'pinhole connection from wrong peer refused');
+      return;
+    }
+    leg.socket = socket;
+    socket.on('error', () => this.close(`${leg.name}-error`));
+    this.closeListener(leg);
+    this.maybeConnect();
+  }
+
+  /** Stop listening; the port goes back to the pool once the listener is closed. */
+  private closeListener(leg: Leg): void {
+    const { server, port, spec } = leg;
+    if (server === undefined || port === undefined || spec.kind !== 'listen') return;
+    leg.server = undefined;
+    server.close(() => spec.pool.release(port));
+  }
+
+  private maybeConnect(): void {
+    if (this.state !== 'waiting') return;
+    const legs = [this.legs.client, this.legs.upstream];
+    if (legs.some((l) => l.spec.kind === 'listen' && l.socket === undefined)) return;
+    let pending = 0;
+    for (const leg of legs) {
+      if (leg.spec.kind !== 'connect' || leg.socket !== undefined) continue;
+      pending++;
+      const { host, port, localAddress, localPort } = leg.spec;
+      const socket = net.connect({ host, port, localAddress, localPort, allowHalfOpen: true });
+      leg.socket = socket;
+      socket.once('connect', () => {
+        if (--pending === 0) this.startRelay();
+      });
+      socket.on('error', (err) => {
+        if (this.state === 'waiting') this.log.warn({ err, leg: leg.name, host, port }, 'pinhole connect failed');
+        this.close(`${leg.name}-error`);
+      });
+    }
+    if (pending === 0) this.startRelay();
+  }
+
+  private startRelay(): void {
+    if (this.state !== 'waiting') return;
+    clearTimeout(this.deadline);
+    this.state = 'relaying';
+    this.startedAt = performance.now();
+    const client = this.legs.client.socket as Socket;
+    const upstream = this.legs.upstream.socket as Socket;
+    for (const socket of [client, upstream]) {
+      socket.setNoDelay(true);
+      socket.setTimeout(this.options.dataIdleMs, () => this.close('data-idle'));
+    }
+    this.counters = relay(client, upstream, (err) => this.close(err === undefined ? 'done' : 'relay-error'));
+  }
+
+  private logTransfer(): void {
+    const ms = Math.round(performance.now() - this.startedAt);
+    const { up, down } = this.bytes;
+    const { site, metrics } = this.options;
+    metrics.bytes.inc({ site, flow: 'upload' }, up);
+    metrics.bytes.inc({ site, flow: 'download' }, down);
+    metrics.transferSeconds.observe({ site }, ms / 1000);
+    const bytes = up + down;
+    const rate = ms > 0 ? Math.round((bytes * 1000) / ms) : bytes;
+    this.log.info(
+      { command: this.command || undefined, upBytes: up, downBytes: down, ms, bytesPerSec: rate, reason: this.closeReason },
+      'transfer done',
+    );
+  }
+}
+
+function bind(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** `::ffff:a.b.c.d` → `a.b.c.d`; IPv6 in RFC 5952 form; '' if absent. */
+export function normalise(address: string | undefined): string {
+  if (address === undefined || !ipaddr.isValid(address)) return '';
+  return ipaddr.process(address).toString();
+}

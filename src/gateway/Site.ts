@@ -1,0 +1,135 @@
+/**
+ * One site: a control listener, its upstream, its port pools and its
+ * sessions. Admission (allow/deny, per-site, per-client and process-wide
+ * limits) happens here, before a session exists.
+ */
+import net, { type Server, type Socket } from 'node:net';
+import type { SiteConfig } from '../config/types.js';
+import * as codes from '../ftp/codes.js';
+import { formatReply } from '../ftp/reply.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { normalise } from './Pinhole.js';
+import { isClientAllowed } from './policy.js';
+import { PortPool } from './PortPool.js';
+import { Session } from './Session.js';
+
+/** Process-wide session budget shared by every site. */
+export interface SessionBudget {
+  tryTake(): boolean;
+  give(): void;
+}
+
+export class Site {
+  readonly pools: { readonly passive: PortPool; readonly active: PortPool };
+  readonly sessions = new Set<Session>();
+  private readonly perClient = new Map<string, number>();
+  private server: Server | undefined;
+  private nextId = 0;
+  private readonly log: Logger;
+
+  constructor(
+    readonly config: SiteConfig,
+    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget },
+  ) {
+    this.pools = { passive: new PortPool(config.passivePorts), active: new PortPool(config.activePorts) };
+    this.log = deps.log.child({ site: config.name });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Where the listener is bound (the port is the kernel's pick when the config says 0). */
+  address(): { host: string; port: number } | undefined {
+    const a = this.server?.address();
+    return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  get listening(): boolean {
+    return this.server?.listening === true;
+  }
+
+  async listen(): Promise<void> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.admit(socket));
+    server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.listen.host, port: this.config.listen.port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const bound = this.address();
+    this.log.info({ host: bound?.host, port: bound?.port, upstream: `${this.config.upstream.host}:${this.config.upstream.port}` }, 'listening');
+  }
+
+  /** Stop accepting; sessions go on. */
+  stopListening(): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return Promise.resolve();
+    this.server = undefined;
+    return new Promise((resolve) => server.close(() => resolve()));
+  }
+
+  private admit(socket: Socket): void {
+    const client = normalise(socket.remoteAddress);
+    const refusal = this.refusalFor(client);
+    if (refusal !== undefined) {
+      this.deps.metrics.sessionsRefused.inc({ site: this.name, reason: refusal });
+      this.log.warn({ client, reason: refusal }, 'connection refused');
+      socket.on('error', () => socket.destroy());
+      socket.end(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
+      setTimeout(() => socket.destroy(), 1_000).unref();
+      return;
+    }
+    this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
+    const id = (++this.nextId).toString(36);
+    const session = new Session(
+      {
+        id,
+        site: this.config,
+        pools: this.pools,
+        log: this.log.child({ sid: id, client }),
+        metrics: this.deps.metrics,
+      },
+      socket,
+    );
+    this.sessions.add(session);
+    this.deps.metrics.sessionsTotal.inc({ site: this.name });
+    this.deps.metrics.sessionsActive.inc({ site: this.name });
+    session.log.info({ clientPort: socket.remotePort }, 'session start');
+    void session.closed().then(() => this.forget(session, client));
+    session.start();
+  }
+
+  private refusalFor(client: string): string | undefined {
+    const { clients, limits } = this.config;
+    if (client === '' || !isClientAllowed(client, clients.allow, clients.deny)) return 'denied';
+    if (this.sessions.size >= limits.maxSessions) return 'site-limit';
+    if ((this.perClient.get(client) ?? 0) >= limits.maxSessionsPerClient) return 'client-limit';
+    if (!this.deps.budget.tryTake()) return 'process-limit';
+    return undefined;
+  }
+
+  private forget(session: Session, client: string): void {
+    this.sessions.delete(session);
+    this.deps.budget.give();
+    this.deps.metrics.sessionsActive.dec({ site: this.name });
+    const left = (this.perClient.get(client) ?? 1) - 1;
+    if (left === 0) this.perClient.delete(client);
+    else this.perClient.set(client, left);
+  }
+
+  /** End every session now. */
+  endAll(reason: string): void {
+    for (const session of this.sessions) {
+      session.end(reason, formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service shutting down.'));
+    }
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.closed()));
+  }
+}

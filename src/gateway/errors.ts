@@ -1,0 +1,29 @@
+/** One class per failure, each with a stable code (undici's UND_ERR_* pattern). */
+
+export class AlgError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AlgError';
+  }
+}
+
+export class PortExhaustedError extends AlgError {
+  constructor(range: string) {
+    super('ERR_ALG_PORT_EXHAUSTED', `no free port in ${range}`);
+  }
+}
+
+export class PinholeLimitError extends AlgError {
+  constructor(limit: number) {
+    super('ERR_ALG_PINHOLE_LIMIT', `session already holds ${limit} pinholes`);
+  }
+}
+
+export class BindError extends AlgError {
+  constructor(cause: string) {
+    super('ERR_ALG_BIND', `cannot bind a pinhole: ${cause}`);
+  }
+}

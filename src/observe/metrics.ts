@@ -1,0 +1,71 @@
+/**
+ * Every metric of the gateway, in one registry per gateway (so two gateways
+ * in one process, as in tests, do not share counters).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type Direction = 'passive' | 'active';
+export type Flow = 'upload' | 'download';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly sessionsActive: Gauge<'site'>;
+  readonly sessionsTotal: Counter<'site'>;
+  readonly sessionsRefused: Counter<'site' | 'reason'>;
+  readonly pinholesOpen: Gauge<'site' | 'dir'>;
+  readonly pinholesOpened: Counter<'site' | 'dir'>;
+  readonly pinholesExpired: Counter<'site' | 'dir'>;
+  readonly pinholesWrongPeer: Counter<'site' | 'dir'>;
+  readonly pinholesRefused: Counter<'site' | 'reason'>;
+  readonly portsFree: Gauge<'site' | 'dir'>;
+  readonly bytes: Counter<'site' | 'flow'>;
+  readonly transferSeconds: Histogram<'site'>;
+  readonly upstreamConnectFailures: Counter<'site'>;
+  readonly upstreamConnectSeconds: Histogram<'site'>;
+  readonly parseRejects: Counter<'site' | 'side' | 'kind'>;
+  readonly commandsRefused: Counter<'site' | 'verb' | 'reason'>;
+
+  /** Filled in by the gateway: the free ports of every pool, read at scrape time. */
+  freePorts: () => { site: string; dir: Direction; free: number }[] = () => [];
+
+  constructor() {
+    const registers = [this.registry];
+    this.sessionsActive = new Gauge({ name: 'ftp_alg_sessions_active', help: 'Sessions open now.', labelNames: ['site'], registers });
+    this.sessionsTotal = new Counter({ name: 'ftp_alg_sessions_total', help: 'Sessions accepted.', labelNames: ['site'], registers });
+    this.sessionsRefused = new Counter({ name: 'ftp_alg_sessions_refused_total', help: 'Connections refused, by reason.', labelNames: ['site', 'reason'], registers });
+    this.pinholesOpen = new Gauge({ name: 'ftp_alg_pinholes_open', help: 'Pinholes open now.', labelNames: ['site', 'dir'], registers });
+    this.pinholesOpened = new Counter({ name: 'ftp_alg_pinholes_opened_total', help: 'Pinholes opened.', labelNames: ['site', 'dir'], registers });
+    this.pinholesExpired = new Counter({ name: 'ftp_alg_pinholes_expired_total', help: 'Pinholes closed unused at their accept deadline.', labelNames: ['site', 'dir'], registers });
+    this.pinholesWrongPeer = new Counter({ name: 'ftp_alg_pinholes_wrong_peer_total', help: 'Connections to a pinhole from an unexpected address, refused.', labelNames: ['site', 'dir'], registers });
+    this.pinholesRefused = new Counter({ name: 'ftp_alg_pinholes_refused_total', help: 'Pinholes not opened, by reason.', labelNames: ['site', 'reason'], registers });
+    const metrics = this;
+    this.portsFree = new Gauge({
+      name: 'ftp_alg_ports_free',
+      help: 'Free ports in the pinhole pool.',
+      labelNames: ['site', 'dir'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { site, dir, free } of metrics.freePorts()) this.set({ site, dir }, free);
+      },
+    });
+    this.bytes = new Counter({ name: 'ftp_alg_bytes_total', help: 'Data bytes relayed.', labelNames: ['site', 'flow'], registers });
+    this.transferSeconds = new Histogram({
+      name: 'ftp_alg_transfer_duration_seconds',
+      help: 'Duration of data transfers.',
+      labelNames: ['site'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800],
+      registers,
+    });
+    this.upstreamConnectFailures = new Counter({ name: 'ftp_alg_upstream_connect_failures_total', help: 'Failed upstream control connections.', labelNames: ['site'], registers });
+    this.upstreamConnectSeconds = new Histogram({
+      name: 'ftp_alg_upstream_connect_seconds',
+      help: 'Time to connect to the upstream control port.',
+      labelNames: ['site'],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    this.parseRejects = new Counter({ name: 'ftp_alg_parse_rejects_total', help: 'Peer input refused by the codec, by side and kind.', labelNames: ['site', 'side', 'kind'], registers });
+    this.commandsRefused = new Counter({ name: 'ftp_alg_commands_refused_total', help: 'Client commands answered with a refusal by the gateway.', labelNames: ['site', 'verb', 'reason'], registers });
+  }
+}

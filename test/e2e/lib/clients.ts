@@ -1,0 +1,260 @@
+// Real FTP clients run inside a namespace: curl, lftp and Python's ftplib.
+// Each is forced to honour the address in a 227 (the default of modern
+// clients is to ignore it, which hides a broken rewrite) and to use exactly
+// the data-connection mode asked for; the transcript of control lines is
+// parsed so a test can assert which mode really ran.
+import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exec, type ExecResult } from './topology.js';
+
+export type ClientKind = 'curl' | 'lftp' | 'ftplib';
+export type Mode = 'pasv' | 'epsv' | 'port' | 'eprt';
+export type Op = 'get' | 'put' | 'list' | 'nlst';
+
+export const CLIENT_KINDS: readonly ClientKind[] = ['curl', 'lftp', 'ftplib'];
+export const CLIENT_BINARIES: Record<ClientKind, string> = {
+  curl: 'curl',
+  lftp: 'lftp',
+  ftplib: existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3',
+};
+const FTPLIB_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'ftplib_client.py');
+
+/** Hard bound on one client run: a broken data path fails, never hangs. */
+export const CLIENT_TIMEOUT_MS = 30_000;
+const CONNECT_TIMEOUT_S = 10;
+
+export interface Target {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+export interface ClientRequest {
+  client: ClientKind;
+  mode: Mode;
+  op: Op;
+  target: Target;
+  /** Absolute path on the server, e.g. /pub/1k.bin or /upload/x.bin. */
+  remote: string;
+  /** Local file to write (get) or read (put). */
+  local?: string;
+  timeoutMs?: number;
+}
+
+export interface ControlLine {
+  dir: 'sent' | 'received';
+  line: string;
+}
+
+export interface ClientResult extends ExecResult {
+  request: ClientRequest;
+  /** Control-channel lines the client printed, in order. */
+  transcript: ControlLine[];
+  /** Data-connection commands the client sent (PASV, EPSV, PORT, EPRT). */
+  dataCommands: string[];
+  /** For list/nlst: the listing lines. */
+  listing: string[];
+}
+
+const DATA_VERBS = new Set(['PASV', 'EPSV', 'PORT', 'EPRT']);
+const EXPECTED_VERB: Record<Mode, string> = { pasv: 'PASV', epsv: 'EPSV', port: 'PORT', eprt: 'EPRT' };
+
+/** Whether a client can be made to use a mode over IPv4. */
+export function supports(client: ClientKind, mode: Mode): boolean {
+  // lftp sends EPRT only on an IPv6 control connection.
+  return !(client === 'lftp' && mode === 'eprt');
+}
+
+export function expectedVerb(mode: Mode): string {
+  return EXPECTED_VERB[mode];
+}
+
+/** True when the client sent the mode's command and no other data command. */
+export function usedMode(result: ClientResult): boolean {
+  const want = EXPECTED_VERB[result.request.mode];
+  return result.dataCommands.length > 0 && result.dataCommands.every((v) => v === want);
+}
+
+function hostInUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function curlArgs(req: ClientRequest): string[] {
+  const { target } = req;
+  const url = `ftp://${hostInUrl(target.host)}:${target.port}${req.remote}`;
+  const args = [
+    '-sS',
+    '-v',
+    '--max-time', String(Math.floor((req.timeoutMs ?? CLIENT_TIMEOUT_MS) / 1000) - 2),
+    '--connect-timeout', String(CONNECT_TIMEOUT_S),
+    '--user', `${target.user}:${target.password}`,
+    '--no-ftp-skip-pasv-ip', // honour the address in a 227
+  ];
+  switch (req.mode) {
+    case 'pasv':
+      args.push('--ftp-pasv', '--disable-epsv');
+      break;
+    case 'epsv':
+      args.push('--ftp-pasv');
+      break;
+    case 'port':
+      args.push('--ftp-port', '-', '--disable-eprt');
+      break;
+    case 'eprt':
+      args.push('--ftp-port', '-');
+      break;
+  }
+  switch (req.op) {
+    case 'get':
+      args.push('-o', mustLocal(req), url);
+      break;
+    case 'put':
+      args.push('-T', mustLocal(req), url);
+      break;
+    case 'list':
+      args.push(url.endsWith('/') ? url : `${url}/`);
+      break;
+    case 'nlst':
+      args.push('--list-only', url.endsWith('/') ? url : `${url}/`);
+      break;
+  }
+  return args;
+}
+
+function lftpScript(req: ClientRequest): string {
+  const { target } = req;
+  const passive = req.mode === 'pasv' || req.mode === 'epsv';
+  const lines = [
+    'set cmd:fail-exit yes',
+    'set cmd:interactive no',
+    'set net:max-retries 1',
+    'set net:persist-retries 0',
+    `set net:timeout ${CONNECT_TIMEOUT_S}`,
+    'set net:reconnect-interval-base 1',
+    'set ftp:ssl-allow no',
+    `set ftp:passive-mode ${passive ? 'on' : 'off'}`,
+    `set ftp:prefer-epsv ${req.mode === 'epsv' ? 'yes' : 'no'}`,
+    'set ftp:ignore-pasv-address no',
+    'set ftp:fix-pasv-address no',
+    'set xfer:clobber on',
+    `open -u ${target.user},${target.password} ftp://${hostInUrl(target.host)}:${target.port}`,
+  ];
+  switch (req.op) {
+    case 'get':
+      lines.push(`get ${req.remote} -o ${mustLocal(req)}`);
+      break;
+    case 'put':
+      lines.push(`put ${mustLocal(req)} -o ${req.remote}`);
+      break;
+    case 'list':
+      lines.push(`ls ${req.remote}`);
+      break;
+    case 'nlst':
+      lines.push(`nlist ${req.remote}`);
+      break;
+  }
+  lines.push('bye');
+  return lines.join('; ');
+}
+
+function ftplibArgs(req: ClientRequest): string[] {
+  const { target } = req;
+  const args = [
+    FTPLIB_SCRIPT,
+    '--host', target.host,
+    '--port', String(target.port),
+    '--user', target.user,
+    '--password', target.password,
+    '--mode', req.mode,
+    '--op', req.op,
+    '--remote', req.remote,
+    '--timeout', String(CONNECT_TIMEOUT_S),
+  ];
+  if (req.local !== undefined) args.push('--local', req.local);
+  return args;
+}
+
+function mustLocal(req: ClientRequest): string {
+  if (req.local === undefined) throw new Error(`${req.op} needs a local path`);
+  return req.local;
+}
+
+/** Control lines from each client's own debug format. */
+function parseTranscript(client: ClientKind, r: ExecResult): { transcript: ControlLine[]; listing: string[] } {
+  const transcript: ControlLine[] = [];
+  const listing: string[] = [];
+  if (client === 'curl') {
+    for (const line of r.stderr.split('\n')) {
+      if (line.startsWith('> ')) transcript.push({ dir: 'sent', line: line.slice(2).trimEnd() });
+      else if (line.startsWith('< ')) transcript.push({ dir: 'received', line: line.slice(2).trimEnd() });
+    }
+    listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
+  } else if (client === 'lftp') {
+    for (const line of r.stderr.split('\n')) {
+      if (line.startsWith('---> ')) transcript.push({ dir: 'sent', line: line.slice(5).trimEnd() });
+      else if (line.startsWith('<--- ')) transcript.push({ dir: 'received', line: line.slice(5).trimEnd() });
+    }
+    listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
+  } else {
+    for (const line of r.stdout.split('\n')) {
+      const m = /^\*(cmd|put|resp|data)\* (.*)$/.exec(line);
+      if (m === null || m[1] === undefined || m[2] === undefined) continue;
+      const body = m[1] === 'data' ? m[2] : unquotePython(m[2]);
+      if (m[1] === 'cmd') transcript.push({ dir: 'sent', line: body });
+      else if (m[1] === 'resp') transcript.push({ dir: 'received', line: body });
+      else if (m[1] === 'data') listing.push(body);
+    }
+  }
+  return { transcript, listing };
+}
+
+function unquotePython(repr: string): string {
+  return repr.length >= 2 && (repr.startsWith("'") || repr.startsWith('"')) ? repr.slice(1, -1) : repr;
+}
+
+/** Runs one client operation inside the namespace `ns`. Never throws for a failed transfer. */
+export async function runClient(ns: string, req: ClientRequest): Promise<ClientResult> {
+  if (!supports(req.client, req.mode)) throw new Error(`${req.client} cannot use ${req.mode} over IPv4`);
+  const timeoutMs = req.timeoutMs ?? CLIENT_TIMEOUT_MS;
+  let result: ExecResult;
+  if (req.client === 'curl') {
+    result = await exec(ns, CLIENT_BINARIES.curl, curlArgs(req), { timeoutMs });
+  } else if (req.client === 'lftp') {
+    result = await exec(ns, CLIENT_BINARIES.lftp, ['-d', '-c', lftpScript(req)], { timeoutMs });
+  } else {
+    result = await exec(ns, CLIENT_BINARIES.ftplib, ftplibArgs(req), { timeoutMs });
+  }
+  const { transcript, listing } = parseTranscript(req.client, result);
+  const dataCommands = transcript
+    .filter((l) => l.dir === 'sent')
+    .map((l) => (l.line.split(' ')[0] ?? '').toUpperCase())
+    .filter((verb) => DATA_VERBS.has(verb));
+  return { ...result, request: req, transcript, dataCommands, listing };
+}
+
+export async function sha256File(path: string): Promise<string | null> {
+  if (!existsSync(path)) return null;
+  return sha256(await readFile(path));
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** One readable block for a failure message: command, exit, transcript, output. */
+export function describeResult(r: ClientResult): string {
+  const { client, mode, op, remote, target } = r.request;
+  return [
+    `${client} ${mode} ${op} ${remote} via ${target.host}:${target.port}: exit ${r.code ?? r.signal}` +
+      `${r.timedOut ? ' (timed out)' : ''} in ${r.ms} ms`,
+    `data commands: ${r.dataCommands.join(', ') || '(none)'}`,
+    '--- stdout',
+    r.stdout.slice(-4000),
+    '--- stderr',
+    r.stderr.slice(-6000),
+  ].join('\n');
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""One FTP operation with Python's ftplib in a chosen data-connection mode.
+
+Usage: ftplib_client.py --host H --port P --user U --password W
+                        --mode pasv|epsv|port|eprt --op get|put|list|nlst
+                        --remote PATH [--local PATH] [--timeout S]
+
+ftplib normally ignores the address in a 227 and only speaks EPSV/EPRT over
+IPv6; this client always trusts the 227 and sends exactly the command the
+mode names, so a wrong rewrite by a gateway shows up as a failure.
+Exit status 0 on success, 1 on an FTP or network error.
+"""
+import argparse
+import ftplib
+import socket
+import sys
+
+
+class ModeFTP(ftplib.FTP):
+    trust_server_pasv_ipv4_address = True
+
+    def __init__(self, mode, timeout):
+        super().__init__(timeout=timeout)
+        self.mode = mode
+
+    def makepasv(self):
+        if self.mode == "epsv":
+            return ftplib.parse229(self.sendcmd("EPSV"), self.sock.getpeername())
+        host, port = ftplib.parse227(self.sendcmd("PASV"))
+        return host, port
+
+    def makeport(self):
+        host = self.sock.getsockname()[0]
+        sock = socket.create_server((host, 0), family=self.af, backlog=1)
+        port = sock.getsockname()[1]
+        if self.mode == "eprt":
+            self.sendeprt(host, port)
+        else:
+            self.sendport(host, port)
+        sock.settimeout(self.timeout)
+        return sock
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, default=21)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--mode", choices=["pasv", "epsv", "port", "eprt"], required=True)
+    p.add_argument("--op", choices=["get", "put", "list", "nlst"], required=True)
+    p.add_argument("--remote", required=True)
+    p.add_argument("--local")
+    p.add_argument("--timeout", type=float, default=10.0)
+    a = p.parse_args()
+
+    ftp = ModeFTP(a.mode, a.timeout)
+    ftp.set_debuglevel(1)  # commands and replies to stdout, PASS masked
+    ftp.set_pasv(a.mode in ("pasv", "epsv"))
+    try:
+        ftp.connect(a.host, a.port)
+        ftp.login(a.user, a.password)
+        if a.op == "get":
+            with open(a.local, "wb") as f:
+                ftp.retrbinary("RETR " + a.remote, f.write)
+        elif a.op == "put":
+            with open(a.local, "rb") as f:
+                ftp.storbinary("STOR " + a.remote, f)
+        elif a.op == "list":
+            lines = []
+            ftp.retrlines("LIST " + a.remote, lines.append)
+            print("\n".join("*data* " + line for line in lines))
+        else:
+            names = ftp.nlst(a.remote)
+            print("\n".join("*data* " + name for name in names))
+        ftp.quit()
+    except (ftplib.all_errors) as e:
+        print("error: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        ftp.close()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

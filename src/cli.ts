@@ -63,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`ftp-alg: invalid configuration ${file}: ${(err as Error).message}\n`);
     return err instanceof ConfigError ? EX_CONFIG : 1;
   }
-  return run(config);
+  return run(config, file);
 }
 
 function checkConfig(file: string): number {
@@ -77,7 +77,7 @@ function checkConfig(file: string): number {
   }
 }
 
-async function run(config: GatewayConfig): Promise<number> {
+async function run(config: GatewayConfig, file: string): Promise<number> {
   const log = createLogger(config.log.level);
   const gateway = new Gateway(config, log);
   try {
@@ -105,6 +105,17 @@ async function run(config: GatewayConfig): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      let next: GatewayConfig;
+      try {
+        next = loadConfigFile(file);
+      } catch (err) {
+        log.error({ file, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
+        return;
+      }
+      gateway.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));
+    });
   });
 }
 

@@ -9,6 +9,15 @@ export function assertIp(value: unknown): void {
   if (!isIp(value)) throw new Error(`must be an IP address, got ${JSON.stringify(value)}`);
 }
 
+export function assertIpOrEmpty(value: unknown): void {
+  if (value !== '') assertIp(value);
+}
+
+export function assertIpList(value: unknown): void {
+  if (!Array.isArray(value)) throw new Error('must be a list of IP addresses');
+  value.forEach(assertIp);
+}
+
 export function assertIpOrAuto(value: unknown): void {
   if (value !== 'auto') assertIp(value);
 }

@@ -72,12 +72,20 @@ function loadSite(item: unknown, index: number): SiteConfig {
     const r = props[key];
     if (r.min > r.max) throw new ConfigError(`${where}.${key}: min ${r.min} is greater than max ${r.max}`);
   }
+  const up = props.upstream;
+  if (up.host === '' && up.hosts.length === 0 && up.dns === '') {
+    throw new ConfigError(`${where}.upstream.host: must be an IP address (or give upstream.hosts or upstream.dns)`);
+  }
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
     ...props,
     listen: { ...props.listen, host: normalise(props.listen.host) },
-    upstream: { ...props.upstream, host: normalise(props.upstream.host as string) },
+    upstream: {
+      ...props.upstream,
+      host: props.upstream.host === '' ? '' : normalise(props.upstream.host),
+      hosts: props.upstream.hosts.map(normalise),
+    },
     externalAddress,
   } as SiteConfig;
 }

@@ -10,6 +10,15 @@ export interface Endpoint {
   readonly port: number;
 }
 
+export interface UpstreamConfig extends Endpoint {
+  /** Pool members besides `host`; normalised. */
+  readonly hosts: readonly string[];
+  /** DNS name whose addresses form the pool; '' if none. */
+  readonly dns: string;
+  readonly resolveIntervalMs: number;
+  readonly healthCheckIntervalMs: number;
+}
+
 export type UpstreamDataMode = 'client' | 'passive' | 'active';
 export type FtpsPolicy = 'refuse' | 'deny';
 export type ClientAddressPolicy = 'strict' | 'substitute';
@@ -32,7 +41,7 @@ export interface SiteLimits {
 export interface SiteConfig {
   readonly name: string;
   readonly listen: Endpoint;
-  readonly upstream: Endpoint;
+  readonly upstream: UpstreamConfig;
   /** `auto`, or one address per family (at most one IPv4 and one IPv6). */
   readonly externalAddress: readonly string[] | 'auto';
   /** Address the upstream sees for active-mode pinholes; `auto` is the upstream control connection's local address. */

@@ -3,7 +3,10 @@
  * lifecycle (start, drain, destroy). Counts are exposed so that tests and
  * operators can see that nothing leaks.
  */
-import type { GatewayConfig } from '../config/types.js';
+import type { Server } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
+import type { GatewayConfig, SiteConfig } from '../config/types.js';
+import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { Site, type SessionBudget } from './Site.js';
@@ -17,6 +20,9 @@ export interface GatewayStats {
 export class Gateway {
   readonly metrics = new Metrics();
   private readonly sites = new Map<string, Site>();
+  /** Sites replaced or removed by a reload, kept until their last session ends. */
+  private readonly retired = new Set<Site>();
+  private http: Server | undefined;
   private sessionsInUse = 0;
   private state: 'new' | 'running' | 'draining' | 'closed' = 'new';
 
@@ -36,17 +42,79 @@ export class Gateway {
   }
 
   async start(): Promise<void> {
-    for (const siteConfig of this.config.sites) {
-      const site = new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget });
-      this.sites.set(siteConfig.name, site);
-    }
+    for (const siteConfig of this.config.sites) this.sites.set(siteConfig.name, this.newSite(siteConfig));
     try {
       for (const site of this.sites.values()) await site.listen();
+      if (this.config.metrics.listen !== '') this.http = await startHttp(this.config.metrics.listen, this.probe, this.log);
     } catch (err) {
       await this.stopListening();
+      await this.stopHttp();
       throw err;
     }
     this.state = 'running';
+  }
+
+  /** Ready: running (not draining), every site listening with a reachable upstream. */
+  readonly probe = {
+    registry: this.metrics.registry,
+    ready: () => {
+      const sites: Record<string, boolean> = {};
+      for (const [name, site] of this.sites) sites[name] = site.ready;
+      const ready = this.state === 'running' && Object.values(sites).every(Boolean);
+      return { ready, detail: { state: this.state, sites } };
+    },
+  };
+
+  /**
+   * Apply a validated config to new sessions. Sites removed stop listening
+   * now; sites changed get a new Site (taking over the listener when its
+   * address is unchanged); live sessions keep the settings they started with.
+   */
+  async reload(next: GatewayConfig): Promise<void> {
+    if (this.state !== 'running') return;
+    const wanted = new Map(next.sites.map((s) => [s.name, s]));
+    for (const [name, site] of this.sites) {
+      if (wanted.has(name)) continue;
+      this.sites.delete(name);
+      this.retire(site);
+      await site.stopListening();
+      this.log.info({ site: name }, 'site removed');
+    }
+    for (const siteConfig of next.sites) await this.replaceSite(siteConfig);
+    this.log.level = next.log.level;
+    if (next.metrics.listen !== this.config.metrics.listen) {
+      await closeHttp(this.http);
+      this.http = next.metrics.listen === '' ? undefined : await startHttp(next.metrics.listen, this.probe, this.log);
+    }
+    this.config = next;
+    this.log.info({ sites: next.sites.length }, 'configuration reloaded');
+  }
+
+  private async replaceSite(siteConfig: SiteConfig): Promise<void> {
+    const old = this.sites.get(siteConfig.name);
+    if (old !== undefined && isDeepStrictEqual(old.config, siteConfig)) return;
+    const site = this.newSite(siteConfig);
+    if (old !== undefined && isDeepStrictEqual(old.config.listen, siteConfig.listen) && old.listening) {
+      await site.adopt(old);
+    } else {
+      if (old !== undefined) await old.stopListening();
+      await site.listen();
+    }
+    if (old !== undefined) this.retire(old);
+    this.sites.set(siteConfig.name, site);
+    this.log.info({ site: siteConfig.name, replaced: old !== undefined }, old === undefined ? 'site added' : 'site changed');
+  }
+
+  private newSite(siteConfig: SiteConfig): Site {
+    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget });
+  }
+
+  private retire(site: Site): void {
+    site.retire();
+    this.retired.add(site);
+    void site.settled().then(() => {
+      if (site.sessions.size === 0) this.retired.delete(site);
+    });
   }
 
   /** Bound listener of each site (port 0 in the config becomes the real port). */
@@ -63,9 +131,11 @@ export class Gateway {
     let sessions = 0;
     let pinholes = 0;
     const sites: Record<string, { passiveFree: number; activeFree: number; sessions: number }> = {};
-    for (const [name, site] of this.sites) {
+    for (const site of [...this.sites.values(), ...this.retired]) {
       sessions += site.sessions.size;
       for (const s of site.sessions) pinholes += s.pinholeCount;
+    }
+    for (const [name, site] of this.sites) {
       sites[name] = { passiveFree: site.pools.passive.free, activeFree: site.pools.active.free, sessions: site.sessions.size };
     }
     return { sessions, pinholes, sites };
@@ -89,6 +159,7 @@ export class Gateway {
     clearTimeout(timer);
     if (outcome === 'timeout') this.destroy();
     await this.settled();
+    await this.stopHttp();
     this.state = 'closed';
   }
 
@@ -96,15 +167,21 @@ export class Gateway {
   destroy(): void {
     this.state = this.state === 'new' ? 'closed' : this.state;
     void this.stopListening();
-    for (const site of this.sites.values()) site.endAll('shutdown');
+    void this.stopHttp();
+    for (const site of [...this.sites.values(), ...this.retired]) site.endAll('shutdown');
   }
 
   private async settled(): Promise<void> {
-    await Promise.all([...this.sites.values()].map((s) => s.settled()));
+    await Promise.all([...this.sites.values(), ...this.retired].map((s) => s.settled()));
   }
 
   private async stopListening(): Promise<void> {
     await Promise.all([...this.sites.values()].map((s) => s.stopListening()));
+  }
+
+  private async stopHttp(): Promise<void> {
+    await closeHttp(this.http);
+    this.http = undefined;
   }
 
   private readonly budget: SessionBudget = {
@@ -117,4 +194,10 @@ export class Gateway {
       this.sessionsInUse--;
     },
   };
+}
+
+function closeHttp(server: Server | undefined): Promise<void> {
+  if (server === undefined) return Promise.resolve();
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
 }

@@ -18,6 +18,7 @@ import { formatReply, ReplyReader } from '../ftp/reply.js';
 import { type Logger, loggableLine } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { DataChannels } from './DataChannels.js';
+import { features } from './features.js';
 import { LineQueue } from './LineQueue.js';
 import { normalise } from './Pinhole.js';
 import type { PortPool } from './PortPool.js';
@@ -26,6 +27,8 @@ export interface FinalReply {
   readonly code: number;
   readonly text: string;
   readonly raw: Buffer;
+  /** Earlier lines of a multi-line reply, when the command asked to collect them. */
+  readonly parts: readonly Buffer[];
 }
 
 /** What to do with a final reply; returning RESEND means the handler sent a new command for the same entry. */
@@ -35,6 +38,8 @@ export const RESEND = Symbol('resend');
 interface Pending {
   readonly verb: string;
   handler?: ReplyHandler;
+  /** Multi-line reply lines held back for the handler instead of forwarded. */
+  collected?: Buffer[];
   /** A reply the gateway itself gives, in its turn. */
   readonly local?: Buffer;
   settle?: () => void;
@@ -43,6 +48,10 @@ interface Pending {
 export interface SessionContext {
   readonly id: string;
   readonly site: SiteConfig;
+  /** The upstream chosen for this session; it keeps it to the end. */
+  readonly upstream: { readonly host: string; readonly port: number };
+  /** Told when the chosen upstream cannot be reached. */
+  readonly upstreamFailed: (host: string) => void;
   readonly pools: { readonly passive: PortPool; readonly active: PortPool };
   readonly log: Logger;
   readonly metrics: Metrics;
@@ -59,6 +68,7 @@ export interface Endpoints {
 const TRANSFER_VERBS = new Set(['RETR', 'STOR', 'STOU', 'APPE', 'LIST', 'NLST', 'MLSD']);
 const CLOSE_GRACE_MS = 2_000;
 const MAX_PENDING = 64;
+const MAX_COLLECTED_LINES = 256;
 
 export class Session {
   readonly startedAt = Date.now();
@@ -120,11 +130,13 @@ export class Session {
     client.on('data', (chunk: Buffer) => splitter.push(chunk));
 
     const began = performance.now();
-    const upstream = net.connect({ host: site.upstream.host, port: site.upstream.port, timeout: site.timeouts.upstreamConnectMs });
+    const target = this.ctx.upstream;
+    const upstream = net.connect({ host: target.host, port: target.port, timeout: site.timeouts.upstreamConnectMs });
     this.upstream = upstream;
     upstream.once('timeout', () => {
       if (this.phase !== 'connecting') return;
       metrics.upstreamConnectFailures.inc({ site: site.name });
+      this.ctx.upstreamFailed(target.host);
       this.end('upstream-connect-timeout', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream unreachable.'));
     });
     upstream.once('connect', () => {
@@ -134,6 +146,7 @@ export class Session {
     upstream.on('error', (err) => {
       if (this.phase === 'connecting') {
         metrics.upstreamConnectFailures.inc({ site: site.name });
+        this.ctx.upstreamFailed(target.host);
         this.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'upstream connect failed');
         this.end('upstream-connect-failed', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream unreachable.'));
       } else {
@@ -193,6 +206,8 @@ export class Session {
         return this.data.onActive(command);
       case 'AUTH':
         return this.onAuth(command);
+      case 'FEAT':
+        return this.forward(raw, 'FEAT', (reply) => this.toClient(features(reply, this.ctx.site)), true);
       case 'ABOR':
       case 'REIN':
         this.data.closeAll(command.verb);
@@ -216,12 +231,12 @@ export class Session {
   }
 
   /** Send a line upstream; its reply is forwarded, or given to `handler`. */
-  forward(line: Buffer, verb: string, handler?: ReplyHandler): void {
+  forward(line: Buffer, verb: string, handler?: ReplyHandler, collect = false): void {
     if (this.pending.length >= MAX_PENDING) {
       this.end('too-many-pipelined', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Too many commands without reply.'));
       return;
     }
-    this.pending.push({ verb, handler });
+    this.pending.push({ verb, handler, collected: collect ? [] : undefined });
     this.toUpstream(line);
   }
 
@@ -292,7 +307,9 @@ export class Session {
       return;
     }
     if (line.kind === 'part' || line.code < 200) {
-      this.toClient(raw); // multi-line text and 1xx preliminaries answer nothing yet
+      const collected = this.pending[0]?.collected;
+      if (line.kind === 'part' && collected !== undefined && collected.length < MAX_COLLECTED_LINES) collected.push(raw);
+      else this.toClient(raw); // multi-line text and 1xx preliminaries answer nothing yet
       return;
     }
     const entry = this.pending.shift();
@@ -300,7 +317,7 @@ export class Session {
       this.toClient(raw); // unsolicited: passed on, never acted upon
       return;
     }
-    const reply: FinalReply = { code: line.code, text: line.text, raw };
+    const reply: FinalReply = { code: line.code, text: line.text, raw, parts: entry.collected ?? [] };
     const outcome = entry.verb === '(greeting)' ? this.onGreeting(reply) : this.handle(entry, reply);
     if (outcome instanceof Promise) return outcome.then(() => this.settled(entry));
     if (outcome !== RESEND) this.settled(entry);
@@ -308,6 +325,7 @@ export class Session {
 
   private handle(entry: Pending, reply: FinalReply): void | Promise<void> | typeof RESEND {
     if (entry.handler === undefined) {
+      for (const part of reply.parts) this.toClient(part);
       this.toClient(reply.raw);
       return;
     }

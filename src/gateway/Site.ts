@@ -13,6 +13,7 @@ import { normalise } from './Pinhole.js';
 import { isClientAllowed } from './policy.js';
 import { PortPool } from './PortPool.js';
 import { Session } from './Session.js';
+import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */
 export interface SessionBudget {
@@ -23,6 +24,7 @@ export interface SessionBudget {
 export class Site {
   readonly pools: { readonly passive: PortPool; readonly active: PortPool };
   readonly sessions = new Set<Session>();
+  readonly upstreams: UpstreamPool;
   private readonly perClient = new Map<string, number>();
   private server: Server | undefined;
   private nextId = 0;
@@ -34,6 +36,12 @@ export class Site {
   ) {
     this.pools = { passive: new PortPool(config.passivePorts), active: new PortPool(config.activePorts) };
     this.log = deps.log.child({ site: config.name });
+    this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
+  }
+
+  /** Listening, and some upstream believed reachable. */
+  get ready(): boolean {
+    return this.listening && this.upstreams.ready;
   }
 
   get name(): string {
@@ -51,6 +59,7 @@ export class Site {
   }
 
   async listen(): Promise<void> {
+    await this.upstreams.start();
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.admit(socket));
     server.on('error', (err) => this.log.error({ err }, 'listener error'));
     await new Promise<void>((resolve, reject) => {
@@ -62,11 +71,29 @@ export class Site {
     });
     this.server = server;
     const bound = this.address();
-    this.log.info({ host: bound?.host, port: bound?.port, upstream: `${this.config.upstream.host}:${this.config.upstream.port}` }, 'listening');
+    const upstreams = this.upstreams.snapshot().map((m) => m.host);
+    this.log.info({ host: bound?.host, port: bound?.port, upstreams, upstreamPort: this.upstreams.port, dns: this.config.upstream.dns || undefined }, 'listening');
+  }
+
+  /** Take over the listener of the site this one replaces (same address): no connection is refused meanwhile. */
+  async adopt(old: Site): Promise<void> {
+    const server = old.server;
+    if (server === undefined) return this.listen();
+    await this.upstreams.start();
+    old.server = undefined;
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => this.admit(socket));
+    this.server = server;
+  }
+
+  /** Replaced by a reload: no new sessions; live ones finish here. */
+  retire(): void {
+    this.upstreams.stop();
   }
 
   /** Stop accepting; sessions go on. */
   stopListening(): Promise<void> {
+    this.upstreams.stop();
     const server = this.server;
     if (server === undefined) return Promise.resolve();
     this.server = undefined;
@@ -77,11 +104,13 @@ export class Site {
     const client = normalise(socket.remoteAddress);
     const refusal = this.refusalFor(client);
     if (refusal !== undefined) {
-      this.deps.metrics.sessionsRefused.inc({ site: this.name, reason: refusal });
-      this.log.warn({ client, reason: refusal }, 'connection refused');
-      socket.on('error', () => socket.destroy());
-      socket.end(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
-      setTimeout(() => socket.destroy(), 1_000).unref();
+      this.refuse(socket, client, refusal);
+      return;
+    }
+    const upstream = this.upstreams.take();
+    if (upstream === undefined) {
+      this.refuse(socket, client, 'no-upstream');
+      this.deps.budget.give();
       return;
     }
     this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
@@ -90,8 +119,10 @@ export class Site {
       {
         id,
         site: this.config,
+        upstream: { host: upstream, port: this.upstreams.port },
+        upstreamFailed: (host) => this.upstreams.markFailed(host),
         pools: this.pools,
-        log: this.log.child({ sid: id, client }),
+        log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },
       socket,
@@ -100,8 +131,20 @@ export class Site {
     this.deps.metrics.sessionsTotal.inc({ site: this.name });
     this.deps.metrics.sessionsActive.inc({ site: this.name });
     session.log.info({ clientPort: socket.remotePort }, 'session start');
-    void session.closed().then(() => this.forget(session, client));
+    void session.closed().then(() => {
+      this.upstreams.give(upstream);
+      this.forget(session, client);
+    });
     session.start();
+  }
+
+  /** 421 and close (RFC 959: service not available), a warn line and a metric. */
+  private refuse(socket: Socket, client: string, reason: string): void {
+    this.deps.metrics.sessionsRefused.inc({ site: this.name, reason });
+    this.log.warn({ client, reason }, 'connection refused');
+    socket.on('error', () => socket.destroy());
+    socket.end(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
+    setTimeout(() => socket.destroy(), 1_000).unref();
   }
 
   private refusalFor(client: string): string | undefined {

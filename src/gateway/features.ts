@@ -1,0 +1,30 @@
+/**
+ * FEAT (RFC 2389) as the client sees it through the gateway: EPSV and EPRT
+ * are offered whatever the upstream says (the gateway translates them), EPRT
+ * only when active mode is allowed, and TLS features are withdrawn because
+ * TLS is not relayed. Everything else the upstream lists stays as it is.
+ */
+import type { SiteConfig } from '../config/types.js';
+import type { FinalReply } from './Session.js';
+
+const TLS_FEATURES = new Set(['AUTH', 'PBSZ', 'PROT', 'CCC', 'ADAT']);
+const FEAT_OK = 211; // RFC 2389 3.2
+
+export function features(reply: FinalReply, site: SiteConfig): Buffer {
+  if (reply.code !== FEAT_OK || reply.parts.length === 0) {
+    return Buffer.concat([...reply.parts, reply.raw]);
+  }
+  const [header, ...lines] = reply.parts as [Buffer, ...Buffer[]];
+  const kept: Buffer[] = [];
+  const names = new Set<string>();
+  for (const line of lines) {
+    const name = line.toString('latin1').trim().split(/\s+/)[0]?.toUpperCase() ?? '';
+    names.add(name);
+    if (TLS_FEATURES.has(name)) continue;
+    if (name === 'EPRT' && !site.activeMode.enabled) continue;
+    kept.push(line);
+  }
+  if (!names.has('EPSV')) kept.push(Buffer.from(' EPSV\r\n'));
+  if (!names.has('EPRT') && site.activeMode.enabled) kept.push(Buffer.from(' EPRT\r\n'));
+  return Buffer.concat([header, ...kept, reply.raw]);
+}

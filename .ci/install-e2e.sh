@@ -37,11 +37,12 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Debian's vsftpd service must not hold port 21 on the host; the tests run
-# their own vsftpd inside a namespace. Harmless when there is no init system.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet vsftpd 2>/dev/null; then
-  systemctl stop vsftpd || true
+# vsftpd enters the anonymous user's home before its anon_root, so the `ftp`
+# user that Debian's vsftpd package creates must exist with a home directory.
+if ! getent passwd ftp >/dev/null; then
+  useradd --system --home-dir /srv/ftp --shell /usr/sbin/nologin ftp
 fi
+mkdir -p "$(getent passwd ftp | cut -d: -f6)"
 
 unpack() { # unpack <package> <binary path inside the package>
   local pkg=$1 bin=$2 dir="$cache/$1"
@@ -62,12 +63,16 @@ unpack() { # unpack <package> <binary path inside the package>
 }
 
 mkdir -p "$cache"
-# apt-get download runs as _apt when it can; let it write into the temp dirs.
-chmod 755 "$cache"
 unpack pure-ftpd usr/sbin/pure-ftpd
 unpack proftpd-core usr/sbin/proftpd
 
-"$cache/pure-ftpd/usr/sbin/pure-ftpd" --help >/dev/null 2>&1 || true
+for bin in "$cache/pure-ftpd/usr/sbin/pure-ftpd" "$cache/pure-ftpd/usr/bin/pure-pw" "$cache/proftpd-core/usr/sbin/proftpd"; do
+  if ldd "$bin" | grep 'not found' >/dev/null; then
+    echo "install-e2e.sh: $bin lacks libraries:" >&2
+    ldd "$bin" | grep 'not found' >&2
+    exit 1
+  fi
+done
 "$cache/proftpd-core/usr/sbin/proftpd" --version
 vsftpd -v </dev/null 2>&1 | head -1 || true
 echo "install-e2e.sh: ok ($cache)"

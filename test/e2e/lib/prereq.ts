@@ -2,7 +2,7 @@
 // three servers and the three clients. Outside CI a suite whose needs are not
 // met is skipped with a printed reason; in CI (CI=true) it runs and fails
 // loudly in its beforeAll, so a missing install step cannot pass as green.
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { CLIENT_BINARIES } from './clients.js';
 import { REPO_ROOT, SERVER_BINARIES } from './servers.js';
@@ -39,6 +39,19 @@ function isExecutable(path: string): boolean {
   }
 }
 
+/** vsftpd enters the home of its anonymous user (`ftp`) before anon_root. */
+function ftpUserHasHome(): boolean {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('ftp:'));
+    const home = line?.split(':')[5];
+    return home !== undefined && home !== '' && existsSync(home);
+  } catch {
+    return false;
+  }
+}
+
 export function checkPrereq(needs: Needs = {}): Prereq {
   const missing: string[] = [];
   if (process.platform !== 'linux') missing.push(`Linux network namespaces (platform is ${process.platform})`);
@@ -48,6 +61,9 @@ export function checkPrereq(needs: Needs = {}): Prereq {
     for (const [kind, bin] of Object.entries(SERVER_BINARIES)) {
       if (!isExecutable(bin)) missing.push(`${kind} at ${bin} (run: sudo bash .ci/install-e2e.sh)`);
     }
+  }
+  if (needs.servers !== false && !ftpUserHasHome()) {
+    missing.push("vsftpd's anonymous user `ftp` with an existing home (run: sudo bash .ci/install-e2e.sh)");
   }
   if (needs.clients !== false) {
     for (const [kind, bin] of Object.entries(CLIENT_BINARIES)) {

@@ -81,3 +81,9 @@ export function assertListenAddressOrOff(value: unknown): void {
     throw new Error(`must be "" (off) or "host:port" ("[v6]:port"), got ${JSON.stringify(value)}`);
   }
 }
+
+export function assertCount(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 64) {
+    throw new Error(`must be an integer from 0 to 64, got ${JSON.stringify(value)}`);
+  }
+}

@@ -11,6 +11,7 @@ import {
   assertIpOrEmpty,
   assertListenAddressOrOff,
   assertPort,
+  assertCount,
   assertPositiveInt,
   assertRangePort,
 } from './formats.js';
@@ -109,6 +110,13 @@ export const rootSchema = {
   },
   limits: {
     maxSessions: positive('Sessions at once in the whole process.', 10_000),
+  },
+  dataPlane: {
+    workers: {
+      doc: 'Worker threads that relay data connections (each owns a disjoint shard of every port range); 0 relays on the control loop. Set it to the number of cores minus one on a busy edge.',
+      format: assertCount,
+      default: 0,
+    },
   },
   sites: {
     doc: 'The sites: one listener and upstream each.',

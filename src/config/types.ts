@@ -65,5 +65,6 @@ export interface GatewayConfig {
   readonly metrics: { readonly listen: string };
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxSessions: number };
+  readonly dataPlane: { readonly workers: number };
   readonly sites: readonly SiteConfig[];
 }

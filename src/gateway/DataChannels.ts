@@ -22,7 +22,7 @@ import {
 import type { Parsed } from '../ftp/result.js';
 import { formatReply } from '../ftp/reply.js';
 import { PinholeLimitError, PortExhaustedError } from './errors.js';
-import { Pinhole, type PinholeLeg } from './Pinhole.js';
+import type { LegRequest, PinholeHandle } from './DataPlane.js';
 import {
   MIN_DATA_PORT,
   type UpstreamSetup,
@@ -42,7 +42,7 @@ type ClientWish =
   | { readonly mode: 'active'; readonly verb: ActiveVerb; readonly target: { address: string; port: number } };
 
 export class DataChannels {
-  private readonly pinholes = new Set<Pinhole>();
+  private readonly pinholes = new Set<PinholeHandle>();
   private readonly abilities = { epsv: true, eprt: true };
   private epsvAll = false;
   transfers = 0;
@@ -68,7 +68,7 @@ export class DataChannels {
 
   /** Name the newest pinhole after the transfer command that will use it. */
   label(verb: string): void {
-    let newest: Pinhole | undefined;
+    let newest: PinholeHandle | undefined;
     for (const p of this.pinholes) newest = p;
     if (newest !== undefined && newest.command === '') newest.command = verb;
   }
@@ -156,7 +156,7 @@ export class DataChannels {
       if (reply.code !== expected) return this.passOnFailure(wish, sent, reply);
       const port = this.upstreamDataPort(sent, reply.text);
       if (port === undefined) return this.session.toClient(formatReply(codes.CANT_OPEN_DATA, "Can't open data connection."));
-      const upstreamLeg: PinholeLeg = { kind: 'connect', host: this.session.endpoints.upstream, port };
+      const upstreamLeg: LegRequest = { kind: 'connect', host: this.session.endpoints.upstream, port };
       return this.openAndAnswer(wish, upstreamLeg);
     };
   }
@@ -184,7 +184,7 @@ export class DataChannels {
   /** Upstream connects in: open the active pinhole first, then tell the upstream where it is. */
   private async upstreamActive(wish: ClientWish, sent: 'PORT' | 'EPRT'): Promise<void> {
     const privateAddress = this.privateAddress();
-    const upstreamLeg: PinholeLeg = {
+    const upstreamLeg: LegRequest = {
       kind: 'listen',
       host: privateAddress,
       pool: this.ctx.pools.active,
@@ -210,15 +210,15 @@ export class DataChannels {
   }
 
   /** Open the pinhole whose upstream leg is given, then answer the client. */
-  private async openAndAnswer(wish: ClientWish, upstreamLeg: PinholeLeg): Promise<void> {
+  private async openAndAnswer(wish: ClientWish, upstreamLeg: LegRequest): Promise<void> {
     const pinhole = await this.open(wish, upstreamLeg);
     if (pinhole !== undefined) this.answer(wish, pinhole);
   }
 
-  private async open(wish: ClientWish, upstreamLeg: PinholeLeg): Promise<Pinhole | undefined> {
+  private async open(wish: ClientWish, upstreamLeg: LegRequest): Promise<PinholeHandle | undefined> {
     const { site, metrics } = this.ctx;
     const endpoints = this.session.endpoints;
-    const clientLeg: PinholeLeg =
+    const clientLeg: LegRequest =
       wish.mode === 'passive'
         ? { kind: 'listen', host: endpoints.clientLocal, pool: this.ctx.pools.passive, expectedPeer: endpoints.client }
         : {
@@ -228,7 +228,7 @@ export class DataChannels {
             localAddress: endpoints.clientLocal,
             localPort: site.activeMode.sourcePort20 ? 20 : undefined,
           };
-    const pinhole = new Pinhole({
+    const pinhole = this.ctx.dataPlane.pinhole({
       site: site.name,
       dir: wish.mode,
       client: clientLeg,
@@ -252,7 +252,7 @@ export class DataChannels {
     return pinhole;
   }
 
-  private track(pinhole: Pinhole): void {
+  private track(pinhole: PinholeHandle): void {
     this.pinholes.add(pinhole);
     void pinhole.closed().then(() => {
       this.pinholes.delete(pinhole);
@@ -264,7 +264,7 @@ export class DataChannels {
   }
 
   /** The client's answer, in the form it asked for. */
-  private answer(wish: ClientWish, pinhole: Pinhole, upstreamReply?: FinalReply): void {
+  private answer(wish: ClientWish, pinhole: PinholeHandle, upstreamReply?: FinalReply): void {
     if (wish.mode === 'active') {
       // The upstream's own 200 when it got the client's mode; ours when the mode was converted.
       const own = upstreamReply !== undefined && (wish.verb === 'PORT' || wish.verb === 'EPRT');

@@ -5,11 +5,14 @@
  */
 import type { Server } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
+import { AggregatorRegistry } from 'prom-client';
 import type { GatewayConfig, SiteConfig } from '../config/types.js';
 import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
+import { type DataPlane, InProcessDataPlane } from './DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
+import { WorkerDataPlane } from './WorkerDataPlane.js';
 
 export interface GatewayStats {
   readonly sessions: number;
@@ -23,6 +26,7 @@ export class Gateway {
   /** Sites replaced or removed by a reload, kept until their last session ends. */
   private readonly retired = new Set<Site>();
   private http: Server | undefined;
+  private readonly dataPlane: DataPlane;
   private sessionsInUse = 0;
   private state: 'new' | 'running' | 'draining' | 'closed' = 'new';
 
@@ -30,6 +34,8 @@ export class Gateway {
     private config: GatewayConfig,
     readonly log: Logger,
   ) {
+    const workers = config.dataPlane.workers;
+    this.dataPlane = workers === 0 ? new InProcessDataPlane() : new WorkerDataPlane(workers, config.log.level, log);
     this.metrics.freePorts = () =>
       [...this.sites.values()].flatMap((site) => [
         { site: site.name, dir: 'passive' as const, free: site.pools.passive.free },
@@ -56,7 +62,14 @@ export class Gateway {
 
   /** Ready: running (not draining), every site listening with a reachable upstream. */
   readonly probe = {
-    registry: this.metrics.registry,
+    /** The gateway's metrics merged with the data-plane workers' (Prometheus text). */
+    metrics: async (): Promise<{ contentType: string; body: string }> => {
+      const own = this.metrics.registry;
+      const parts = await this.dataPlane.metricsJson();
+      if (parts.length === 0) return { contentType: own.contentType, body: await own.metrics() };
+      const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...parts] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+      return { contentType: own.contentType, body: await merged.metrics() };
+    },
     ready: () => {
       const sites: Record<string, boolean> = {};
       for (const [name, site] of this.sites) sites[name] = site.ready;
@@ -106,7 +119,7 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig): Site {
-    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget });
+    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane });
   }
 
   private retire(site: Site): void {
@@ -160,6 +173,7 @@ export class Gateway {
     if (outcome === 'timeout') this.destroy();
     await this.settled();
     await this.stopHttp();
+    await this.dataPlane.close();
     this.state = 'closed';
   }
 
@@ -168,6 +182,7 @@ export class Gateway {
     this.state = this.state === 'new' ? 'closed' : this.state;
     void this.stopListening();
     void this.stopHttp();
+    void this.settled().then(() => this.dataPlane.close());
     for (const site of [...this.sites.values(), ...this.retired]) site.endAll('shutdown');
   }
 

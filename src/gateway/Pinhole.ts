@@ -9,7 +9,7 @@ import net, { type Server, type Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
-import { BindError, PortExhaustedError } from './errors.js';
+import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
 import type { PortPool } from './PortPool.js';
 import { relay, type RelayCounters } from './relay.js';
 
@@ -33,6 +33,8 @@ export interface PinholeOptions {
   readonly dataIdleMs: number;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** Told when both legs are connected and bytes start to flow. */
+  readonly onRelay?: () => void;
 }
 
 type LegName = 'client' | 'upstream';
@@ -157,7 +159,7 @@ export class Pinhole {
       });
       return;
     }
-    throw new BindError(`${MAX_BIND_ATTEMPTS} ports in use by other programs`);
+    throw new PortInUseError(MAX_BIND_ATTEMPTS);
   }
 
   private onConnection(leg: Leg, spec: Extract<PinholeLeg, { kind: 'listen' }>, socket: Socket): void {
@@ -213,6 +215,7 @@ export class Pinhole {
     if (this.state !== 'waiting') return;
     clearTimeout(this.deadline);
     this.state = 'relaying';
+    this.options.onRelay?.();
     this.startedAt = performance.now();
     const client = this.legs.client.socket as Socket;
     const upstream = this.legs.upstream.socket as Socket;

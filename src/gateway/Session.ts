@@ -21,7 +21,8 @@ import { DataChannels } from './DataChannels.js';
 import { features } from './features.js';
 import { LineQueue } from './LineQueue.js';
 import { normalise } from './Pinhole.js';
-import type { PortPool } from './PortPool.js';
+import type { DataPlane } from './DataPlane.js';
+import type { ShardedPool } from './ShardedPool.js';
 
 export interface FinalReply {
   readonly code: number;
@@ -52,7 +53,8 @@ export interface SessionContext {
   readonly upstream: { readonly host: string; readonly port: number };
   /** Told when the chosen upstream cannot be reached. */
   readonly upstreamFailed: (host: string) => void;
-  readonly pools: { readonly passive: PortPool; readonly active: PortPool };
+  readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
+  readonly dataPlane: DataPlane;
   readonly log: Logger;
   readonly metrics: Metrics;
 }

@@ -11,7 +11,8 @@ import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { normalise } from './Pinhole.js';
 import { isClientAllowed } from './policy.js';
-import { PortPool } from './PortPool.js';
+import type { DataPlane } from './DataPlane.js';
+import { ShardedPool } from './ShardedPool.js';
 import { Session } from './Session.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
@@ -22,7 +23,7 @@ export interface SessionBudget {
 }
 
 export class Site {
-  readonly pools: { readonly passive: PortPool; readonly active: PortPool };
+  readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly sessions = new Set<Session>();
   readonly upstreams: UpstreamPool;
   private readonly perClient = new Map<string, number>();
@@ -32,9 +33,10 @@ export class Site {
 
   constructor(
     readonly config: SiteConfig,
-    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget },
+    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane },
   ) {
-    this.pools = { passive: new PortPool(config.passivePorts), active: new PortPool(config.activePorts) };
+    const shards = deps.dataPlane.shards;
+    this.pools = { passive: new ShardedPool(config.passivePorts, shards), active: new ShardedPool(config.activePorts, shards) };
     this.log = deps.log.child({ site: config.name });
     this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
   }
@@ -122,6 +124,7 @@ export class Site {
         upstream: { host: upstream, port: this.upstreams.port },
         upstreamFailed: (host) => this.upstreams.markFailed(host),
         pools: this.pools,
+        dataPlane: this.deps.dataPlane,
         log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },

@@ -27,3 +27,9 @@ export class BindError extends AlgError {
     super('ERR_ALG_BIND', `cannot bind a pinhole: ${cause}`);
   }
 }
+
+export class PortInUseError extends AlgError {
+  constructor(attempts: number) {
+    super('ERR_ALG_PORT_IN_USE', `${attempts} ports held by other programs`);
+  }
+}

@@ -4,12 +4,11 @@
  * upstream reachable, not draining).
  */
 import http, { type Server } from 'node:http';
-import type { Registry } from 'prom-client';
 import { parseListenAddress } from '../config/formats.js';
 import type { Logger } from './logger.js';
 
 export interface Probe {
-  readonly registry: Registry;
+  metrics(): Promise<{ contentType: string; body: string }>;
   ready(): { ready: boolean; detail: Record<string, unknown> };
 }
 
@@ -44,7 +43,8 @@ export async function startHttp(listen: string, probe: Probe, log: Logger): Prom
 async function answer(url: string, probe: Probe): Promise<{ status: number; type: string; body: string }> {
   const path = url.split('?')[0];
   if (path === '/metrics') {
-    return { status: 200, type: probe.registry.contentType, body: await probe.registry.metrics() };
+    const { contentType, body } = await probe.metrics();
+    return { status: 200, type: contentType, body };
   }
   if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
   if (path === '/readyz') {

@@ -1,0 +1,63 @@
+/**
+ * Where pinholes run. On the control loop (`InProcessDataPlane`, the default)
+ * or in worker threads (`WorkerDataPlane`) so that bulk relaying never delays
+ * accept() and control replies. Sessions see only `PinholeHandle`.
+ */
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import { Pinhole, type PinholeLeg, type PinholeState } from './Pinhole.js';
+import type { ShardedPool } from './ShardedPool.js';
+
+export interface PinholeHandle {
+  readonly state: PinholeState;
+  /** The transfer command (RETR, STOR, LIST…) the data connection serves; '' until known. */
+  command: string;
+  readonly clientPort: number | undefined;
+  readonly upstreamPort: number | undefined;
+  readonly bytes: { readonly up: number; readonly down: number };
+  open(): Promise<void>;
+  close(reason: string): void;
+  closed(): Promise<void>;
+}
+
+export type LegRequest =
+  | { readonly kind: 'listen'; readonly host: string; readonly pool: ShardedPool; readonly expectedPeer: string }
+  | Extract<PinholeLeg, { kind: 'connect' }>;
+
+export interface PinholeRequest {
+  readonly site: string;
+  readonly dir: Direction;
+  readonly client: LegRequest;
+  readonly upstream: LegRequest;
+  readonly acceptTimeoutMs: number;
+  readonly dataIdleMs: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface DataPlane {
+  /** How many disjoint port shards the pools need (one per worker). */
+  readonly shards: number;
+  pinhole(request: PinholeRequest): PinholeHandle;
+  /** Metrics kept by the data plane outside the gateway's own registry, as prom-client JSON. */
+  metricsJson(): Promise<unknown[]>;
+  close(): Promise<void>;
+}
+
+export class InProcessDataPlane implements DataPlane {
+  readonly shards = 1;
+
+  pinhole(request: PinholeRequest): PinholeHandle {
+    return new Pinhole({ ...request, client: onShard(request.client, 0), upstream: onShard(request.upstream, 0) });
+  }
+
+  async metricsJson(): Promise<unknown[]> {
+    return [];
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function onShard(leg: LegRequest, shard: number): PinholeLeg {
+  return leg.kind === 'listen' ? { ...leg, pool: leg.pool.shard(shard) } : leg;
+}

@@ -1,0 +1,33 @@
+/**
+ * A site's port range for one direction, cut into disjoint shards, one per
+ * data-plane worker (one shard when pinholes run on the control loop). A
+ * port belongs to exactly one shard, so no two workers ever bind it.
+ */
+import type { PortRange } from '../config/types.js';
+import { PortPool } from './PortPool.js';
+
+export class ShardedPool {
+  private readonly shards: PortPool[];
+
+  constructor(range: PortRange, count: number) {
+    const lists: number[][] = Array.from({ length: Math.max(1, count) }, () => []);
+    for (let port = range.min; port <= range.max; port++) lists[port % lists.length]?.push(port);
+    this.shards = lists.map((ports) => new PortPool(ports));
+  }
+
+  shard(index: number): PortPool {
+    return this.shards[index % this.shards.length] as PortPool;
+  }
+
+  get shardCount(): number {
+    return this.shards.length;
+  }
+
+  get free(): number {
+    return this.shards.reduce((n, s) => n + s.free, 0);
+  }
+
+  get size(): number {
+    return this.shards.reduce((n, s) => n + s.size, 0);
+  }
+}

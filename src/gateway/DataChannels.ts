@@ -146,11 +146,11 @@ export class DataChannels {
   }
 
   /** Upstream listens: its 227/229 names the port; the gateway will connect to it. */
-  private onUpstreamPassive(wish: ClientWish, sent: 'PASV' | 'EPSV', settle?: () => void): ReplyHandler {
+  private onUpstreamPassive(wish: ClientWish, sent: 'PASV' | 'EPSV'): ReplyHandler {
     return (reply: FinalReply) => {
       if (sent === 'EPSV' && refusesExtension(reply.code) && this.upstreamFamily === 4) {
         this.abilities.epsv = false; // RFC 2428 fallback: the upstream knows only PASV
-        return this.session.resend(formatCommand('PASV'), 'PASV', this.onUpstreamPassive(wish, 'PASV', settle), settle);
+        return this.session.resend(formatCommand('PASV'), 'PASV', this.onUpstreamPassive(wish, 'PASV'));
       }
       const expected = sent === 'PASV' ? codes.ENTERING_PASSIVE : codes.ENTERING_EXTENDED_PASSIVE;
       if (reply.code !== expected) return this.passOnFailure(wish, sent, reply);
@@ -195,10 +195,10 @@ export class DataChannels {
     const port = pinhole.upstreamPort as number;
     const announce = (verb: 'PORT' | 'EPRT') =>
       formatCommand(verb, verb === 'PORT' ? formatHostPort(privateAddress, port) : formatEprt(privateAddress, port));
-    const onReply = (verb: 'PORT' | 'EPRT', settle?: () => void): ReplyHandler => (reply) => {
+    const onReply = (verb: 'PORT' | 'EPRT'): ReplyHandler => (reply) => {
       if (verb === 'EPRT' && refusesExtension(reply.code) && familyOf(privateAddress) === 4) {
         this.abilities.eprt = false;
-        return this.session.resend(announce('PORT'), 'PORT', onReply('PORT', settle), settle);
+        return this.session.resend(announce('PORT'), 'PORT', onReply('PORT'));
       }
       if (reply.code < 200 || reply.code >= 300) {
         pinhole.close('upstream-refused');

@@ -140,6 +140,12 @@ export class Gateway {
     return out;
   }
 
+  /** Where the metrics endpoint is bound, if it is on (port 0 in the config becomes the real port). */
+  metricsAddress(): { host: string; port: number } | undefined {
+    const a = this.http?.address();
+    return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
   stats(): GatewayStats {
     let sessions = 0;
     let pinholes = 0;

@@ -78,6 +78,8 @@ export class Session {
   private endReason = '';
   private upstream: Socket | undefined;
   private readonly pending: Pending[] = [{ verb: '(greeting)' }];
+  /** The entry whose reply handler is running (for `resend`). */
+  private handling: Pending | undefined;
   private readonly replies = new ReplyReader();
   private readonly clientLines: LineQueue;
   private upstreamLines: LineQueue | undefined;
@@ -252,9 +254,13 @@ export class Session {
     });
   }
 
-  /** Send a new command upstream that answers the entry now being handled (a fallback). */
-  resend(line: Buffer, verb: string, handler: ReplyHandler, settle: (() => void) | undefined): typeof RESEND {
-    this.pending.unshift({ verb, handler, settle });
+  /**
+   * From inside a reply handler: send a new command upstream in place of the
+   * one just answered (a fallback, e.g. PASV after a refused EPSV). The
+   * client keeps waiting until the new command's reply is handled.
+   */
+  resend(line: Buffer, verb: string, handler: ReplyHandler): typeof RESEND {
+    this.pending.unshift({ verb, handler, settle: this.handling?.settle });
     this.toUpstream(line);
     return RESEND;
   }
@@ -331,7 +337,12 @@ export class Session {
       this.toClient(reply.raw);
       return;
     }
-    return entry.handler(reply);
+    this.handling = entry;
+    try {
+      return entry.handler(reply);
+    } finally {
+      this.handling = undefined;
+    }
   }
 
   private settled(entry: Pending): void {
@@ -394,9 +405,11 @@ export class Session {
     if (farewell !== undefined && this.client.writable) this.client.write(farewell);
     closeGracefully(this.client);
     if (this.upstream !== undefined) closeGracefully(this.upstream);
-    const fields = { reason, ms: Date.now() - this.startedAt, transfers: this.data.transfers, ...this.data.totals };
-    if (err !== undefined && !normal) this.log.info({ ...fields, err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'session end');
-    else this.log.info(fields, 'session end');
+    const failure = err !== undefined && !normal ? { err: { code: (err as NodeJS.ErrnoException).code, message: err.message } } : {};
+    // One line per session with its totals, once its last transfer is done.
+    void this.data.allClosed().then(() =>
+      this.log.info({ reason, ms: Date.now() - this.startedAt, transfers: this.data.transfers, ...this.data.totals, ...failure }, 'session end'),
+    );
     for (const wake of this.endWaiters.splice(0)) wake();
     for (const entry of this.pending.splice(0)) entry.settle?.();
   }

@@ -86,6 +86,7 @@ export const siteSchema = {
     maxSessions: positive('Sessions at once on this site.', 1_000),
     maxSessionsPerClient: positive('Sessions at once from one client address.', 20),
     maxPinholesPerSession: positive('Pinholes open at once in one session.', 2),
+    maxPinholesPerClient: positive('Pinholes open at once for one client address, all its sessions together (one client never drains the pool).', 16),
     maxLineBytes: positive('Longest control line accepted, CRLF included.', 2_048),
   },
 };

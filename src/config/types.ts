@@ -35,6 +35,7 @@ export interface SiteLimits {
   readonly maxSessions: number;
   readonly maxSessionsPerClient: number;
   readonly maxPinholesPerSession: number;
+  readonly maxPinholesPerClient: number;
   readonly maxLineBytes: number;
 }
 

@@ -137,7 +137,7 @@ export class DataChannels {
 
   private setup(wish: ClientWish): void | Promise<void> {
     const limit = this.ctx.site.limits.maxPinholesPerSession;
-    if (this.pinholes.size >= limit) return this.failSetup(new PinholeLimitError(limit));
+    if (this.pinholes.size >= limit) return this.failSetup(new PinholeLimitError(limit, 'session'));
     const upstreamVerb = upstreamSetupFor(wish.verb, this.ctx.site.upstreamDataMode, this.upstreamFamily, this.abilities);
     if (upstreamVerb === 'PASV' || upstreamVerb === 'EPSV') {
       return this.session.exchange(formatCommand(upstreamVerb), upstreamVerb, this.onUpstreamPassive(wish, upstreamVerb));
@@ -238,9 +238,14 @@ export class DataChannels {
       log: this.session.log,
       metrics,
     });
+    if (!this.ctx.clientPinholes.tryTake()) {
+      this.failSetup(new PinholeLimitError(site.limits.maxPinholesPerClient, 'client'), true);
+      return undefined;
+    }
     try {
       await pinhole.open();
     } catch (err) {
+      this.ctx.clientPinholes.give();
       this.failSetup(err as Error, true);
       return undefined;
     }
@@ -256,6 +261,7 @@ export class DataChannels {
     this.pinholes.add(pinhole);
     void pinhole.closed().then(() => {
       this.pinholes.delete(pinhole);
+      this.ctx.clientPinholes.give();
       const { up, down } = pinhole.bytes;
       if (up + down > 0 || pinhole.command !== '') this.transfers++;
       this.totals.upBytes += up;
@@ -282,7 +288,8 @@ export class DataChannels {
   }
 
   private failSetup(err: Error, inReply = false): void {
-    const reason = err instanceof PortExhaustedError ? 'ports-exhausted' : err instanceof PinholeLimitError ? 'pinhole-limit' : 'bind-failed';
+    const reason =
+      err instanceof PortExhaustedError ? 'ports-exhausted' : err instanceof PinholeLimitError ? `${err.scope}-pinhole-limit` : 'bind-failed';
     this.ctx.metrics.pinholesRefused.inc({ site: this.ctx.site.name, reason });
     this.session.log.warn({ reason, err: { code: (err as { code?: string }).code, message: err.message } }, 'data connection refused');
     const reply = formatReply(codes.CANT_OPEN_DATA, "Can't open data connection: no free port.");

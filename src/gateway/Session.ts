@@ -55,6 +55,8 @@ export interface SessionContext {
   readonly upstreamFailed: (host: string) => void;
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly dataPlane: DataPlane;
+  /** Pinholes of this client address across its sessions: take one before opening, give it back after. */
+  readonly clientPinholes: { tryTake(): boolean; give(): void };
   readonly log: Logger;
   readonly metrics: Metrics;
 }

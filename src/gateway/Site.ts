@@ -27,6 +27,7 @@ export class Site {
   readonly sessions = new Set<Session>();
   readonly upstreams: UpstreamPool;
   private readonly perClient = new Map<string, number>();
+  private readonly pinholesPerClient = new Map<string, number>();
   private server: Server | undefined;
   private nextId = 0;
   private readonly log: Logger;
@@ -125,6 +126,7 @@ export class Site {
         upstreamFailed: (host) => this.upstreams.markFailed(host),
         pools: this.pools,
         dataPlane: this.deps.dataPlane,
+        clientPinholes: this.pinholeBudget(client),
         log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },
@@ -139,6 +141,24 @@ export class Site {
       this.forget(session, client);
     });
     session.start();
+  }
+
+  private pinholeBudget(client: string): { tryTake(): boolean; give(): void } {
+    const counts = this.pinholesPerClient;
+    const limit = this.config.limits.maxPinholesPerClient;
+    return {
+      tryTake: () => {
+        const held = counts.get(client) ?? 0;
+        if (held >= limit) return false;
+        counts.set(client, held + 1);
+        return true;
+      },
+      give: () => {
+        const left = (counts.get(client) ?? 1) - 1;
+        if (left <= 0) counts.delete(client);
+        else counts.set(client, left);
+      },
+    };
   }
 
   /** 421 and close (RFC 959: service not available), a warn line and a metric. */

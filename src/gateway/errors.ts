@@ -17,8 +17,11 @@ export class PortExhaustedError extends AlgError {
 }
 
 export class PinholeLimitError extends AlgError {
-  constructor(limit: number) {
-    super('ERR_ALG_PINHOLE_LIMIT', `session already holds ${limit} pinholes`);
+  constructor(
+    limit: number,
+    readonly scope: 'session' | 'client',
+  ) {
+    super('ERR_ALG_PINHOLE_LIMIT', `${scope} already holds ${limit} pinholes`);
   }
 }
 

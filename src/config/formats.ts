@@ -1,8 +1,11 @@
 /** convict formats for addresses, CIDRs and port ranges (ipaddr.js does every parse). */
 import ipaddr from 'ipaddr.js';
 
+/** A dotted-quad IPv4 or an IPv6 address without zone; `127.1`, `0x7f.0.0.1` and `010.0.0.1` are refused, not reinterpreted. */
 export function isIp(value: unknown): value is string {
-  return typeof value === 'string' && ipaddr.isValid(value) && !value.includes('%');
+  if (typeof value !== 'string') return false;
+  if (value.includes(':')) return ipaddr.IPv6.isValid(value) && !value.includes('%');
+  return ipaddr.IPv4.isValidFourPartDecimal(value) && !/(^|\.)0\d/.test(value);
 }
 
 export function assertIp(value: unknown): void {

@@ -25,6 +25,7 @@ export function parseConfig(document: unknown): GatewayConfig {
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new ConfigError('the configuration must be a JSON object');
   }
+  checkSections(document as Record<string, unknown>, rootSchema, '');
   const root = convict(rootSchema, { args: [], env: {} });
   try {
     root.load(document);
@@ -59,6 +60,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
     throw new ConfigError(`${where}: must be an object`);
   }
+  checkSections(item as Record<string, unknown>, siteSchema, `${where}.`);
   const site = convict(siteSchema, { args: [], env: {} });
   try {
     site.load(item);
@@ -88,6 +90,24 @@ function loadSite(item: unknown, index: number): SiteConfig {
     },
     externalAddress,
   } as SiteConfig;
+}
+
+/** Every section of the schema (a key whose children are keys) must be an object in the document. */
+function checkSections(document: Record<string, unknown>, schema: object, prefix: string): void {
+  for (const [key, node] of Object.entries(schema)) {
+    const value = document[key];
+    if (value === undefined) continue;
+    if (key === 'sites' && prefix === '') {
+      if (!Array.isArray(value) || value.length === 0) throw new ConfigError('sites: must be a non-empty list of sites');
+      continue;
+    }
+    const isSection = node !== null && typeof node === 'object' && !('doc' in node && 'default' in node);
+    if (!isSection) continue;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new ConfigError(`${prefix}${key}: must be an object`);
+    }
+    checkSections(value as Record<string, unknown>, node as object, `${prefix}${key}.`);
+  }
 }
 
 /** Names unique; listeners distinct; no two port ranges overlap on one address. */

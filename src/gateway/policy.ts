@@ -21,8 +21,12 @@ export function isClientAllowed(address: string, allow: readonly string[], deny:
 }
 
 function matchesCidr(addr: ipaddr.IPv4 | ipaddr.IPv6, cidr: string): boolean {
-  const block = cidr.includes('/') ? cidr : `${cidr}/${familyOf(cidr) === 4 ? 32 : 128}`;
-  const [net, bits] = ipaddr.parseCIDR(block);
+  const block = cidr.includes('/') ? cidr : `${cidr}/${ipaddr.parse(cidr).kind() === 'ipv4' ? 32 : 128}`;
+  let [net, bits] = ipaddr.parseCIDR(block);
+  if (net instanceof ipaddr.IPv6 && net.isIPv4MappedAddress() && bits >= 96) {
+    net = net.toIPv4Address(); // ::ffff:198.51.100.0/120 is 198.51.100.0/24
+    bits -= 96;
+  }
   if (net.kind() !== addr.kind()) return false;
   return addr.match([net, bits] as [typeof net, number]);
 }

@@ -1,0 +1,91 @@
+/**
+ * The deploy generators on the command line: `--k8s-manifests` and
+ * `--nftables` print what they generate from `--config FILE`. The CLI
+ * spreads DEPLOY_OPTIONS into its parseArgs options and hands the parsed
+ * values here; the result says what to print and the exit code.
+ */
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { isDnsLabel, KUBE_PATTERNS, kubernetesManifests, ManifestError, type KubePattern } from './kubernetes.js';
+import { nftablesRules } from './nftables.js';
+
+const EX_USAGE = 64;
+const EX_CONFIG = 78;
+
+export const DEPLOY_OPTIONS = {
+  'k8s-manifests': { type: 'boolean' },
+  nftables: { type: 'boolean' },
+  pattern: { type: 'string' },
+  name: { type: 'string' },
+  namespace: { type: 'string' },
+  image: { type: 'string' },
+  'upstream-service': { type: 'string' },
+} as const;
+
+export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer] [--name NAME]
+               [--namespace NS] [--image IMAGE] [--upstream-service NAME]
+                                    print Kubernetes manifests for the config (YAML)
+       ftp-alg --nftables --config FILE  print an nftables ruleset opening exactly the config's ports`;
+
+export interface DeployValues {
+  readonly config?: string;
+  readonly 'k8s-manifests'?: boolean;
+  readonly nftables?: boolean;
+  readonly pattern?: string;
+  readonly name?: string;
+  readonly namespace?: string;
+  readonly image?: string;
+  readonly 'upstream-service'?: string;
+}
+
+export interface CommandResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const KUBE_ONLY = ['pattern', 'name', 'namespace', 'image', 'upstream-service'] as const;
+
+/** The command's outcome, or undefined when the line asks for no deploy command. */
+export function deployCommand(values: DeployValues): CommandResult | undefined {
+  const kube = values['k8s-manifests'] === true;
+  const nft = values.nftables === true;
+  const stray = KUBE_ONLY.find((key) => values[key] !== undefined);
+  if (!kube && !nft) return stray === undefined ? undefined : usage(`--${stray} goes with --k8s-manifests`);
+  if (kube && nft) return usage('give one of --k8s-manifests and --nftables');
+  if (nft && stray !== undefined) return usage(`--${stray} goes with --k8s-manifests`);
+  const pattern = values.pattern ?? 'daemonset';
+  if (!isPattern(pattern)) return usage(`--pattern must be ${KUBE_PATTERNS.join(' or ')}, got ${JSON.stringify(pattern)}`);
+  for (const key of ['name', 'namespace', 'upstream-service'] as const) {
+    const value = values[key];
+    if (value !== undefined && !isDnsLabel(value)) return usage(`--${key} must be a DNS label (a-z, 0-9, -), got ${JSON.stringify(value)}`);
+  }
+  if (values.image === '') return usage('--image must not be empty');
+  const file = values.config;
+  if (file === undefined || file === '') return usage('give the gateway config with --config FILE');
+  try {
+    const config = loadConfigFile(file);
+    const text = nft
+      ? nftablesRules(config)
+      : kubernetesManifests(config, {
+          pattern,
+          name: values.name,
+          namespace: values.namespace,
+          image: values.image,
+          upstreamService: values['upstream-service'],
+        });
+    return { code: 0, stdout: text, stderr: '' };
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof ManifestError) {
+      return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${file}: ${err.message}\n` };
+    }
+    throw err;
+  }
+}
+
+function isPattern(text: string): text is KubePattern {
+  return (KUBE_PATTERNS as readonly string[]).includes(text);
+}
+
+function usage(problem: string): CommandResult {
+  return { code: EX_USAGE, stdout: '', stderr: `ftp-alg: ${problem}\n` };
+}

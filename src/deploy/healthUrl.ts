@@ -1,0 +1,40 @@
+/**
+ * Where the container's health check asks: the config's metrics listener,
+ * reached on loopback when it binds a wildcard. Pure, so the script around
+ * it stays a few lines.
+ */
+import ipaddr from 'ipaddr.js';
+import { parseListenAddress } from '../config/formats.js';
+
+export type HealthTarget =
+  | { readonly kind: 'url'; readonly url: string }
+  | { readonly kind: 'off' } // metrics.listen is "": nothing answers, the process being alive is all there is
+  | { readonly kind: 'invalid'; readonly problem: string };
+
+export const HEALTH_PATHS = ['/healthz', '/readyz'] as const;
+export type HealthPath = (typeof HEALTH_PATHS)[number];
+
+export function healthTarget(configText: string, path: HealthPath): HealthTarget {
+  let document: unknown;
+  try {
+    document = JSON.parse(configText);
+  } catch (err) {
+    return { kind: 'invalid', problem: `not JSON: ${(err as Error).message}` };
+  }
+  const listen = metricsListen(document);
+  if (listen === undefined || listen === '') return { kind: 'off' };
+  const address = typeof listen === 'string' ? parseListenAddress(listen) : undefined;
+  if (address === undefined) return { kind: 'invalid', problem: `metrics.listen ${JSON.stringify(listen)} is not host:port` };
+  const parsed = ipaddr.parse(address.host);
+  const wildcard = parsed.range() === 'unspecified';
+  const host = wildcard ? (parsed.kind() === 'ipv6' ? '::1' : '127.0.0.1') : address.host;
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return { kind: 'url', url: `http://${hostPart}:${address.port}${path}` };
+}
+
+function metricsListen(document: unknown): unknown {
+  if (document === null || typeof document !== 'object') return undefined;
+  const metrics = (document as { metrics?: unknown }).metrics;
+  if (metrics === null || typeof metrics !== 'object') return undefined;
+  return (metrics as { listen?: unknown }).listen;
+}

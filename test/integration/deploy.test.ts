@@ -1,0 +1,208 @@
+/**
+ * The deploy files against the real tools: `systemd-analyze verify` on the
+ * unit, `nft -c` (check mode, needs root) on the committed ruleset and on
+ * rulesets generated from every example config, the commands the unit runs,
+ * and the container health check against a real HTTP listener on port 0.
+ * Outside CI a suite whose tool is missing skips with a warning; in CI
+ * (CI=true) nothing skips, so a missing install step fails.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { loadConfigFile } from '../../src/config/load.js';
+import { nftablesRules } from '../../src/deploy/nftables.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
+const UNIT = join(ROOT, 'deploy/systemd/ftp-alg.service');
+const RULESET = join(ROOT, 'deploy/nftables/ftp-alg.nft');
+const EXAMPLE_CONFIG = join(ROOT, 'config/ftp-alg.json');
+
+interface Exit {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(command: string, args: string[], cwd = ROOT): Promise<Exit> {
+  return new Promise((resolve) => {
+    execFile(command, args, { cwd, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
+      resolve({ code, stdout, stderr: err !== null && typeof err.code !== 'number' ? `${stderr}${err.message}` : stderr });
+    });
+  });
+}
+
+/** The TypeScript sources run as they are, so the test never sees a stale build. */
+function runSource(script: string, args: string[]): Promise<Exit> {
+  return run(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args]);
+}
+
+function findOnPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return join(dir, command);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** describe, or describe.skip with a printed reason outside CI when something is missing. */
+function describeIf(missing: string | undefined): typeof describe | typeof describe.skip {
+  if (missing === undefined || IN_CI) return describe;
+  console.warn(`deploy.test.ts: skipping a suite: ${missing}`);
+  return describe.skip;
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'ftp-alg-deploy-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const systemdAnalyze = findOnPath('systemd-analyze');
+
+describeIf(systemdAnalyze === undefined ? 'systemd-analyze is not installed (apt-get install systemd)' : undefined)(
+  'systemd unit',
+  () => {
+    /**
+     * Verify a copy whose executables exist on this machine: node may live
+     * elsewhere than /usr/bin, kill elsewhere than /bin. The arguments, and
+     * so the unit's meaning, stay as committed.
+     */
+    async function verify(text: string): Promise<Exit & { complaints: string[] }> {
+      expect(systemdAnalyze, 'systemd-analyze must be installed in CI').toBeDefined();
+      const dir = mkdtempSync(join(scratch, 'unit-'));
+      const kill = findOnPath('kill') ?? '/bin/kill';
+      const local = text.replaceAll('/usr/bin/node ', `${process.execPath} `).replaceAll('/bin/kill ', `${kill} `);
+      const path = join(dir, 'ftp-alg.service');
+      writeFileSync(path, local);
+      const exit = await run(systemdAnalyze ?? 'systemd-analyze', ['verify', '--man=no', path]);
+      // Lines about other units of this machine are not ours to judge.
+      const complaints = `${exit.stdout}${exit.stderr}`.split('\n').filter((line) => line.includes('ftp-alg'));
+      return { ...exit, complaints };
+    }
+
+    it('systemd-analyze verify passes with no complaint about the unit', async () => {
+      const result = await verify(readFileSync(UNIT, 'utf8'));
+      expect(result.complaints).toEqual([]);
+      expect(result.code, result.stderr).toBe(0);
+    });
+
+    it('the check would see a broken unit (misspelt key, missing executable)', async () => {
+      const unit = readFileSync(UNIT, 'utf8');
+      const misspelt = await verify(unit.replace('ProtectSystem=strict', 'ProtectSystm=strict'));
+      expect(misspelt.complaints.join('\n')).toMatch(/Unknown key 'ProtectSystm'/);
+      const missing = await verify(unit.replace('ExecStart=/usr/bin/node', `ExecStart=${join(scratch, 'no-such-node')}`));
+      expect(missing.code).not.toBe(0);
+    });
+  },
+);
+
+describe("the commands the unit runs", () => {
+  const unit = readFileSync(UNIT, 'utf8');
+  const command = (key: string) =>
+    new RegExp(`^${key}=/usr/bin/node /opt/ftp-alg/dist/cli\\.js (.*) /etc/ftp-alg/ftp-alg\\.json$`, 'm').exec(unit)?.[1];
+
+  it('ExecStartPre (and the first ExecReload) --check-config accepts the example config', async () => {
+    expect(command('ExecStartPre')).toBe('--check-config');
+    expect(command('ExecReload')).toBe('--check-config');
+    const result = await runSource('src/cli.ts', ['--check-config', EXAMPLE_CONFIG]);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('ExecStart runs --config', () => {
+    expect(command('ExecStart')).toBe('--config');
+  });
+});
+
+const nft = findOnPath('nft');
+const isRoot = process.getuid?.() === 0;
+const nftMissing = nft === undefined ? 'nft is not installed (apt-get install nftables)' : !isRoot ? 'nft -c needs root' : undefined;
+
+describeIf(nftMissing)('nftables ruleset', () => {
+  async function check(path: string): Promise<void> {
+    expect(nft, 'nft must be installed in CI').toBeDefined();
+    expect(isRoot, 'nft -c needs root; CI runs as root').toBe(true);
+    const result = await run(nft ?? 'nft', ['-c', '-f', path]);
+    expect(result.code, result.stderr).toBe(0);
+  }
+
+  it('nft -c accepts deploy/nftables/ftp-alg.nft', async () => {
+    await check(RULESET);
+  });
+
+  const examples = readdirSync(join(ROOT, 'config/examples')).filter((f) => f.endsWith('.json'));
+  it.each(examples)('nft -c accepts the ruleset generated from config/examples/%s', async (file) => {
+    const path = join(scratch, `${file}.nft`);
+    writeFileSync(path, nftablesRules(loadConfigFile(join(ROOT, 'config/examples', file))));
+    await check(path);
+  });
+});
+
+describe('container health check (src/deploy/healthcheck.ts)', () => {
+  let server: Server | undefined;
+
+  afterEach(async () => {
+    const s = server;
+    server = undefined;
+    if (s !== undefined) await new Promise<void>((resolve) => s.close(() => resolve()));
+  });
+
+  /** A metrics listener stand-in: /healthz answers 200, /readyz answers `ready`. */
+  async function listen(ready: number): Promise<number> {
+    const s = createServer((req, res) => {
+      res.statusCode = req.url === '/healthz' ? 200 : req.url === '/readyz' ? ready : 404;
+      res.end();
+    });
+    server = s;
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    return (s.address() as AddressInfo).port;
+  }
+
+  function configFile(listen: string): string {
+    const path = join(mkdtempSync(join(scratch, 'health-')), 'ftp-alg.json');
+    const document = JSON.parse(readFileSync(EXAMPLE_CONFIG, 'utf8')) as Record<string, unknown>;
+    writeFileSync(path, JSON.stringify({ ...document, metrics: { listen } }));
+    return path;
+  }
+
+  it('exits 0 when /healthz answers 200 (wildcard listener asked on loopback)', async () => {
+    const port = await listen(200);
+    const result = await runSource('src/deploy/healthcheck.ts', [configFile(`0.0.0.0:${port}`), '/healthz']);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('exits 1 when /readyz answers 503 (draining)', async () => {
+    const port = await listen(503);
+    const result = await runSource('src/deploy/healthcheck.ts', [configFile(`127.0.0.1:${port}`), '/readyz']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('HTTP 503');
+  });
+
+  it('exits 1 when nothing listens', async () => {
+    const port = await listen(200);
+    const s = server;
+    server = undefined;
+    await new Promise<void>((resolve) => s?.close(() => resolve()));
+    const result = await runSource('src/deploy/healthcheck.ts', [configFile(`127.0.0.1:${port}`)]);
+    expect(result.code).toBe(1);
+  });
+
+  it('exits 0 with metrics off: there is nothing to ask', async () => {
+    const result = await runSource('src/deploy/healthcheck.ts', [configFile('')]);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('exits 1 when the config cannot be read', async () => {
+    const result = await runSource('src/deploy/healthcheck.ts', [join(scratch, 'missing.json')]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('cannot read');
+  });
+});

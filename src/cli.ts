@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { Gateway } from './gateway/Gateway.js';
+import { DEPLOY_OPTIONS, DEPLOY_USAGE, type DeployValues, deployCommand } from './deploy/command.js';
 import { createLogger } from './observe/logger.js';
 
 const EX_USAGE = 64;
@@ -17,6 +18,7 @@ const EX_CONFIG = 78;
 
 const USAGE = `Usage: ftp-alg --config FILE        run the gateway (or set FTP_ALG_CONFIG=FILE)
        ftp-alg --check-config FILE  validate FILE and exit 0 (valid) or 1 (invalid)
+${DEPLOY_USAGE}
        ftp-alg --version | --help`;
 
 function version(): string {
@@ -25,7 +27,7 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let values: { config?: string; 'check-config'?: string; help?: boolean; version?: boolean };
+  let values: DeployValues & { 'check-config'?: string; help?: boolean; version?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -34,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
         'check-config': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
+        ...DEPLOY_OPTIONS,
       },
       strict: true,
     }));
@@ -48,6 +51,12 @@ async function main(argv: string[]): Promise<number> {
   if (values.version === true) {
     process.stdout.write(`${version()}\n`);
     return 0;
+  }
+  const deploy = deployCommand(values);
+  if (deploy !== undefined) {
+    process.stdout.write(deploy.stdout);
+    process.stderr.write(deploy.stderr);
+    return deploy.code;
   }
   const check = values['check-config'];
   if (check !== undefined) return checkConfig(check);

@@ -2,6 +2,7 @@
  * A real FTP upstream for tests and the demo: ftp-srv on loopback, port 0,
  * anonymous login, rooted in a fresh temporary folder.
  */
+import type { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,11 @@ export async function startUpstream(options: { host?: string; root?: string } = 
     log: silentLogger(),
   });
   server.on('login', (_data: unknown, resolve: (r: { root: string }) => void) => resolve({ root }));
+  // ftp-srv leaves Nagle on: its small replies then wait for the peer's delayed ACK (~40 ms a command).
+  // (ftp-srv emits 'connect' with the connection, but its typings do not declare the event.)
+  (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: { commandSocket?: net.Socket } }) => {
+    connection.commandSocket?.setNoDelay(true);
+  });
   await server.listen();
   return {
     host,

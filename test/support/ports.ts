@@ -1,0 +1,58 @@
+/**
+ * Port ranges for pinhole pools in tests. vitest runs test files in
+ * parallel forks, so each file takes a random block of its own: the span
+ * 20000-60000 minus the kernel's ephemeral range (ports the kernel hands to
+ * outgoing sockets and to port-0 listeners, which would collide with a
+ * pool), cut into one slot per vitest pool id, and a random block inside
+ * the slot. Files running at once have distinct pool ids, so they never
+ * share a port; randomness inside the slot keeps other processes on the
+ * machine (other checkouts running tests) unlikely to collide either.
+ */
+import { readFileSync } from 'node:fs';
+import type { PortRange } from '../../src/config/types.js';
+
+const LOWEST = 20_000;
+const HIGHEST = 60_000;
+const SLOTS = 16;
+
+function ephemeralRange(): PortRange {
+  try {
+    const [min, max] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (min !== undefined && max !== undefined && Number.isInteger(min) && Number.isInteger(max)) return { min, max };
+  } catch {
+    // not Linux: fall through to the IANA dynamic range
+  }
+  return { min: 49_152, max: 65_535 };
+}
+
+/** The largest piece of LOWEST..HIGHEST outside the ephemeral range. */
+function usableSpan(): PortRange {
+  const eph = ephemeralRange();
+  const below = { min: LOWEST, max: Math.min(HIGHEST, eph.min - 1) };
+  const above = { min: Math.max(LOWEST, eph.max + 1), max: HIGHEST };
+  const size = (r: PortRange) => Math.max(0, r.max - r.min + 1);
+  return size(below) >= size(above) ? below : above;
+}
+
+/**
+ * `count` adjacent, non-overlapping ranges of `size` ports each, in a block
+ * no other concurrently running test file of this run uses.
+ */
+export function portRanges(count: number, size: number): PortRange[] {
+  const span = usableSpan();
+  const slotSize = Math.floor((span.max - span.min + 1) / SLOTS);
+  const poolId = Number(process.env.VITEST_POOL_ID ?? '1');
+  const slot = (Number.isInteger(poolId) && poolId > 0 ? poolId - 1 : 0) % SLOTS;
+  const need = count * size;
+  if (need > slotSize) throw new Error(`test wants ${need} ports, a slot has ${slotSize}`);
+  const base = span.min + slot * slotSize + Math.floor(Math.random() * (slotSize - need + 1));
+  return Array.from({ length: count }, (_, i) => ({ min: base + i * size, max: base + (i + 1) * size - 1 }));
+}
+
+export function rangeSize(range: PortRange): number {
+  return range.max - range.min + 1;
+}
+
+export function inRange(port: number, range: PortRange): boolean {
+  return port >= range.min && port <= range.max;
+}

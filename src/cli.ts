@@ -89,43 +89,48 @@ function checkConfig(file: string): number {
 async function run(config: GatewayConfig, file: string): Promise<number> {
   const log = createLogger(config.log.level);
   const gateway = new Gateway(config, log);
+  // Signals are handled from the first moment: a SIGTERM that arrives while the sites start still drains.
+  let stopping = false;
+  let finish: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => {
+    finish = resolve;
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      gateway.destroy();
+      finish(1);
+      return;
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping: no new sessions, waiting for running ones');
+    void gateway.close().then(() => {
+      log.info('stopped');
+      finish(0);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    if (stopping || !gateway.running) return;
+    let next: GatewayConfig;
+    try {
+      next = loadConfigFile(file);
+    } catch (err) {
+      log.error({ file, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
+      return;
+    }
+    gateway.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));
+  });
   try {
     await gateway.start();
   } catch (err) {
     log.fatal({ err }, 'cannot start');
+    gateway.destroy();
     return 1;
   }
-  log.info({ sites: config.sites.length }, 'started');
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting now');
-        gateway.destroy();
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      log.info({ signal }, 'stopping: no new sessions, waiting for running ones');
-      void gateway.close().then(() => {
-        log.info('stopped');
-        resolve(0);
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    process.on('SIGHUP', () => {
-      if (stopping) return;
-      let next: GatewayConfig;
-      try {
-        next = loadConfigFile(file);
-      } catch (err) {
-        log.error({ file, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
-        return;
-      }
-      gateway.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));
-    });
-  });
+  if (!stopping) log.info({ sites: config.sites.length }, 'started');
+  return finished; // a signal during start drains once the start is done (Gateway.close waits for it)
 }
 
 main(process.argv.slice(2)).then(

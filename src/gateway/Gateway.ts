@@ -47,7 +47,15 @@ export class Gateway {
     return this.state === 'running';
   }
 
-  async start(): Promise<void> {
+  private starting: Promise<void> | undefined;
+
+  /** Start every site; a close() that comes meanwhile waits for the start to finish first. */
+  start(): Promise<void> {
+    this.starting ??= this.startSites();
+    return this.starting;
+  }
+
+  private async startSites(): Promise<void> {
     for (const siteConfig of this.config.sites) this.sites.set(siteConfig.name, this.newSite(siteConfig));
     try {
       for (const site of this.sites.values()) await site.listen();
@@ -165,7 +173,14 @@ export class Gateway {
    * `drainTimeoutMs`, then end the rest. Idempotent.
    */
   async close(drainTimeoutMs = this.config.shutdown.drainTimeoutMs): Promise<void> {
-    if (this.state === 'closed' || this.state === 'draining') return this.settled();
+    this.closing ??= this.drain(drainTimeoutMs);
+    return this.closing;
+  }
+
+  private closing: Promise<void> | undefined;
+
+  private async drain(drainTimeoutMs: number): Promise<void> {
+    await this.starting?.catch(() => undefined);
     this.state = 'draining';
     await this.stopListening();
     const sessions = this.stats().sessions;

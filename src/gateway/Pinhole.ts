@@ -11,7 +11,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
 import type { PortPool } from './PortPool.js';
-import { relay, type RelayCounters } from './relay.js';
+import { adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
 
 export type PinholeLeg =
   | { readonly kind: 'listen'; readonly host: string; readonly pool: PortPool; readonly expectedPeer: string }
@@ -138,7 +138,7 @@ export class Pinhole {
     for (let attempt = 0; attempt < MAX_BIND_ATTEMPTS; attempt++) {
       const port = spec.pool.allocate();
       if (port === undefined) throw new PortExhaustedError(`${this.options.dir} ports of ${this.options.site}`);
-      const server = net.createServer({ allowHalfOpen: true });
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
       try {
         await bind(server, spec.host, port);
       } catch (err) {
@@ -175,8 +175,9 @@ export class Pinhole {
       this.log.warn({ peer, expected: spec.expectedPeer, leg: leg.name }, 'pinhole connection from wrong peer refused');
       return;
     }
-    leg.socket = socket;
-    socket.on('error', () => this.close(`${leg.name}-error`));
+    const relayed = adoptForRelay(socket); // onto the relay's fast read path
+    leg.socket = relayed;
+    relayed.on('error', () => this.close(`${leg.name}-error`));
     this.closeListener(leg);
     this.maybeConnect();
   }
@@ -198,7 +199,7 @@ export class Pinhole {
       if (leg.spec.kind !== 'connect' || leg.socket !== undefined) continue;
       pending++;
       const { host, port, localAddress, localPort } = leg.spec;
-      const socket = net.connect({ host, port, localAddress, localPort, allowHalfOpen: true });
+      const socket = connectForRelay({ host, port, localAddress, localPort, allowHalfOpen: true });
       leg.socket = socket;
       socket.once('connect', () => {
         if (--pending === 0) this.startRelay();

@@ -431,6 +431,7 @@ function holdUntilDrain(source: Socket, sink: Socket): void {
 function closeGracefully(socket: Socket): void {
   if (socket.destroyed) return;
   socket.end();
+  socket.resume(); // discard what is still coming, so the peer's FIN is seen and the socket closes
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));

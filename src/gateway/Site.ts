@@ -167,6 +167,7 @@ export class Site {
     this.log.warn({ client, reason }, 'connection refused');
     socket.on('error', () => socket.destroy());
     socket.end(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
+    socket.resume(); // read to the FIN, so the socket closes as soon as the client does
     setTimeout(() => socket.destroy(), 1_000).unref();
   }
 

@@ -1,0 +1,48 @@
+// Cheap ends for the bench's own traffic: a source writes one constant 1 MiB
+// buffer again and again (its bytes never change, so sharing it between
+// writes is safe), and a sink counts bytes read into one reused 1 MiB buffer
+// (it keeps nothing, so reuse is safe too). The peers must not be the
+// bottleneck of what they measure.
+import net from 'node:net';
+
+export const CHUNK_BYTES = 1024 * 1024;
+export const ZEROS = Buffer.alloc(CHUNK_BYTES);
+const SINK_BUFFER = Buffer.allocUnsafe(CHUNK_BYTES);
+
+/** `onread` options that hand every chunk to `onChunk(buf, n)`; the buffer is reused. */
+export function sinkOnread(onChunk) {
+  return { buffer: SINK_BUFFER, callback: (n, buf) => void onChunk(buf, n) };
+}
+
+/** Moves an accepted socket (listener made with pauseOnConnect) onto an `onread` reader. */
+export function adopt(accepted, onread) {
+  const handle = accepted._handle;
+  accepted._handle = null;
+  const socket = new net.Socket({ handle, allowHalfOpen: true, onread });
+  socket.once('close', () => accepted.destroy());
+  return socket;
+}
+
+/** Writes `bytes` zero bytes with backpressure; `then` runs once all are handed to the kernel path. */
+export function sendZeros(socket, bytes, then) {
+  let left = bytes;
+  const more = () => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK_BYTES);
+      left -= n;
+      const ok = socket.write(n === CHUNK_BYTES ? ZEROS : ZEROS.subarray(0, n));
+      if (!ok) {
+        socket.once('drain', more);
+        return;
+      }
+    }
+    then();
+  };
+  more();
+}
+
+export function u64(n) {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}

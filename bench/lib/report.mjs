@@ -1,0 +1,90 @@
+// The result table: each figure per variant (median of its runs), the ratio
+// of every ftp-alg variant to kernel and to none, and its target.
+import { median } from './measure.mjs';
+
+/**
+ * Figures in the order printed. `better`: which way is good. `target(v, r)`
+ * gets the ftp-alg value and the medians of the baselines, and returns
+ * { met, text } or undefined when the figure has no target.
+ */
+export const FIGURES = [
+  { id: 'raw.down1', label: 'raw relay, 1 flow download', unit: 'Gbit/s', better: 'higher', target: rawOne },
+  { id: 'raw.up1', label: 'raw relay, 1 flow upload', unit: 'Gbit/s', better: 'higher', target: rawOne },
+  { id: 'raw.flows', label: 'raw relay, {flows} flows (half each way)', unit: 'Gbit/s', better: 'higher', target: ratio('kernel', 0.8) },
+  { id: 'curl.pasv.down', label: 'curl download {file}, passive', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'curl.pasv.up', label: 'curl upload {file}, passive', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'curl.port.down', label: 'curl download {file}, active', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'curl.port.up', label: 'curl upload {file}, active', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'sessions.seq', label: 'sessions/s, sequential (login+PASV+LIST+QUIT)', unit: '1/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'sessions.c32', label: 'sessions/s, 32 concurrent clients', unit: '1/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'noop.median', label: 'control RTT (NOOP), median', unit: 'µs', better: 'lower', target: added(50) },
+  { id: 'noop.p99', label: 'control RTT (NOOP), p99', unit: 'µs', better: 'lower' },
+  { id: 'mem.idle', label: 'RSS per idle session at {idle} sessions', unit: 'KiB', better: 'lower', target: atMost(16) },
+  { id: 'mem.flows', label: 'RSS during {flows} transfers (peak)', unit: 'MiB', better: 'lower' },
+  { id: 'cpu.process', label: 'CPU of the edge program per GiB relayed', unit: 's/GiB', better: 'lower' },
+  { id: 'cpu.session', label: 'CPU of the edge program per session', unit: 'ms', better: 'lower' },
+  { id: 'cpu.machine', label: 'CPU of the whole machine per GiB relayed', unit: 's/GiB', better: 'lower' },
+];
+
+function rawOne(v, base) {
+  const k = ratio('kernel', 0.8)(v, base);
+  const h = ratio('haproxy', 1.5)(v, base);
+  if (k === undefined || h === undefined) return undefined;
+  return { met: k.met && h.met, text: `≥ 0.8× kernel, ≥ 1.5× haproxy (${fmtRatio(v / base.haproxy)} haproxy)` };
+}
+
+function ratio(baseline, min) {
+  return (v, base) => {
+    const b = base[baseline];
+    if (v === undefined || b === undefined || b === 0) return undefined;
+    return { met: v / b >= min, text: `≥ ${min}× ${baseline}` };
+  };
+}
+
+function added(maxUs) {
+  return (v, base) => {
+    if (v === undefined || base.none === undefined) return undefined;
+    const add = v - base.none;
+    return { met: add <= maxUs, text: `added ≤ ${maxUs} µs (added ${add.toFixed(0)} µs)` };
+  };
+}
+
+function atMost(max) {
+  return (v) => (v === undefined ? undefined : { met: v <= max, text: `≤ ${max}` });
+}
+
+const fmt = (v) => {
+  if (v === undefined) return '—';
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+};
+const fmtRatio = (r) => (r === undefined || !Number.isFinite(r) ? '—' : `${r.toFixed(2)}×`);
+
+/**
+ * samples: { [figure]: { [variant]: number[] } }; gateways: names of the
+ * ftp-alg variants. Returns { markdown, rows } with medians and verdicts.
+ */
+export function buildTable(samples, gateways, labels) {
+  const baselines = ['none', 'kernel', 'haproxy'];
+  const head = ['figure', 'unit', ...baselines, ...gateways.flatMap((g) => [g, `${g}/kernel`, `${g}/none`, 'target', 'met'])];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  const rows = [];
+  for (const f of FIGURES) {
+    const per = samples[f.id] ?? {};
+    const med = Object.fromEntries(Object.entries(per).map(([k, xs]) => [k, median(xs)]));
+    if (Object.values(med).every((x) => x === undefined)) continue;
+    const label = f.label.replace(/\{(\w+)\}/g, (_, k) => labels[k] ?? k);
+    const cells = [label, f.unit, ...baselines.map((b) => fmt(med[b]))];
+    const row = { id: f.id, label, unit: f.unit, medians: med, runs: per, verdicts: {} };
+    for (const g of gateways) {
+      const v = med[g];
+      const t = f.target?.(v, med);
+      row.verdicts[g] = t;
+      cells.push(fmt(v), fmtRatio(v / med.kernel), fmtRatio(v / med.none), t?.text ?? (f.target ? 'n/a' : '—'), t === undefined ? '—' : t.met ? 'yes' : '**no**');
+    }
+    rows.push(row);
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  return { markdown: lines.join('\n'), rows };
+}

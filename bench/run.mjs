@@ -1,0 +1,401 @@
+#!/usr/bin/env node
+// ftp-alg benchmark suite: one invocation, as root, on a Debian machine.
+//
+//   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory]
+//                      [--ftp-alg NAME=path/to/cli.js ...] [--ftp-alg-config JSON]
+//                      [--json FILE] [--max-minutes M]
+//
+// Makes client / edge / server network namespaces, runs each figure against
+// the edge variants none (routed), kernel (nftables NAT with the ftp
+// conntrack helper), haproxy (raw TCP relay) and ftp-alg, in rounds whose
+// variant order rotates so that drift of the machine cancels, and prints the
+// medians against the targets of issue 5. Everything it starts it stops, and
+// it deletes its namespaces, on success, failure or a signal.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { cpuSeconds, machineBusySeconds, rssKiB, rssSampler } from './lib/measure.mjs';
+import { PORTS, startGateway, startHaproxy, startRawServer, startVsftpd } from './lib/peers.mjs';
+import { killAllSync, NOFILE, nsRun, run, runJson, start, stop, waitFor } from './lib/proc.mjs';
+import { buildTable } from './lib/report.mjs';
+import { ADDR, createTopology, destroyAllSync, kernelHelperStatus } from './lib/topology.mjs';
+
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const AGENT = join(REPO, 'bench/lib/agent.mjs');
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+const { values: opt } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    'ftp-alg': { type: 'string', multiple: true },
+    'ftp-alg-config': { type: 'string' },
+    'ftp-alg-node-args': { type: 'string', default: '' },
+    json: { type: 'string' },
+    'max-minutes': { type: 'string', default: '14.5' },
+  },
+});
+
+const P = opt.smoke
+  ? { rounds: 1, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, noops: 50, idle: 50, idleConcurrency: 10 }
+  : { rounds: 3, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, idle: 10_000, idleConcurrency: 100 };
+if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
+// A relay holds two descriptors per session: stay under the hard limit we may not raise.
+const IDLE_WANTED = P.idle;
+P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
+const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory'];
+const only = new Set(opt.only === undefined ? GROUPS : opt.only.split(','));
+const gateways = (opt['ftp-alg'] ?? [`ftp-alg=${join(REPO, 'dist/cli.js')}`]).map((s) => {
+  const [name, path] = s.includes('=') ? s.split('=', 2) : ['ftp-alg', s];
+  return { name, cli: resolve(path) };
+});
+const gatewayExtra = opt['ftp-alg-config'] === undefined ? {} : JSON.parse(opt['ftp-alg-config']);
+const gatewayNodeArgs = opt['ftp-alg-node-args'] === '' ? [] : opt['ftp-alg-node-args'].split(' ');
+const startedAt = Date.now();
+const deadline = startedAt + Number(opt['max-minutes']) * 60_000;
+
+const log = (msg) => process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
+
+// ---- prerequisites -----------------------------------------------------
+
+const NEEDS = [
+  ['ip', 'iproute2'],
+  ['ss', 'iproute2'],
+  ['nft', 'nftables'],
+  ['haproxy', 'haproxy'],
+  ['/usr/sbin/vsftpd', 'vsftpd'],
+  ['curl', 'curl'],
+  ['sysctl', 'procps'],
+  ['prlimit', 'util-linux'],
+];
+
+function onPath(cmd) {
+  if (cmd.includes('/')) return existsSync(cmd);
+  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, cmd)));
+}
+
+async function prerequisites() {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) throw new Error('the bench needs root on Linux (network namespaces)');
+  const missing = [...new Set(NEEDS.filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg))];
+  if (missing.length > 0) {
+    log(`installing ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    await run('apt-get', ['update', '-q'], { timeoutMs: 300_000, env });
+    const r = await run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { timeoutMs: 600_000, env });
+    if (r.code !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed: ${r.stderr.slice(-1500)}`);
+  }
+  for (const g of gateways) if (!existsSync(g.cli)) throw new Error(`${g.name}: ${g.cli} not found (npm run build)`);
+  const ftp = await run('id', ['ftp']);
+  if (ftp.code !== 0) throw new Error("vsftpd's ftp user is missing (reinstall vsftpd)");
+}
+
+function versions() {
+  const sh = (cmd, args) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    } catch {
+      return '?';
+    }
+  };
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
+  return {
+    date: new Date().toISOString(),
+    machine: `${cpus().length} CPUs (${model}), ${(totalmem() / GiB).toFixed(1)} GiB RAM`,
+    kernel: sh('uname', ['-r']),
+    node: process.version,
+    haproxy: sh('haproxy', ['-v']).split('\n')[0],
+    vsftpd: sh('dpkg-query', ['-W', '-f', '${Version}', 'vsftpd']),
+    curl: sh('curl', ['--version']).split('\n')[0].split(' ').slice(0, 2).join(' '),
+    nft: sh('nft', ['--version']),
+    commit: `${sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])}${sh('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no', 'src']) === '' ? '' : ' (src modified)'}`,
+    command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+  };
+}
+
+// ---- state and teardown --------------------------------------------------
+
+let topo;
+let workDir;
+const procs = { vsftpd: undefined, raw: undefined, haproxy: undefined, gateway: undefined, gatewayName: '' };
+
+async function teardown() {
+  await stopGateway();
+  for (const key of ['gateway', 'haproxy', 'raw', 'vsftpd']) {
+    await stop(procs[key]);
+    procs[key] = undefined;
+  }
+  await topo?.destroy();
+  if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
+}
+
+process.once('exit', () => {
+  killAllSync();
+  destroyAllSync();
+  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    log(`${sig}: tearing down`);
+    teardown().finally(() => process.exit(130));
+  });
+}
+
+// ---- variants ----------------------------------------------------------
+
+const isGateway = (v) => gateways.some((g) => g.name === v);
+
+/** The edge program's pid for per-process figures (none and kernel have none). */
+function edgePid(variant) {
+  if (variant === 'haproxy') return procs.haproxy?.pid;
+  if (isGateway(variant)) return procs.gateway?.pid;
+  return undefined;
+}
+
+/** Stops the gateway; BENCH_GATEWAY_LOG=FILE keeps what it printed. */
+async function stopGateway() {
+  const child = procs.gateway;
+  if (child === undefined) return;
+  await stop(child);
+  if (process.env.BENCH_GATEWAY_LOG) await writeFile(process.env.BENCH_GATEWAY_LOG, `${child.output()}${child.tail()}`, { flag: 'a' });
+}
+
+async function use(variant, { fresh = false } = {}) {
+  await topo.setVariant(isGateway(variant) ? 'ftp-alg' : variant);
+  const wanted = isGateway(variant) ? variant : '';
+  if (procs.gatewayName !== wanted || (fresh && wanted !== '')) {
+    await stopGateway();
+    procs.gateway = undefined;
+    procs.gatewayName = '';
+    if (wanted !== '') {
+      const g = gateways.find((x) => x.name === wanted);
+      procs.gateway = await startGateway(topo, workDir, g.name, g.cli, gatewayExtra, gatewayNodeArgs);
+      procs.gatewayName = wanted;
+    }
+  }
+}
+
+/** Where the client goes for each service in each variant. */
+function target(variant, service) {
+  const routed = variant === 'none';
+  switch (service) {
+    case 'ftp':
+      if (variant === 'haproxy') return `${ADDR.edgePublic}:${PORTS.haproxyFtp}`;
+      return `${routed ? ADDR.server : ADDR.edgePublic}:${PORTS.ftp}`;
+    case 'raw':
+      if (variant === 'haproxy') return `${ADDR.edgePublic}:${PORTS.haproxyRawControl}`;
+      return `${routed ? ADDR.server : ADDR.edgePublic}:${PORTS.rawControl}`;
+    default:
+      throw new Error(service);
+  }
+}
+
+// ---- samples -----------------------------------------------------------
+
+const samples = {};
+const notes = [];
+function record(figure, variant, value) {
+  if (value === undefined || !Number.isFinite(value)) return;
+  ((samples[figure] ??= {})[variant] ??= []).push(value);
+}
+
+const agent = (args, opts = {}) => runJson(topo.ns.client, process.execPath, [AGENT, ...args], { nofile: true, ...opts });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- groups --------------------------------------------------------------
+
+const VARIANTS = {
+  raw: ['none', 'kernel', 'haproxy'],
+  curl: ['none', 'kernel'],
+  sessions: ['none', 'kernel'],
+  noop: ['none', 'kernel', 'haproxy'],
+  memory: ['haproxy'],
+};
+
+async function rawFlows(variant, down, up, bytes) {
+  const via = variant === 'haproxy' ? ['--direct', `${ADDR.edgePublic}:${PORTS.haproxyRawData}`] : ['--ctl', target(variant, 'raw')];
+  return agent(['flows', ...via, '--down', String(down), '--up', String(up), '--bytes', String(bytes), '--timeout-ms', '120000'], { timeoutMs: 130_000 });
+}
+
+async function groupRaw(variant) {
+  const pid = edgePid(variant);
+  for (const dir of ['down1', 'up1']) {
+    const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
+    const m0 = machineBusySeconds();
+    const r = await rawFlows(variant, dir === 'down1' ? 1 : 0, dir === 'up1' ? 1 : 0, P.rawBytes);
+    const gib = r.bytes / GiB;
+    record(`raw.${dir}`, variant, r.gbps);
+    if (pid !== undefined) record('cpu.process', variant, (cpuSeconds(pid) - cpu0) / gib);
+    record('cpu.machine', variant, (machineBusySeconds() - m0) / gib);
+  }
+  const peak = pid === undefined ? undefined : rssSampler(pid);
+  const r = await rawFlows(variant, P.flows / 2, P.flows / 2, P.flowBytes);
+  record('raw.flows', variant, r.gbps);
+  if (peak !== undefined) record('mem.flows', variant, peak() / 1024);
+}
+
+async function curl(variant, mode, dir, seq) {
+  const host = target(variant, 'ftp').split(':')[0];
+  const name = `u-${process.pid}-${seq}.bin`;
+  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}'];
+  if (mode === 'pasv') args.push('--disable-epsv', '--no-ftp-skip-pasv-ip');
+  else args.push('--disable-eprt', '--ftp-port', ADDR.client);
+  if (dir === 'down') args.push('-o', '/dev/null', `ftp://${host}/pub/big.bin`);
+  else args.push('-T', join(workDir, 'up.bin'), `ftp://${host}/upload/${name}`);
+  const r = await nsRun(topo.ns.client, 'curl', args, { timeoutMs: 310_000 });
+  if (r.code !== 0) throw new Error(`curl ${mode} ${dir} via ${variant} failed (${r.code}): ${r.stderr.trim()}`);
+  const [down, up, secs] = r.stdout.trim().split(' ').map(Number);
+  const bytes = dir === 'down' ? down : up;
+  if (bytes !== P.fileBytes) throw new Error(`curl ${mode} ${dir} via ${variant}: ${bytes} of ${P.fileBytes} bytes`);
+  if (dir === 'up') await rm(join(workDir, 'root/upload', name), { force: true });
+  return bytes / MiB / secs;
+}
+
+let curlSeq = 0;
+async function groupCurl(variant) {
+  for (const mode of ['pasv', 'port']) {
+    for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
+  }
+}
+
+async function groupSessions(variant) {
+  const pid = edgePid(variant);
+  for (const [fig, c] of [['sessions.seq', 1], ['sessions.c32', 32]]) {
+    const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
+    const r = await agent(['sessions', '--ctl', target(variant, 'ftp'), '--concurrency', String(c), '--duration-ms', String(P.sessionsMs), '--timeout-ms', String(P.sessionsMs + 60_000)], { timeoutMs: P.sessionsMs + 70_000 });
+    if (r.errors > 0) notes.push(`${fig} via ${variant}: ${r.errors} failed sessions (${r.firstError})`);
+    record(fig, variant, r.rate);
+    if (pid !== undefined && r.sessions > 0) record('cpu.session', variant, ((cpuSeconds(pid) - cpu0) * 1000) / r.sessions);
+  }
+}
+
+async function groupNoop(variant) {
+  const r = await agent(['noop', '--ctl', target(variant, 'ftp'), '--count', String(P.noops), '--timeout-ms', '120000'], { timeoutMs: 130_000 });
+  record('noop.median', variant, r.medianUs);
+  record('noop.p99', variant, r.p99Us);
+}
+
+async function groupMemory(variant) {
+  if (isGateway(variant)) await use(variant, { fresh: true });
+  const pid = edgePid(variant);
+  await sleep(500);
+  const base = rssKiB(pid);
+  const child = start(topo.ns.client, process.execPath, [AGENT, 'idle', '--ctl', target(variant, 'raw'), '--n', String(P.idle), '--concurrency', String(P.idleConcurrency), '--hold-ms', '120000', '--timeout-ms', '180000'], { nofile: true, stdin: 'pipe' });
+  try {
+    const m = await waitFor(child, /"ready":(\d+)/, 150_000);
+    await sleep(1000);
+    const rss = rssKiB(pid);
+    record('mem.idle', variant, (rss - base) / Number(m[1]));
+  } finally {
+    child.stdin.end();
+    const exited = new Promise((r) => child.once('exit', r));
+    await Promise.race([exited, sleep(20_000)]);
+    await stop(child);
+  }
+  await sleep(1000); // let the edge and the upstream close 10,000 sessions
+}
+
+const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop: groupNoop, memory: groupMemory };
+
+// ---- main ----------------------------------------------------------------
+
+async function prepareFiles() {
+  workDir = await mkdtemp('/dev/shm/ftpalg-bench-');
+  await chmod(workDir, 0o755);
+  const root = join(workDir, 'root');
+  await mkdir(join(root, 'pub'), { recursive: true, mode: 0o755 });
+  await chmod(root, 0o755);
+  await mkdir(join(root, 'upload'));
+  await chown(join(root, 'upload'), 65534, 65534);
+  await chmod(join(root, 'upload'), 0o777);
+  const block = Buffer.alloc(MiB, 0x5a);
+  for (const file of [join(root, 'pub/big.bin'), join(workDir, 'up.bin')]) {
+    await writeFile(file, '');
+    for (let left = P.fileBytes; left > 0; left -= MiB) await writeFile(file, left >= MiB ? block : block.subarray(0, left), { flag: 'a' });
+    await chmod(file, 0o644);
+  }
+  return root;
+}
+
+async function main() {
+  await prerequisites();
+  const info = versions();
+  const helper = await kernelHelperStatus();
+  info.kernelHelper = helper.how;
+  if (!helper.ok) {
+    notes.push(`kernel variant skipped: nf_conntrack_ftp unavailable (${helper.how})`);
+    for (const k of Object.keys(VARIANTS)) VARIANTS[k] = VARIANTS[k].filter((v) => v !== 'kernel');
+  }
+  for (const k of Object.keys(VARIANTS)) VARIANTS[k].push(...gateways.map((g) => g.name));
+  log(`${opt.smoke ? 'smoke' : 'full'} run: ${P.rounds} round(s) of ${[...only].join(', ')}; ftp-alg: ${gateways.map((g) => `${g.name}=${g.cli}`).join(', ')}`);
+
+  topo = await createTopology();
+  const root = await prepareFiles();
+  procs.vsftpd = await startVsftpd(topo, workDir, root);
+  procs.raw = await startRawServer(topo);
+  procs.haproxy = await startHaproxy(topo, workDir);
+  log('topology and peers up');
+
+  let stoppedEarly = '';
+  outer: for (let round = 0; round < P.rounds; round++) {
+    for (const group of GROUPS) {
+      if (!only.has(group)) continue;
+      const vs = VARIANTS[group];
+      const order = vs.map((_, i) => vs[(i + round) % vs.length]);
+      for (const variant of order) {
+        if (Date.now() > deadline) {
+          stoppedEarly = `time bound of ${opt['max-minutes']} min reached in round ${round + 1}, ${group}`;
+          break outer;
+        }
+        const t = Date.now();
+        await use(variant);
+        await RUNNERS[group](variant);
+        log(`round ${round + 1}/${P.rounds} ${group.padEnd(8)} ${variant.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      }
+    }
+  }
+  if (stoppedEarly !== '') notes.push(`stopped early: ${stoppedEarly}`);
+  if (P.idle < IDLE_WANTED) notes.push(`idle sessions: ${P.idle} instead of ${IDLE_WANTED}, the file descriptor hard limit is ${NOFILE} and cannot be raised here`);
+  await teardown();
+
+  const labels = { flows: String(P.flows), file: `${P.fileBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
+  const table = buildTable(samples, gateways.map((g) => g.name), labels);
+  const elapsed = (Date.now() - startedAt) / 1000;
+  const out = [
+    `# ftp-alg bench${opt.smoke ? ' (smoke)' : ''}`,
+    '',
+    ...Object.entries(info).map(([k, v]) => `- ${k}: ${v}`),
+    `- rounds: ${P.rounds} (median of the rounds; variant order rotates each round)`,
+    `- duration: ${elapsed.toFixed(0)} s`,
+    '',
+    table.markdown,
+    '',
+    ...notes.map((n) => `note: ${n}`),
+  ].join('\n');
+  process.stdout.write(`${out}\n`);
+  if (opt.json !== undefined) {
+    await writeFile(opt.json, JSON.stringify({ info, params: P, samples, rows: table.rows, notes, elapsedSeconds: elapsed }, null, 2));
+  }
+  const met = table.rows.flatMap((r) => Object.values(r.verdicts)).filter((v) => v !== undefined);
+  log(`done in ${elapsed.toFixed(0)} s: ${met.filter((v) => v.met).length} of ${met.length} targets met`);
+}
+
+const hardStop = setTimeout(() => {
+  log('hard time bound exceeded: tearing down');
+  teardown().finally(() => process.exit(3));
+}, Number(opt['max-minutes']) * 60_000 + 120_000);
+hardStop.unref();
+
+main().then(
+  () => process.exit(0),
+  async (err) => {
+    log(`failed: ${err.stack ?? err}`);
+    await teardown().catch(() => undefined);
+    process.exit(1);
+  },
+);

@@ -237,7 +237,15 @@ export class Pinhole {
     const bytes = up + down;
     const rate = ms > 0 ? Math.round((bytes * 1000) / ms) : bytes;
     this.log.info(
-      { command: this.command || undefined, upBytes: up, downBytes: down, ms, bytesPerSec: rate, reason: this.closeReason },
+      {
+        command: this.command || undefined,
+        flow: up > down ? 'upload' : 'download',
+        upBytes: up,
+        downBytes: down,
+        ms,
+        bytesPerSec: rate,
+        reason: this.closeReason,
+      },
       'transfer done',
     );
   }

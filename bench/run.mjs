@@ -2,7 +2,7 @@
 // ftp-alg benchmark suite: one invocation, as root, on a Debian machine.
 //
 //   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory]
-//                      [--ftp-alg NAME=path/to/cli.js ...] [--ftp-alg-config JSON]
+//                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
 //                      [--json FILE] [--max-minutes M]
 //
 // Makes client / edge / server network namespaces, runs each figure against
@@ -51,11 +51,16 @@ const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
 const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory'];
 const only = new Set(opt.only === undefined ? GROUPS : opt.only.split(','));
-const gateways = (opt['ftp-alg'] ?? [`ftp-alg=${join(REPO, 'dist/cli.js')}`]).map((s) => {
-  const [name, path] = s.includes('=') ? s.split('=', 2) : ['ftp-alg', s];
-  return { name, cli: resolve(path) };
-});
+// --ftp-alg NAME=CLI[@JSON]: a gateway variant, with config keys of its own.
 const gatewayExtra = opt['ftp-alg-config'] === undefined ? {} : JSON.parse(opt['ftp-alg-config']);
+const gateways = (opt['ftp-alg'] ?? [`ftp-alg=${join(REPO, 'dist/cli.js')}`]).map((s) => {
+  const at = s.indexOf('@');
+  const spec = at < 0 ? s : s.slice(0, at);
+  const own = at < 0 ? {} : JSON.parse(s.slice(at + 1));
+  const eq = spec.indexOf('=');
+  const [name, path] = eq < 0 ? ['ftp-alg', spec] : [spec.slice(0, eq), spec.slice(eq + 1)];
+  return { name, cli: resolve(path), extra: { ...gatewayExtra, ...own } };
+});
 const gatewayNodeArgs = opt['ftp-alg-node-args'] === '' ? [] : opt['ftp-alg-node-args'].split(' ');
 const startedAt = Date.now();
 const deadline = startedAt + Number(opt['max-minutes']) * 60_000;
@@ -174,7 +179,7 @@ async function use(variant, { fresh = false } = {}) {
     procs.gatewayName = '';
     if (wanted !== '') {
       const g = gateways.find((x) => x.name === wanted);
-      procs.gateway = await startGateway(topo, workDir, g.name, g.cli, gatewayExtra, gatewayNodeArgs);
+      procs.gateway = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs);
       procs.gatewayName = wanted;
     }
   }

@@ -161,7 +161,9 @@ function normalise(address: string): string {
 function convictMessage(message: string): string {
   const first = (message.split('\n')[0] ?? message).replace(/: value was .*$/, '');
   const unknown = /configuration param '([^']+)' not declared in the schema/.exec(first);
-  return unknown === null ? first : `${unknown[1]}: unknown key`;
+  if (unknown !== null) return `${unknown[1]}: unknown key`;
+  const missing = /configuration param '([^']+)' missing from config/.exec(first);
+  return missing === null ? first : `${missing[1]}: missing (its section must be an object)`;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -183,6 +183,7 @@ export class Gateway {
     await this.starting?.catch(() => undefined);
     this.state = 'draining';
     await this.stopListening();
+    for (const site of [...this.sites.values(), ...this.retired]) site.drain();
     const sessions = this.stats().sessions;
     if (sessions > 0) this.log.info({ sessions, drainTimeoutMs }, 'draining');
     let timer: NodeJS.Timeout | undefined;

@@ -77,6 +77,7 @@ const MAX_COLLECTED_LINES = 256;
 export class Session {
   readonly startedAt = Date.now();
   private phase: 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
+  private draining = false;
   private endReason = '';
   private upstream: Socket | undefined;
   private readonly pending: Pending[] = [{ verb: '(greeting)' }];
@@ -352,6 +353,19 @@ export class Session {
     while (this.pending[0]?.local !== undefined) {
       this.toClient((this.pending.shift() as Pending).local as Buffer);
     }
+    this.endIfDrained();
+  }
+
+  /** The gateway is draining: end as soon as nothing is owed to the client and no data connection is open. */
+  drain(): void {
+    this.draining = true;
+    this.endIfDrained();
+  }
+
+  endIfDrained(): void {
+    if (!this.draining || this.phase === 'ended') return;
+    const idle = this.phase !== 'ready' || (this.pending.length === 0 && this.data.count === 0);
+    if (idle) this.end('drained', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service closing for maintenance, please reconnect.'));
   }
 
   private onGreeting(reply: FinalReply): void {

@@ -100,7 +100,9 @@ export class Site {
     const server = this.server;
     if (server === undefined) return Promise.resolve();
     this.server = undefined;
-    return new Promise((resolve) => server.close(() => resolve()));
+    // close() stops accepting at once; its callback would wait for every live session, so it is not awaited.
+    server.close();
+    return Promise.resolve();
   }
 
   private admit(socket: Socket): void {
@@ -187,6 +189,11 @@ export class Site {
     const left = (this.perClient.get(client) ?? 1) - 1;
     if (left === 0) this.perClient.delete(client);
     else this.perClient.set(client, left);
+  }
+
+  /** Drain: every session ends as soon as it is idle (no reply owed, no pinhole). */
+  drain(): void {
+    for (const session of this.sessions) session.drain();
   }
 
   /** End every session now. */

@@ -188,10 +188,11 @@ describe('/healthz and /readyz', () => {
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.body)).toMatchObject({ ready: true, state: 'running', sites: { [SITE]: true } });
 
-    // A live session holds the drain open.
+    // A session with a data connection pending holds the drain open (an idle one is closed at once).
     const c = await control(g.port(SITE));
     expect((await c.reply()).code).toBe(220);
     await c.login();
+    expect((await c.command('PASV')).code).toBe(227);
     const began = performance.now();
     const closing = g.gateway.close(20_000);
     const draining = await httpGet(address, '/readyz');

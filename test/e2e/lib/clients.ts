@@ -58,15 +58,37 @@ export interface ClientResult extends ExecResult {
   dataCommands: string[];
   /** For list/nlst: the listing lines. */
   listing: string[];
+  /** ftplib only: the address at the other end of each data connection. */
+  dataPeers: string[];
 }
 
 const DATA_VERBS = new Set(['PASV', 'EPSV', 'PORT', 'EPRT']);
 const EXPECTED_VERB: Record<Mode, string> = { pasv: 'PASV', epsv: 'EPSV', port: 'PORT', eprt: 'EPRT' };
 
-/** Whether a client can be made to use a mode over IPv4. */
-export function supports(client: ClientKind, mode: Mode): boolean {
-  // lftp sends EPRT only on an IPv6 control connection.
-  return !(client === 'lftp' && mode === 'eprt');
+export type Family = 4 | 6;
+
+/**
+ * Why a client cannot be made to send a mode's command on a control
+ * connection of the given family, or undefined when it can. PASV and PORT
+ * name only IPv4 addresses, so on IPv6 curl and lftp send EPSV and EPRT
+ * instead, whatever they are told.
+ */
+export function unsupported(client: ClientKind, mode: Mode, family: Family = 4): string | undefined {
+  if (client === 'lftp' && mode === 'eprt' && family === 4) return 'lftp sends EPRT only on an IPv6 control connection';
+  if (family === 6 && client !== 'ftplib' && (mode === 'pasv' || mode === 'port')) {
+    const instead = mode === 'pasv' ? 'EPSV' : 'EPRT';
+    return `${client} sends ${instead} instead of ${mode.toUpperCase()} on IPv6 (${mode.toUpperCase()} names only IPv4)`;
+  }
+  return undefined;
+}
+
+/** Whether a client can be made to use a mode over a family (IPv4 unless told). */
+export function supports(client: ClientKind, mode: Mode, family: Family = 4): boolean {
+  return unsupported(client, mode, family) === undefined;
+}
+
+export function familyOfHost(host: string): Family {
+  return host.includes(':') ? 6 : 4;
 }
 
 export function expectedVerb(mode: Mode): string {
@@ -184,9 +206,10 @@ function mustLocal(req: ClientRequest): string {
 }
 
 /** Control lines from each client's own debug format. */
-function parseTranscript(client: ClientKind, r: ExecResult): { transcript: ControlLine[]; listing: string[] } {
+function parseTranscript(client: ClientKind, r: ExecResult): { transcript: ControlLine[]; listing: string[]; dataPeers: string[] } {
   const transcript: ControlLine[] = [];
   const listing: string[] = [];
+  const dataPeers: string[] = [];
   if (client === 'curl') {
     for (const line of r.stderr.split('\n')) {
       if (line.startsWith('> ')) transcript.push({ dir: 'sent', line: line.slice(2).trimEnd() });
@@ -201,15 +224,16 @@ function parseTranscript(client: ClientKind, r: ExecResult): { transcript: Contr
     listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
   } else {
     for (const line of r.stdout.split('\n')) {
-      const m = /^\*(cmd|put|resp|data)\* (.*)$/.exec(line);
+      const m = /^\*(cmd|put|resp|data|peer)\* (.*)$/.exec(line);
       if (m === null || m[1] === undefined || m[2] === undefined) continue;
-      const body = m[1] === 'data' ? m[2] : unquotePython(m[2]);
+      const body = m[1] === 'data' || m[1] === 'peer' ? m[2] : unquotePython(m[2]);
       if (m[1] === 'cmd') transcript.push({ dir: 'sent', line: body });
       else if (m[1] === 'resp') transcript.push({ dir: 'received', line: body });
       else if (m[1] === 'data') listing.push(body);
+      else if (m[1] === 'peer') dataPeers.push(body);
     }
   }
-  return { transcript, listing };
+  return { transcript, listing, dataPeers };
 }
 
 function unquotePython(repr: string): string {
@@ -218,7 +242,9 @@ function unquotePython(repr: string): string {
 
 /** Runs one client operation inside the namespace `ns`. Never throws for a failed transfer. */
 export async function runClient(ns: string, req: ClientRequest): Promise<ClientResult> {
-  if (!supports(req.client, req.mode)) throw new Error(`${req.client} cannot use ${req.mode} over IPv4`);
+  const family = familyOfHost(req.target.host);
+  const why = unsupported(req.client, req.mode, family);
+  if (why !== undefined) throw new Error(`${req.client} cannot use ${req.mode} over IPv${family}: ${why}`);
   const timeoutMs = req.timeoutMs ?? CLIENT_TIMEOUT_MS;
   let result: ExecResult;
   if (req.client === 'curl') {
@@ -228,12 +254,12 @@ export async function runClient(ns: string, req: ClientRequest): Promise<ClientR
   } else {
     result = await exec(ns, CLIENT_BINARIES.ftplib, ftplibArgs(req), { timeoutMs });
   }
-  const { transcript, listing } = parseTranscript(req.client, result);
+  const { transcript, listing, dataPeers } = parseTranscript(req.client, result);
   const dataCommands = transcript
     .filter((l) => l.dir === 'sent')
     .map((l) => (l.line.split(' ')[0] ?? '').toUpperCase())
     .filter((verb) => DATA_VERBS.has(verb));
-  return { ...result, request: req, transcript, dataCommands, listing };
+  return { ...result, request: req, transcript, dataCommands, listing, dataPeers };
 }
 
 export async function sha256File(path: string): Promise<string | null> {

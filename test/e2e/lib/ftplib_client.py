@@ -40,6 +40,12 @@ class ModeFTP(ftplib.FTP):
         sock.settimeout(self.timeout)
         return sock
 
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = super().ntransfercmd(cmd, rest)
+        # The other end of the data connection: the gateway, in every mode.
+        print("*peer* %s" % conn.getpeername()[0])
+        return conn, size
+
 
 def main():
     p = argparse.ArgumentParser()

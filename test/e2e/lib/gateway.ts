@@ -22,9 +22,12 @@ export interface GatewayConfig {
     name: string;
     listen: { host: string; port: number };
     upstream: { host: string; port: number };
-    externalAddress: string;
+    /** One address, or one IPv4 and one IPv6. */
+    externalAddress: string | string[];
     passivePorts: { min: number; max: number };
     activePorts: { min: number; max: number };
+    upstreamDataMode?: 'client' | 'passive' | 'active';
+    privateAddress?: string;
   }>;
 }
 

@@ -1,0 +1,237 @@
+/**
+ * Pinholes of every kind close on a new PASV/EPSV/PORT/EPRT, on ABOR and
+ * REIN, and at the end of the session; no listener outlives its accept
+ * deadline (issue 3 item 5; DESIGN.md "Pinhole"). "Closed" is checked from
+ * outside: the port refuses connections and is back in its pool. Probes
+ * come from 127.0.0.2, an address no pinhole expects, so that a probe never
+ * becomes a pinhole's peer.
+ */
+import net, { type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { UpstreamDataMode } from '../../../src/config/types.js';
+import { ControlClient, parse227, parse229 } from '../../support/control.js';
+import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
+import { portRanges, rangeSize } from '../../support/ports.js';
+import { type ScriptedConnection, type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
+import { type DataListener, eprtArg, listenForData, parseActiveLine, portArg, probe } from './dataPeers.js';
+import { dataCommands, scriptedFtp } from './scriptedFtp.js';
+
+const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
+const PROBE_FROM = '127.0.0.2';
+const ACCEPT_MS = 300;
+/** Generous bound for timers and scheduling on a loaded CI machine. */
+const SLACK_MS = 1_500;
+
+type Verb = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';
+const VERBS: readonly Verb[] = ['PASV', 'EPSV', 'PORT', 'EPRT'];
+
+let gw: TestGateway | undefined;
+let scripted: ScriptedUpstream | undefined;
+/** The gateway's control connection to the scripted upstream, for the current session. */
+let upstream: ScriptedConnection | undefined;
+let stall: Stall | undefined;
+const cleanup: { close(): unknown }[] = [];
+
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c.close();
+  await gw?.close();
+  gw = undefined;
+  await scripted?.close();
+  scripted = undefined;
+  upstream = undefined;
+  await stall?.close();
+  stall = undefined;
+});
+
+interface Stall {
+  readonly port: number;
+  /** Resolves once the gateway has connected to it. */
+  readonly connected: Promise<void>;
+  close(): Promise<void>;
+}
+
+/** An upstream data listener that accepts and then neither sends nor closes: a transfer that runs until cut. */
+async function stallingSource(): Promise<Stall> {
+  const sockets = new Set<Socket>();
+  let arrived: () => void = () => undefined;
+  const connected = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  const server: Server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    arrived();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connected,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function session(site: Record<string, unknown> = {}): Promise<ControlClient> {
+  stall = await stallingSource();
+  scripted = await startScriptedUpstream({ respond: scriptedFtp({ dataPort: stall.port }).respond });
+  gw = await startGateway({ upstream: { host: scripted.host, port: scripted.port }, passivePorts, activePorts, ...site });
+  const client = await ControlClient.greeted(gw.port);
+  cleanup.push({ close: () => client.destroy() });
+  upstream = await scripted.connection();
+  await client.login();
+  return client;
+}
+
+/** The ports a data command made the gateway listen on: the client's (227/229) and the upstream's (PORT/EPRT sent upstream). */
+async function openPinhole(client: ControlClient, verb: Verb): Promise<{ listening: number[]; own?: DataListener }> {
+  const lines = (upstream as ScriptedConnection).lines;
+  const seen = dataCommands(lines).length;
+  let own: DataListener | undefined;
+  const listening: number[] = [];
+  if (verb === 'PASV' || verb === 'EPSV') {
+    const reply = await client.command(verb);
+    listening.push(verb === 'PASV' ? parse227(reply.text).port : parse229(reply.text));
+  } else {
+    own = await listenForData('127.0.0.1');
+    cleanup.push(own);
+    const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
+    expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
+  }
+  for (const line of dataCommands(lines).slice(seen)) {
+    if (/^(PORT|EPRT) /.test(line)) listening.push(parseActiveLine(line).port);
+  }
+  for (const port of listening) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('listening');
+  return { listening, own };
+}
+
+async function expectAllClosed(ports: readonly number[]): Promise<void> {
+  const gateway = (gw as TestGateway).gateway;
+  await vi.waitFor(() => {
+    expect(gateway.stats().pinholes).toBe(0);
+    expect(gateway.stats().sites[SITE]).toMatchObject({ passiveFree: rangeSize(passivePorts), activeFree: rangeSize(activePorts) });
+  });
+  for (const port of ports) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+}
+
+describe('a new data command replaces the waiting pinhole', () => {
+  describe.each(VERBS)('first %s', (first) => {
+    it.each(VERBS)('then %s: the first pinhole\'s ports stop listening', async (second) => {
+      const client = await session();
+      const before = await openPinhole(client, first);
+      expect(before.listening.length).toBeGreaterThan(0);
+      const after = await openPinhole(client, second);
+      for (const port of before.listening.filter((p) => !after.listening.includes(p))) {
+        expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+      }
+      const gateway = (gw as TestGateway).gateway;
+      await vi.waitFor(() => expect(gateway.stats().pinholes).toBe(1));
+      const held = rangeSize(passivePorts) + rangeSize(activePorts) - after.listening.length;
+      await vi.waitFor(() => {
+        const site = gateway.stats().sites[SITE];
+        expect((site?.passiveFree ?? 0) + (site?.activeFree ?? 0)).toBe(held);
+      });
+    });
+  });
+});
+
+describe.each(['ABOR', 'REIN'] as const)('%s', (command) => {
+  it.each(VERBS)('closes a waiting %s pinhole', async (verb) => {
+    const client = await session();
+    const { listening } = await openPinhole(client, verb);
+    expect((await client.command(command)).code).toBeLessThan(300);
+    await expectAllClosed(listening);
+  });
+
+  it('closes a running transfer too: the data connection is cut', async () => {
+    const client = await session();
+    const port = parse229((await client.command('EPSV')).text);
+    const data = net.connect({ host: '127.0.0.1', port });
+    data.on('error', () => undefined);
+    const cut = once(data, 'close');
+    await once(data, 'connect');
+    await stall?.connected; // both legs up: the pinhole relays
+    await client.write('RETR endless.bin\r\n');
+    expect((await client.reply()).code).toBe(150);
+    expect((await client.command(command)).code).toBeLessThan(300);
+    await cut;
+    await expectAllClosed([port]);
+  });
+
+  it('with upstreamDataMode "active", a client PASV\'s two listeners both close', async () => {
+    const client = await session({ upstreamDataMode: 'active' });
+    const { listening } = await openPinhole(client, 'PASV');
+    expect(listening).toHaveLength(2);
+    expect((await client.command(command)).code).toBeLessThan(300);
+    await expectAllClosed(listening);
+  });
+});
+
+describe('the end of the session closes its pinholes', () => {
+  it.each(VERBS)('QUIT with a waiting %s pinhole', async (verb) => {
+    const client = await session();
+    const { listening } = await openPinhole(client, verb);
+    expect((await client.command('QUIT')).code).toBe(221);
+    await client.closed;
+    await expectAllClosed(listening);
+  });
+
+  it.each(VERBS)('the client vanishing (reset) with a waiting %s pinhole', async (verb) => {
+    const client = await session();
+    const { listening } = await openPinhole(client, verb);
+    client.socket.resetAndDestroy();
+    await expectAllClosed(listening);
+  });
+
+  it('the upstream closing the control connection', async () => {
+    const client = await session();
+    const { listening } = await openPinhole(client, 'PASV');
+    (upstream as ScriptedConnection).socket.destroy();
+    await client.closed;
+    await expectAllClosed(listening);
+  });
+
+  it('gateway.close(drain) ends a session that keeps its control connection open, within the drain bound', async () => {
+    const client = await session();
+    const { listening } = await openPinhole(client, 'EPSV');
+    const started = Date.now();
+    const closing = (gw as TestGateway).gateway.close(200);
+    const outcome = await Promise.race([closing.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 200 + SLACK_MS))]);
+    expect(outcome, 'Gateway.close() waited for the client to hang up').toBe('closed');
+    expect(Date.now() - started).toBeLessThan(200 + SLACK_MS);
+    await client.closed;
+    for (const port of listening) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+  });
+});
+
+describe(`no listener outlives pinholeAcceptMs (${ACCEPT_MS} ms)`, () => {
+  const MODES: readonly { mode: UpstreamDataMode; verb: Verb }[] = [
+    ...VERBS.map((verb) => ({ mode: 'client' as const, verb })),
+    { mode: 'active', verb: 'PASV' },
+    { mode: 'active', verb: 'EPSV' },
+    { mode: 'passive', verb: 'PORT' },
+  ];
+
+  it.each(MODES)('upstreamDataMode $mode, client $verb: every port the gateway listened on closes at the deadline', async ({ mode, verb }) => {
+    const client = await session({ upstreamDataMode: mode, timeouts: { pinholeAcceptMs: ACCEPT_MS } });
+    const gateway = (gw as TestGateway).gateway;
+    const expiredBefore = await counterTotal(gateway, 'ftp_alg_pinholes_expired_total');
+    const started = Date.now();
+    const { listening } = await openPinhole(client, verb);
+    if (mode === 'passive') {
+      // Both legs dial out: nothing listens, and the stalled transfer is bounded by dataIdleMs, not here.
+      expect(listening).toEqual([]);
+      return;
+    }
+    await vi.waitFor(() => expect(gateway.stats().pinholes).toBe(0), { timeout: ACCEPT_MS + SLACK_MS, interval: 20 });
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(ACCEPT_MS - 20);
+    expect(elapsed).toBeLessThan(ACCEPT_MS + SLACK_MS);
+    await expectAllClosed(listening);
+    expect(await counterTotal(gateway, 'ftp_alg_pinholes_expired_total')).toBe(expiredBefore + 1);
+    expect((await client.command('NOOP')).code).toBe(200); // the session outlives its pinhole
+  });
+});

@@ -107,7 +107,8 @@ export class DataChannels {
       }
     } else {
       if (this.epsvAll) return this.session.refuse('PASV', 'epsv-all', codes.BAD_SEQUENCE, 'PASV not allowed after EPSV ALL.');
-      if (this.externalV4() === undefined) {
+      if (this.clientFamily === 6 || this.externalV4() === undefined) {
+        // RFC 2428: PASV names an IPv4 address; an IPv6 client could not reach the pinhole it names.
         return this.session.refuse('PASV', 'family', codes.EXTENDED_PROTOCOL_NOT_SUPPORTED, 'PASV needs IPv4, use EPSV.');
       }
     }

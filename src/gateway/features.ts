@@ -11,10 +11,9 @@ const TLS_FEATURES = new Set(['AUTH', 'PBSZ', 'PROT', 'CCC', 'ADAT']);
 const FEAT_OK = 211; // RFC 2389 3.2
 
 export function features(reply: FinalReply, site: SiteConfig): Buffer {
-  if (reply.code !== FEAT_OK || reply.parts.length === 0) {
-    return Buffer.concat([...reply.parts, reply.raw]);
-  }
-  const [header, ...lines] = reply.parts as [Buffer, ...Buffer[]];
+  if (reply.code !== FEAT_OK) return Buffer.concat([...reply.parts, reply.raw]);
+  // A single-line 211 ("no features") still gets the ones the gateway adds.
+  const [header, ...lines] = reply.parts.length > 0 ? (reply.parts as [Buffer, ...Buffer[]]) : [Buffer.from('211-Features:\r\n')];
   const kept: Buffer[] = [];
   const names = new Set<string>();
   for (const line of lines) {
@@ -26,5 +25,6 @@ export function features(reply: FinalReply, site: SiteConfig): Buffer {
   }
   if (!names.has('EPSV')) kept.push(Buffer.from(' EPSV\r\n'));
   if (!names.has('EPRT') && site.activeMode.enabled) kept.push(Buffer.from(' EPRT\r\n'));
-  return Buffer.concat([header, ...kept, reply.raw]);
+  const last = reply.parts.length > 0 ? reply.raw : Buffer.from('211 End\r\n');
+  return Buffer.concat([header, ...kept, last]);
 }

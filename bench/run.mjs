@@ -39,13 +39,15 @@ const { values: opt } = parseArgs({
     'ftp-alg-node-args': { type: 'string', default: '' },
     json: { type: 'string' },
     'max-minutes': { type: 'string', default: '14.5' },
+    noops: { type: 'string' },
   },
 });
 
 const P = opt.smoke
   ? { rounds: 1, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, noops: 50, idle: 50, idleConcurrency: 10 }
-  : { rounds: 3, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, idle: 10_000, idleConcurrency: 100 };
+  : { rounds: 5, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
+if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
@@ -127,11 +129,13 @@ function versions() {
 
 let topo;
 let workDir;
-const procs = { vsftpd: undefined, raw: undefined, haproxy: undefined, gateway: undefined, gatewayName: '' };
+// The edge program (haproxy or a gateway) runs only while its variant is measured,
+// and starts afresh each time, so that no figure inherits another's memory.
+const procs = { vsftpd: undefined, raw: undefined, edge: undefined, edgeName: '' };
 
 async function teardown() {
-  await stopGateway();
-  for (const key of ['gateway', 'haproxy', 'raw', 'vsftpd']) {
+  await stopEdge();
+  for (const key of ['raw', 'vsftpd']) {
     await stop(procs[key]);
     procs[key] = undefined;
   }
@@ -157,14 +161,14 @@ const isGateway = (v) => gateways.some((g) => g.name === v);
 
 /** The edge program's pid for per-process figures (none and kernel have none). */
 function edgePid(variant) {
-  if (variant === 'haproxy') return procs.haproxy?.pid;
-  if (isGateway(variant)) return procs.gateway?.pid;
-  return undefined;
+  return procs.edgeName === variant ? procs.edge?.pid : undefined;
 }
 
-/** Stops the gateway; BENCH_GATEWAY_LOG=FILE keeps what it printed. */
-async function stopGateway() {
-  const child = procs.gateway;
+/** Stops the edge program; BENCH_GATEWAY_LOG=FILE keeps what a gateway printed. */
+async function stopEdge() {
+  const child = procs.edge;
+  procs.edge = undefined;
+  procs.edgeName = '';
   if (child === undefined) return;
   await stop(child);
   if (process.env.BENCH_GATEWAY_LOG) await writeFile(process.env.BENCH_GATEWAY_LOG, `${child.output()}${child.tail()}`, { flag: 'a' });
@@ -172,16 +176,15 @@ async function stopGateway() {
 
 async function use(variant, { fresh = false } = {}) {
   await topo.setVariant(isGateway(variant) ? 'ftp-alg' : variant);
-  const wanted = isGateway(variant) ? variant : '';
-  if (procs.gatewayName !== wanted || (fresh && wanted !== '')) {
-    await stopGateway();
-    procs.gateway = undefined;
-    procs.gatewayName = '';
-    if (wanted !== '') {
+  const wanted = isGateway(variant) || variant === 'haproxy' ? variant : '';
+  if (procs.edgeName !== wanted || (fresh && wanted !== '')) {
+    await stopEdge();
+    if (wanted === 'haproxy') procs.edge = await startHaproxy(topo, workDir);
+    else if (wanted !== '') {
       const g = gateways.find((x) => x.name === wanted);
-      procs.gateway = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs);
-      procs.gatewayName = wanted;
+      procs.edge = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs);
     }
+    procs.edgeName = wanted;
   }
 }
 
@@ -286,10 +289,11 @@ async function groupNoop(variant) {
 }
 
 async function groupMemory(variant) {
-  if (isGateway(variant)) await use(variant, { fresh: true });
+  await use(variant, { fresh: true });
   const pid = edgePid(variant);
   await sleep(500);
   const base = rssKiB(pid);
+  record('mem.base', variant, base / 1024);
   const child = start(topo.ns.client, process.execPath, [AGENT, 'idle', '--ctl', target(variant, 'raw'), '--n', String(P.idle), '--concurrency', String(P.idleConcurrency), '--hold-ms', '120000', '--timeout-ms', '180000'], { nofile: true, stdin: 'pipe' });
   try {
     const m = await waitFor(child, /"ready":(\d+)/, 150_000);
@@ -343,7 +347,6 @@ async function main() {
   const root = await prepareFiles();
   procs.vsftpd = await startVsftpd(topo, workDir, root);
   procs.raw = await startRawServer(topo);
-  procs.haproxy = await startHaproxy(topo, workDir);
   log('topology and peers up');
 
   let stoppedEarly = '';

@@ -19,6 +19,7 @@ export const FIGURES = [
   { id: 'sessions.c32', label: 'sessions/s, 32 concurrent clients', unit: '1/s', better: 'higher', target: ratio('kernel', 0.9) },
   { id: 'noop.median', label: 'control RTT (NOOP), median', unit: 'µs', better: 'lower', target: added(50) },
   { id: 'noop.p99', label: 'control RTT (NOOP), p99', unit: 'µs', better: 'lower' },
+  { id: 'mem.base', label: 'RSS of the edge program at start', unit: 'MiB', better: 'lower' },
   { id: 'mem.idle', label: 'RSS per idle session at {idle} sessions', unit: 'KiB', better: 'lower', target: atMost(16) },
   { id: 'mem.flows', label: 'RSS during {flows} transfers (peak)', unit: 'MiB', better: 'lower' },
   { id: 'cpu.process', label: 'CPU of the edge program per GiB relayed', unit: 's/GiB', better: 'lower' },

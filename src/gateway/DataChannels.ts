@@ -141,7 +141,8 @@ export class DataChannels {
     if (this.pinholes.size >= limit) return this.failSetup(new PinholeLimitError(limit, 'session'));
     const upstreamVerb = upstreamSetupFor(wish.verb, this.ctx.site.upstreamDataMode, this.upstreamFamily, this.abilities);
     if (upstreamVerb === 'PASV' || upstreamVerb === 'EPSV') {
-      return this.session.exchange(formatCommand(upstreamVerb), upstreamVerb, this.onUpstreamPassive(wish, upstreamVerb));
+      // The reply is collected whole: only its last line counts, and a rewritten one replaces all of it.
+      return this.session.exchange(formatCommand(upstreamVerb), upstreamVerb, this.onUpstreamPassive(wish, upstreamVerb), true);
     }
     return this.upstreamActive(wish, upstreamVerb);
   }
@@ -286,7 +287,9 @@ export class DataChannels {
 
   /** The upstream refused: pass its reply on, or, for a command the client did not send, say it in the client's terms. */
   private passOnFailure(wish: ClientWish, sent: UpstreamSetup, reply: FinalReply): void {
-    this.session.toClient(sent === wish.verb ? reply.raw : formatReply(codes.CANT_OPEN_DATA, "Can't open data connection."));
+    if (sent !== wish.verb) return this.session.toClient(formatReply(codes.CANT_OPEN_DATA, "Can't open data connection."));
+    for (const part of reply.parts) this.session.toClient(part);
+    this.session.toClient(reply.raw);
   }
 
   private failSetup(err: Error, inReply = false): void {

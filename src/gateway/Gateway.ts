@@ -14,6 +14,9 @@ import { type DataPlane, InProcessDataPlane } from './DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
 import { WorkerDataPlane } from './WorkerDataPlane.js';
 
+const MIN_SWEEP_MS = 25;
+const MAX_SWEEP_MS = 1_000;
+
 export interface GatewayStats {
   readonly sessions: number;
   readonly pinholes: number;
@@ -66,6 +69,20 @@ export class Gateway {
       throw err;
     }
     this.state = 'running';
+    this.startSweep();
+  }
+
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  /** One timer wheel for every session's control idle deadline. */
+  private startSweep(): void {
+    const shortest = Math.min(...this.config.sites.map((s) => s.timeouts.controlIdleMs));
+    const period = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(shortest / 4)));
+    this.sweepTimer = setInterval(() => {
+      const now = performance.now();
+      for (const site of [...this.sites.values(), ...this.retired]) site.sweep(now);
+    }, period);
+    this.sweepTimer.unref();
   }
 
   /** Ready: running (not draining), every site listening with a reachable upstream. */
@@ -196,6 +213,7 @@ export class Gateway {
     await this.settled();
     await this.stopHttp();
     await this.dataPlane.close();
+    clearInterval(this.sweepTimer);
     this.state = 'closed';
   }
 

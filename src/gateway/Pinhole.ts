@@ -11,7 +11,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
 import type { PortPool } from './PortPool.js';
-import { adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
+import { abort, adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
 
 export type PinholeLeg =
   | { readonly kind: 'listen'; readonly host: string; readonly pool: PortPool; readonly expectedPeer: string }
@@ -120,7 +120,7 @@ export class Pinhole {
       metrics.pinholesExpired.inc({ site, dir });
     }
     for (const leg of [this.legs.client, this.legs.upstream]) {
-      leg.socket?.destroy();
+      if (leg.socket !== undefined) abort(leg.socket); // a cut transfer must not look complete
       this.closeListener(leg);
     }
     if (relayed) this.logTransfer();

@@ -78,6 +78,7 @@ export class Session {
   readonly startedAt = Date.now();
   private phase: 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
   private draining = false;
+  private lastLineAt = performance.now();
   private endReason = '';
   private upstream: Socket | undefined;
   private readonly pending: Pending[] = [{ verb: '(greeting)' }];
@@ -129,7 +130,6 @@ export class Session {
     client.on('error', (err) => this.end('client-error', undefined, err));
     client.on('end', () => this.onClientEnd());
     client.on('close', () => this.end('client-closed'));
-    client.setTimeout(site.timeouts.controlIdleMs, () => this.onClientIdle());
     const splitter = new LineSplitter(site.limits.maxLineBytes, {
       line: (line) => this.clientLines.push(line),
       fault: (kind) => this.onClientFault(kind),
@@ -182,14 +182,15 @@ export class Session {
       fault: (kind) => this.onUpstreamFault(kind),
     });
     upstream.on('data', (chunk: Buffer) => splitter.push(chunk));
-    upstream.on('end', () => this.end('upstream-closed'));
-    upstream.on('close', () => this.end('upstream-closed'));
+    upstream.on('end', () => this.onUpstreamGone());
+    upstream.on('close', () => this.onUpstreamGone());
   }
 
   // ---- client → upstream -------------------------------------------------
 
   private onClientLine(raw: Buffer): void | Promise<void> {
     if (this.phase === 'ended') return;
+    this.lastLineAt = performance.now();
     if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'client line');
     const parsed = parseCommand(raw);
     if (!parsed.ok) {
@@ -197,7 +198,10 @@ export class Session {
         this.reject('client', 'nul', 'Syntax error, NUL in command.');
         return;
       }
-      return this.forward(raw, '(unknown)');
+      // Not a word of letters: refused here, never forwarded. Servers read such lines differently
+      // (quotes stripped, TAB as a separator), and a "PORT" the gateway did not see must not reach one.
+      this.reject('client', parsed.reason, 'Syntax error, command unrecognized.');
+      return;
     }
     return this.onCommand(parsed.value, raw);
   }
@@ -248,9 +252,9 @@ export class Session {
   }
 
   /** Like forward, but resolves only when the reply is handled: the next client line waits. */
-  exchange(line: Buffer, verb: string, handler: ReplyHandler): Promise<void> {
+  exchange(line: Buffer, verb: string, handler: ReplyHandler, collect = false): Promise<void> {
     return new Promise((resolve) => {
-      this.forward(line, verb, handler);
+      this.forward(line, verb, handler, collect);
       const entry = this.pending[this.pending.length - 1];
       if (entry === undefined || entry.verb !== verb || this.phase === 'ended') return resolve();
       entry.settle = resolve;
@@ -263,7 +267,8 @@ export class Session {
    * client keeps waiting until the new command's reply is handled.
    */
   resend(line: Buffer, verb: string, handler: ReplyHandler): typeof RESEND {
-    this.pending.unshift({ verb, handler, settle: this.handling?.settle });
+    const collected = this.handling?.collected === undefined ? undefined : [];
+    this.pending.unshift({ verb, handler, settle: this.handling?.settle, collected });
     this.toUpstream(line);
     return RESEND;
   }
@@ -297,9 +302,15 @@ export class Session {
     else this.end('client-closed');
   }
 
-  private onClientIdle(): void {
+  /**
+   * Called by the site's sweep. Idle means no complete command line for
+   * controlIdleMs (bytes that never make a line do not count: slowloris),
+   * and no transfer running (a long transfer keeps its control idle).
+   */
+  checkIdle(now: number): void {
+    if (this.phase === 'ended' || now - this.lastLineAt < this.ctx.site.timeouts.controlIdleMs) return;
     if (this.data.transferring) {
-      this.client.setTimeout(this.ctx.site.timeouts.controlIdleMs); // a transfer keeps the session alive
+      this.lastLineAt = now;
       return;
     }
     this.end('control-idle', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Idle timeout, closing control connection.'));
@@ -377,6 +388,12 @@ export class Session {
     }
     this.phase = 'ready';
     this.client.resume();
+  }
+
+  private onUpstreamGone(): void {
+    // Before its greeting, the client has been told nothing yet: say why the session ends.
+    const farewell = this.phase === 'greeting' ? formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream closed.') : undefined;
+    this.end(this.phase === 'greeting' ? 'upstream-closed-greeting' : 'upstream-closed', farewell);
   }
 
   private onUpstreamFault(kind: string): void {

@@ -191,6 +191,11 @@ export class Site {
     else this.perClient.set(client, left);
   }
 
+  /** One sweep over the sessions for idle control connections (one timer for all, not one each). */
+  sweep(now: number): void {
+    for (const session of this.sessions) session.checkIdle(now);
+  }
+
   /** Drain: every session ends as soon as it is idle (no reply owed, no pinhole). */
   drain(): void {
     for (const session of this.sessions) session.drain();

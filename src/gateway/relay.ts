@@ -164,8 +164,8 @@ export function relay(a: Socket, b: Socket, done: (err?: Error) => void): RelayC
     if (finished) return;
     finished = true;
     if (err !== undefined) {
-      a.destroy();
-      b.destroy();
+      abort(a);
+      abort(b);
     }
     done(err);
   };
@@ -179,6 +179,19 @@ export function relay(a: Socket, b: Socket, done: (err?: Error) => void): RelayC
     s.once('close', onClose);
   }
   return counters;
+}
+
+/**
+ * Cut a data connection with a reset, not a FIN: in FTP's stream mode a FIN
+ * means "the file is complete", so a transfer that failed must never end in one.
+ */
+export function abort(socket: Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy(); // not a TCP handle (a TLS or test stream): a plain close is all there is
+  }
 }
 
 function pump(src: Socket, dst: Socket, count: (n: number) => void): void {

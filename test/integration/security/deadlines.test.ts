@@ -1,0 +1,137 @@
+/**
+ * Attack 7, resource exhaustion by time: connections that hold a session
+ * without using it. An upstream that never greets is cut at greetingMs; a
+ * client that sends nothing is cut at controlIdleMs (many at once, too).
+ *
+ * Slowloris (a byte at a time, never a whole line): an idle deadline kept
+ * with Node's socket timeout restarts on every byte read and never fires.
+ * Two defences are asked for here: the session cap per client address
+ * (maxSessionsPerClient: one address cannot hold the site; the line cap
+ * only bounds memory, not time), and a time bound per session: one that
+ * completes no command line within controlIdleMs ends, whatever bytes
+ * trickle in.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ControlClient } from '../../support/control.js';
+import { startGateway, type TestGateway } from '../../support/gateway.js';
+import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
+import { expectNoLeaks } from '../../support/leaks.js';
+import { portRanges } from '../../support/ports.js';
+import { CLIENT, OTHER_CLIENT, within } from '../../support/traps.js';
+
+type Range = { min: number; max: number };
+const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
+const pools = { passivePorts, activePorts };
+const IDLE_MS = 300;
+
+let fake: FakeFtp | undefined;
+let gw: TestGateway | undefined;
+const clients: ControlClient[] = [];
+const timers: NodeJS.Timeout[] = [];
+
+afterEach(async () => {
+  for (const t of timers.splice(0)) clearInterval(t);
+  for (const c of clients.splice(0)) c.destroy();
+  if (gw !== undefined) await expectNoLeaks(gw.gateway, pools);
+  await gw?.close();
+  gw = undefined;
+  await fake?.close();
+  fake = undefined;
+});
+
+async function start(site: Record<string, unknown>, greeting?: string | null): Promise<TestGateway> {
+  fake = await startFakeFtp({ greeting });
+  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools, ...site });
+  return gw;
+}
+
+async function connect(port: number, from = CLIENT): Promise<ControlClient> {
+  const client = await ControlClient.connect(port, { localAddress: from });
+  clients.push(client);
+  return client;
+}
+
+/** Write one byte every `everyMs` until stopped (the attack's own pace, not a wait). */
+function trickle(client: ControlClient, bytes: string, everyMs: number): void {
+  let i = 0;
+  const timer = setInterval(() => {
+    if (client.socket.destroyed || !client.socket.writable) return clearInterval(timer);
+    client.socket.write(bytes.charAt(i++ % bytes.length), 'latin1');
+  }, everyMs);
+  timers.push(timer);
+}
+
+describe('deadlines', () => {
+  it('an upstream that never greets: 421 at greetingMs, both sides closed', async () => {
+    const g = await start({ timeouts: { greetingMs: 200 } }, null);
+    const started = performance.now();
+    const client = await connect(g.port);
+    const upstream = await fake?.connection();
+    expect((await within(3_000, '421', client.reply())).code).toBe(421);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(150);
+    await within(3_000, 'client closed', client.closed);
+    await within(3_000, 'upstream closed', upstream?.closed ?? Promise.resolve());
+  });
+
+  it('50 silent clients: each gets 421 at controlIdleMs and is closed', async () => {
+    const g = await start({ timeouts: { controlIdleMs: IDLE_MS }, limits: { maxSessionsPerClient: 50 } });
+    const silent = await Promise.all(Array.from({ length: 50 }, () => connect(g.port)));
+    const started = performance.now();
+    for (const c of silent) expect((await within(3_000, 'greeting', c.reply())).code).toBe(220);
+    for (const c of silent) {
+      const reply = await within(3_000, 'idle 421', c.reply());
+      expect(reply.code).toBe(421);
+      await within(3_000, 'closed', c.closed);
+    }
+    expect(performance.now() - started).toBeGreaterThanOrEqual(IDLE_MS - 50);
+  });
+
+  it('a command restarts the idle deadline', async () => {
+    const g = await start({ timeouts: { controlIdleMs: IDLE_MS } });
+    const client = await connect(g.port);
+    expect((await client.reply()).code).toBe(220);
+    const started = performance.now();
+    // Three NOOPs, each sent when the previous is answered plus a third of the deadline.
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve) => setTimeout(resolve, IDLE_MS / 3)); // the client's own pace
+      expect((await client.command('NOOP')).code).toBe(200);
+    }
+    expect(performance.now() - started).toBeGreaterThan(IDLE_MS);
+    expect((await within(3_000, 'idle 421', client.reply())).code).toBe(421);
+  });
+});
+
+describe('slowloris on the control channel', () => {
+  it('one address holds at most maxSessionsPerClient sessions; another client is served meanwhile', async () => {
+    const g = await start({ timeouts: { controlIdleMs: IDLE_MS }, limits: { maxSessionsPerClient: 3 } });
+    const loris: ControlClient[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await connect(g.port);
+      const code = (await c.reply()).code;
+      if (code === 220) {
+        trickle(c, 'USER slow', 50);
+        loris.push(c);
+      } else {
+        expect(code).toBe(421);
+      }
+    }
+    expect(loris).toHaveLength(3);
+    const other = await connect(g.port, OTHER_CLIENT);
+    expect((await other.reply()).code).toBe(220);
+    expect((await other.command('NOOP')).code).toBe(200);
+  });
+
+  it('a client that trickles bytes but completes no line is cut at controlIdleMs', async () => {
+    const g = await start({ timeouts: { controlIdleMs: IDLE_MS } });
+    const client = await connect(g.port);
+    expect((await client.reply()).code).toBe(220);
+    const started = performance.now();
+    trickle(client, 'USER nobody-ever-finishes-this-line ', 50);
+    // Bound: ten times the deadline (with a per-byte idle timer this never ends).
+    await within(10 * IDLE_MS, 'the slowloris session to end', client.closed).catch((err: Error) => {
+      throw new Error(`${err.message}: still open after ${Math.round(performance.now() - started)} ms of 1 byte / 50 ms`);
+    });
+    expect(client.received().toString('latin1')).toMatch(/\r\n421 /);
+    await vi.waitFor(() => expect(g.gateway.stats().sessions).toBe(0));
+  });
+});

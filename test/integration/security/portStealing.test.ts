@@ -1,0 +1,143 @@
+/**
+ * Attack 2, data-port stealing: a pinhole accepts one connection, only
+ * from its expected peer (the control client for passive, the upstream
+ * for active). A stranger that connects first is closed without a byte
+ * and without the gateway connecting anywhere for it; the rightful peer
+ * then transfers. Pinhole ports are drawn at random from the range, so
+ * the next one cannot be guessed from the last.
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { sha256 } from '../../support/ftpClient.js';
+import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
+import { type FakeFtp, parsePort, startFakeFtp } from '../../support/hostileUpstream.js';
+import { expectNoLeaks } from '../../support/leaks.js';
+import { inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { CLIENT, listen, OTHER_CLIENT, probe, recordGatewayConnects, THIRD_HOST } from '../../support/traps.js';
+
+const [passivePorts, activePorts] = portRanges(2, 200) as [{ min: number; max: number }, { min: number; max: number }];
+const PAYLOAD = randomBytes(256 * 1024);
+const WRONG_PEER = 'ftp_alg_pinholes_wrong_peer_total';
+
+let fake: FakeFtp;
+let gw: TestGateway;
+const clients: ControlClient[] = [];
+
+beforeAll(async () => {
+  fake = await startFakeFtp();
+  fake.files.set('secret.bin', PAYLOAD);
+  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, passivePorts, activePorts });
+});
+
+afterAll(async () => {
+  await gw.close();
+  await fake.close();
+});
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  await expectNoLeaks(gw.gateway, { passivePorts, activePorts });
+});
+
+async function session(): Promise<ControlClient> {
+  const client = await ControlClient.connect(gw.port);
+  clients.push(client);
+  expect((await client.reply()).code).toBe(220);
+  await client.login();
+  return client;
+}
+
+describe('a stranger connecting to a passive pinhole first', () => {
+  it.each(['PASV', 'EPSV'] as const)('%s: is closed without data, nothing is connected for it, and the client then downloads', async (verb) => {
+    const wrongBefore = await counterTotal(gw.gateway, WRONG_PEER);
+    const peersBefore = fake.dataPeers.length;
+    const record = recordGatewayConnects();
+    try {
+      const client = await session();
+      const reply = await client.command(verb);
+      const port = verb === 'PASV' ? parse227(reply.text).port : parse229(reply.text);
+
+      for (const stranger of [THIRD_HOST, OTHER_CLIENT]) {
+        expect(await probe(port, stranger, Buffer.from('stolen upload'))).toEqual({ outcome: 'closed', bytes: 0 });
+      }
+      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 2);
+      expect(fake.dataPeers).toHaveLength(peersBefore); // the gateway did not connect upstream for them
+      expect(record.targets).toHaveLength(1); // the control connection only
+      expect(gw.gateway.stats().pinholes).toBe(1); // still waiting for the client
+
+      await client.write('RETR secret.bin\r\n');
+      const data = readDataConnection(port);
+      expect((await client.reply()).code).toBe(150);
+      expect(sha256(await data)).toBe(sha256(PAYLOAD));
+      expect((await client.reply()).code).toBe(226);
+      expect(fake.uploads.size).toBe(0); // the stranger's bytes went nowhere
+
+      // Once the client is in, the port listens no more.
+      expect((await probe(port, THIRD_HOST)).outcome).toBe('refused');
+    } finally {
+      record.stop();
+    }
+  });
+});
+
+describe('a stranger connecting to an active pinhole first', () => {
+  it('is closed; the client gets nothing from it; the upstream then connects and the client downloads', async () => {
+    const wrongBefore = await counterTotal(gw.gateway, WRONG_PEER);
+    const own = await listen(CLIENT);
+    try {
+      const client = await session();
+      expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
+      const announced = parsePort(fake.connections.at(-1)?.lines.at(-1)?.slice(5) ?? '');
+      expect(announced?.host).toBe(CLIENT); // the gateway's private address
+      const pinhole = announced?.port as number;
+      expect(inRange(pinhole, activePorts)).toBe(true);
+
+      for (const stranger of [THIRD_HOST, OTHER_CLIENT]) {
+        expect(await probe(pinhole, stranger, Buffer.from('forged download'))).toEqual({ outcome: 'closed', bytes: 0 });
+      }
+      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 2);
+      expect(own.peers).toEqual([]); // the gateway did not connect to the client for them
+
+      await client.write('RETR secret.bin\r\n'); // the fake upstream now connects to the pinhole
+      expect((await client.reply()).code).toBe(150);
+      const socket = await own.connection();
+      await once(socket, 'end');
+      expect(sha256(own.received())).toBe(sha256(PAYLOAD));
+      expect((await client.reply()).code).toBe(226);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe('pinhole ports are not predictable', () => {
+  it('60 PASVs in a row draw ports spread over the range, not in sequence', async () => {
+    const client = await session();
+    const ports: number[] = [];
+    for (let i = 0; i < 60; i++) ports.push(parse227((await client.command('PASV')).text).port);
+    expect(ports.every((p) => inRange(p, passivePorts))).toBe(true);
+    const distinct = new Set(ports).size;
+    const successors = ports.slice(1).filter((p, i) => p === (ports[i] as number) + 1 || p === (ports[i] as number) - 1).length;
+    expect(distinct).toBeGreaterThanOrEqual(40); // 60 draws from 200: about 52 distinct
+    expect(successors).toBeLessThan(6); // sequential allocation would give 59
+    expect(Math.max(...ports) - Math.min(...ports)).toBeGreaterThan(rangeSize(passivePorts) / 2);
+  });
+
+  it('a connection to a port of the range that no pinhole holds is refused', async () => {
+    const client = await session();
+    const open = parse227((await client.command('PASV')).text).port;
+    const other = open === passivePorts.min ? passivePorts.min + 1 : passivePorts.min;
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.connect({ host: CLIENT, port: other });
+      s.once('connect', () => {
+        s.destroy();
+        resolve('accepted');
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+  });
+});

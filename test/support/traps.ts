@@ -1,0 +1,263 @@
+/**
+ * Witnesses for the tests that attack the gateway: listeners that must
+ * stay silent (a trap on a third address, on a privileged port), a record
+ * of every outbound connection the gateway itself makes, and a way to
+ * know that the gateway has read a piece of a segmented command.
+ *
+ * On Linux every 127.0.0.0/8 address is local, so 127.0.0.2 plays the
+ * third host and 127.0.0.3 a second client. The gateway runs in the test
+ * process, so patching `net.Socket.prototype.connect` and
+ * `LineSplitter.prototype.push` sees what it does (not what a data-plane
+ * worker thread does: tests that use the record run pinholes in process).
+ */
+import net, { type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { LineSplitter } from '../../src/ftp/lineSplitter.js';
+
+export const CLIENT = '127.0.0.1';
+export const THIRD_HOST = '127.0.0.2';
+export const OTHER_CLIENT = '127.0.0.3';
+
+export interface Listener {
+  readonly host: string;
+  readonly port: number;
+  /** Remote addresses of the connections accepted, in order. */
+  readonly peers: string[];
+  /** Bytes received over every connection. */
+  received(): Buffer;
+  /** The next connection (or the first one not yet taken). */
+  connection(): Promise<Socket>;
+  close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** Sent to each connection, which is then ended; by default nothing is sent and the connection is held. */
+  readonly payload?: Buffer;
+}
+
+/** A listener on `host`:`port` (0: any) that records who connects and what they send. */
+export async function listen(host: string, port = 0, options: ListenOptions = {}): Promise<Listener> {
+  const peers: string[] = [];
+  const chunks: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const accepted: Socket[] = [];
+  let taken = 0;
+  const arrivals: (() => void)[] = [];
+  const server: Server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    peers.push(socket.remoteAddress ?? '');
+    sockets.add(socket);
+    accepted.push(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => socket.end());
+    if (options.payload !== undefined) socket.end(options.payload);
+    for (const wake of arrivals.splice(0)) wake();
+  });
+  server.listen({ host, port, exclusive: true });
+  await once(server, 'listening'); // rejects on 'error' (EADDRINUSE, EACCES)
+  const bound = (server.address() as net.AddressInfo).port;
+  return {
+    host,
+    port: bound,
+    peers,
+    received: () => Buffer.concat(chunks),
+    async connection() {
+      while (accepted.length <= taken) await new Promise<void>((resolve) => arrivals.push(resolve));
+      return accepted[taken++] as Socket;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * A listener on 127.0.0.1 and a trap on the third host with the same port
+ * number: whatever connects to "that port" reaches one or the other
+ * depending only on the address it chose.
+ */
+export async function listenTwins(options: ListenOptions = {}): Promise<{ right: Listener; trap: Listener; port: number }> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const right = await listen(CLIENT, 0, options);
+    try {
+      const trap = await listen(THIRD_HOST, right.port);
+      return { right, trap, port: right.port };
+    } catch {
+      await right.close();
+    }
+  }
+  throw new Error('no port free on both 127.0.0.1 and 127.0.0.2');
+}
+
+/** A trap on a privileged port of `host` (the tests run as root; else the bind fails and so does the test). */
+export async function listenPrivileged(host: string): Promise<Listener> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 600 + Math.floor(Math.random() * 400);
+    try {
+      return await listen(host, port);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+  throw new Error(`no free privileged port on ${host}`);
+}
+
+export interface Outbound {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface OutboundRecord {
+  /** Every connection the gateway's own code opened, in order. */
+  readonly targets: Outbound[];
+  stop(): void;
+}
+
+type Connect = (this: Socket, ...args: unknown[]) => Socket;
+
+/**
+ * Record every `connect` made from src/gateway (the stack says who calls):
+ * the upstream control connection and the connecting legs of pinholes.
+ */
+export function recordGatewayConnects(): OutboundRecord {
+  const proto = net.Socket.prototype as unknown as { connect: Connect };
+  const original = proto.connect;
+  const targets: Outbound[] = [];
+  proto.connect = function (this: Socket, ...args: unknown[]): Socket {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 40;
+    const stack = new Error().stack ?? '';
+    Error.stackTraceLimit = limit;
+    if (/[/\\]src[/\\]gateway[/\\]/.test(stack)) {
+      const first = Array.isArray(args[0]) ? (args[0] as unknown[])[0] : args[0];
+      if (typeof first === 'object' && first !== null) {
+        const o = first as { host?: unknown; port?: unknown };
+        targets.push({ host: String(o.host ?? 'localhost'), port: Number(o.port) });
+      } else {
+        targets.push({ host: typeof args[1] === 'string' ? args[1] : 'localhost', port: Number(first) });
+      }
+    }
+    return original.apply(this, args);
+  };
+  return {
+    targets,
+    stop() {
+      proto.connect = original;
+    },
+  };
+}
+
+export interface LineInputWatch {
+  /** Forget what was seen so far (call before each new session). */
+  reset(): void;
+  /** Resolves once some splitter (a control connection of the gateway) has been fed exactly `bytes` since the reset. */
+  fed(bytes: Buffer): Promise<void>;
+  stop(): void;
+}
+
+/**
+ * What the gateway's line splitters are fed, read by read. Writing a piece
+ * and awaiting `fed(sentSoFar)` before the next piece makes every piece a
+ * separate read on the gateway's side (the kernel may coalesce writes).
+ */
+export function watchLineInput(): LineInputWatch {
+  const proto = LineSplitter.prototype as unknown as { push: (this: LineSplitter, chunk: Buffer) => void };
+  const original = proto.push;
+  let fedSoFar = new Map<LineSplitter, Buffer>();
+  let waiters: { bytes: Buffer; resolve: () => void }[] = [];
+  const check = () => {
+    waiters = waiters.filter((w) => {
+      for (const seen of fedSoFar.values()) {
+        if (seen.equals(w.bytes)) {
+          w.resolve();
+          return false;
+        }
+      }
+      return true;
+    });
+  };
+  proto.push = function (this: LineSplitter, chunk: Buffer): void {
+    const before = fedSoFar.get(this) ?? Buffer.alloc(0);
+    if (before.length < 64 * 1024) fedSoFar.set(this, Buffer.concat([before, chunk]));
+    original.call(this, chunk);
+    check();
+  };
+  return {
+    reset() {
+      fedSoFar = new Map();
+    },
+    fed(bytes) {
+      return new Promise((resolve) => {
+        waiters.push({ bytes: Buffer.from(bytes), resolve });
+        check();
+      });
+    },
+    stop() {
+      proto.push = original;
+    },
+  };
+}
+
+/**
+ * Connect from `localAddress` and report what happened: refused; accepted
+ * and then closed by the gateway (with the bytes received); or still open
+ * after `boundMs` (then destroyed here).
+ */
+export function probe(
+  port: number,
+  localAddress: string,
+  send?: Buffer,
+  boundMs = 2_000,
+): Promise<{ outcome: 'refused' | 'closed' | 'open'; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0;
+    let connected = false;
+    const socket = net.connect({ host: CLIENT, port, localAddress });
+    const timer = setTimeout(() => {
+      resolve({ outcome: 'open', bytes });
+      socket.destroy();
+    }, boundMs);
+    socket.on('connect', () => {
+      connected = true;
+      if (send !== undefined) socket.write(send);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected && err.code === 'ECONNREFUSED') resolve({ outcome: 'refused', bytes });
+      else if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ outcome: connected ? 'closed' : 'refused', bytes });
+    });
+  });
+}
+
+/** How a socket ended: the peer's FIN ('end'), or a reset/error ('reset'); resolves at 'close'. */
+export function closedHow(socket: Socket): Promise<'end' | 'reset'> {
+  let how: 'end' | 'reset' | undefined;
+  socket.once('end', () => {
+    how ??= 'end';
+  });
+  socket.on('error', () => {
+    how ??= 'reset';
+  });
+  return new Promise((resolve) => socket.once('close', () => resolve(how ?? 'reset')));
+}
+
+/** Resolve with `value`, or reject after `ms` with `what` in the message (a bound on a wait, not a sleep). */
+export async function within<T>(ms: number, what: string, value: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([value, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

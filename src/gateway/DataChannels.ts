@@ -252,7 +252,8 @@ export class DataChannels {
       return undefined;
     }
     if (this.session.ended) {
-      pinhole.close('session-end');
+      pinhole.close('session-end'); // the session ended while the pinhole was being opened
+      this.ctx.clientPinholes.give();
       return undefined;
     }
     this.track(pinhole);

@@ -288,7 +288,13 @@ export class DataChannels {
 
   /** The upstream refused: pass its reply on, or, for a command the client did not send, say it in the client's terms. */
   private passOnFailure(wish: ClientWish, sent: UpstreamSetup, reply: FinalReply): void {
-    if (sent !== wish.verb) return this.session.toClient(formatReply(codes.CANT_OPEN_DATA, "Can't open data connection."));
+    // A success of the wrong kind (a 227 to EPSV, a 229 to PASV) would hand the client the upstream's own
+    // address: it is answered 425 like a refusal of a command the client did not send.
+    const wrongSuccess = reply.code >= 200 && reply.code < 300;
+    if (sent !== wish.verb || wrongSuccess) {
+      if (wrongSuccess) this.session.log.warn({ sent, code: reply.code }, 'upstream answered a data command with the wrong success reply');
+      return this.session.toClient(formatReply(codes.CANT_OPEN_DATA, "Can't open data connection."));
+    }
     for (const part of reply.parts) this.session.toClient(part);
     this.session.toClient(reply.raw);
   }

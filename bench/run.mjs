@@ -12,12 +12,14 @@
 // medians against the targets of issue 5. Everything it starts it stops, and
 // it deletes its namespaces, on success, failure or a signal.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PATTERN, patternHash } from './lib/fastio.mjs';
 import { cpuSeconds, machineBusySeconds, rssKiB, rssSampler } from './lib/measure.mjs';
 import { PORTS, startGateway, startHaproxy, startRawServer, startVsftpd } from './lib/peers.mjs';
 import { killAllSync, NOFILE, nsRun, run, runJson, start, stop, waitFor } from './lib/proc.mjs';
@@ -44,8 +46,8 @@ const { values: opt } = parseArgs({
 });
 
 const P = opt.smoke
-  ? { rounds: 1, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, noops: 50, idle: 50, idleConcurrency: 10 }
-  : { rounds: 5, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, idle: 10_000, idleConcurrency: 100 };
+  ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, noops: 50, idle: 50, idleConcurrency: 10 }
+  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
@@ -225,12 +227,15 @@ const VARIANTS = {
   memory: ['haproxy'],
 };
 
-async function rawFlows(variant, down, up, bytes) {
+async function rawFlows(variant, down, up, bytes, verify = false) {
   const via = variant === 'haproxy' ? ['--direct', `${ADDR.edgePublic}:${PORTS.haproxyRawData}`] : ['--ctl', target(variant, 'raw')];
-  return agent(['flows', ...via, '--down', String(down), '--up', String(up), '--bytes', String(bytes), '--timeout-ms', '120000'], { timeoutMs: 130_000 });
+  const check = verify ? ['--verify'] : [];
+  return agent(['flows', ...via, '--down', String(down), '--up', String(up), '--bytes', String(bytes), ...check, '--timeout-ms', '120000'], { timeoutMs: 130_000 });
 }
 
 async function groupRaw(variant) {
+  // Untimed: two flows each way carry a pattern whose sha256 is checked at the far end.
+  await rawFlows(variant, 2, 2, P.checkBytes, true);
   const pid = edgePid(variant);
   for (const dir of ['down1', 'up1']) {
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
@@ -253,18 +258,32 @@ async function curl(variant, mode, dir, seq) {
   const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}'];
   if (mode === 'pasv') args.push('--disable-epsv', '--no-ftp-skip-pasv-ip');
   else args.push('--disable-eprt', '--ftp-port', ADDR.client);
-  if (dir === 'down') args.push('-o', '/dev/null', `ftp://${host}/pub/big.bin`);
+  // The smoke run checks what arrived; the full run times the transfer alone (uploads are always checked).
+  const got = join(workDir, `down-${seq}.bin`);
+  if (dir === 'down') args.push('-o', opt.smoke ? got : '/dev/null', `ftp://${host}/pub/big.bin`);
   else args.push('-T', join(workDir, 'up.bin'), `ftp://${host}/upload/${name}`);
   const r = await nsRun(topo.ns.client, 'curl', args, { timeoutMs: 310_000 });
   if (r.code !== 0) throw new Error(`curl ${mode} ${dir} via ${variant} failed (${r.code}): ${r.stderr.trim()}`);
   const [down, up, secs] = r.stdout.trim().split(' ').map(Number);
   const bytes = dir === 'down' ? down : up;
   if (bytes !== P.fileBytes) throw new Error(`curl ${mode} ${dir} via ${variant}: ${bytes} of ${P.fileBytes} bytes`);
-  if (dir === 'up') await rm(join(workDir, 'root/upload', name), { force: true });
+  const arrived = dir === 'up' ? join(workDir, 'root/upload', name) : opt.smoke ? got : undefined;
+  if (arrived !== undefined) {
+    const digest = await sha256File(arrived);
+    await rm(arrived, { force: true });
+    if (digest !== fileDigest) throw new Error(`curl ${mode} ${dir} via ${variant}: the file arrived with another sha256`);
+  }
   return bytes / MiB / secs;
 }
 
 let curlSeq = 0;
+let fileDigest = '';
+
+async function sha256File(path) {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk);
+  return hash.digest('hex');
+}
 async function groupCurl(variant) {
   for (const mode of ['pasv', 'port']) {
     for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
@@ -322,12 +341,12 @@ async function prepareFiles() {
   await mkdir(join(root, 'upload'));
   await chown(join(root, 'upload'), 65534, 65534);
   await chmod(join(root, 'upload'), 0o777);
-  const block = Buffer.alloc(MiB, 0x5a);
   for (const file of [join(root, 'pub/big.bin'), join(workDir, 'up.bin')]) {
     await writeFile(file, '');
-    for (let left = P.fileBytes; left > 0; left -= MiB) await writeFile(file, left >= MiB ? block : block.subarray(0, left), { flag: 'a' });
+    for (let left = P.fileBytes; left > 0; left -= PATTERN.length) await writeFile(file, left >= PATTERN.length ? PATTERN : PATTERN.subarray(0, left), { flag: 'a' });
     await chmod(file, 0o644);
   }
+  fileDigest = patternHash(P.fileBytes);
   return root;
 }
 

@@ -1,13 +1,14 @@
 // The client side of every bench figure except curl's, in the client
 // namespace. Each subcommand prints one JSON line and exits.
 //
-//   flows    --ctl H:P | --direct H:P  --down N --up N --bytes B
+//   flows    --ctl H:P | --direct H:P  --down N --up N --bytes B [--verify]
 //   sessions --ctl H:P --concurrency C --duration-ms D [--max N]
 //   noop     --ctl H:P --count N [--warmup N]
 //   idle     --ctl H:P --n N [--concurrency C] [--hold-ms MS]   (holds until stdin ends)
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { sendZeros, sinkOnread, u64 } from './fastio.mjs';
+import { createHash } from 'node:crypto';
+import { patternHash, sendPattern, sendZeros, sinkOnread, u64 } from './fastio.mjs';
 
 const { positionals, values: opt } = parseArgs({
   allowPositionals: true,
@@ -25,6 +26,7 @@ const { positionals, values: opt } = parseArgs({
     n: { type: 'string', default: '100' },
     'hold-ms': { type: 'string', default: '120000' },
     'timeout-ms': { type: 'string', default: '120000' },
+    verify: { type: 'boolean', default: false },
     user: { type: 'string', default: 'anonymous' },
     pass: { type: 'string', default: 'bench@example.org' },
   },
@@ -160,15 +162,19 @@ async function flows() {
       targets.push(await ctl.pasv());
     } else targets.push(hostPort(opt.direct));
   }
-  const flows = kinds.map((kind, i) => ({ kind, target: targets[i], got: 0, ack: Buffer.alloc(0), doneAt: 0 }));
+  const verify = opt.verify;
+  const expected = verify ? patternHash(bytes) : '';
+  const flows = kinds.map((kind, i) => ({ kind, target: targets[i], got: 0, ack: Buffer.alloc(0), doneAt: 0, hash: verify ? createHash('sha256') : undefined }));
   const sockets = await Promise.all(
     flows.map((f) =>
       connect(f.target, {
         allowHalfOpen: true,
         noDelay: true,
         onread: sinkOnread((buf, n) => {
-          if (f.kind === 'down') f.got += n;
-          else f.ack = Buffer.concat([f.ack, buf.subarray(0, n)]);
+          if (f.kind === 'down') {
+            f.got += n;
+            f.hash?.update(buf.subarray(0, n));
+          } else f.ack = Buffer.concat([f.ack, buf.subarray(0, n)]);
         }),
       }),
     ),
@@ -183,15 +189,17 @@ async function flows() {
           s.once('end', () => {
             f.doneAt = performance.now();
             s.end();
-            if (f.kind === 'down') f.ok = f.got === bytes;
-            else f.ok = f.ack.length === 8 && Number(f.ack.readBigUInt64BE(0)) === bytes;
-            if (f.ok) resolve();
-            else reject(new Error(`${f.kind} flow: ${f.kind === 'down' ? f.got : f.ack.length === 8 ? Number(f.ack.readBigUInt64BE(0)) : 'no ack'} of ${bytes} bytes`));
+            const ackBytes = verify ? 40 : 8;
+            const count = f.kind === 'down' ? f.got : f.ack.length === ackBytes ? Number(f.ack.readBigUInt64BE(0)) : -1;
+            const digest = !verify ? '' : f.kind === 'down' ? f.hash.digest('hex') : f.ack.subarray(8).toString('hex');
+            if (count !== bytes) reject(new Error(`${f.kind} flow: ${count < 0 ? 'no answer' : count} of ${bytes} bytes`));
+            else if (digest !== expected) reject(new Error(`${f.kind} flow: ${bytes} bytes arrived but their sha256 differs`));
+            else resolve();
           });
-          if (f.kind === 'down') s.write(Buffer.concat([Buffer.from('S'), u64(bytes)]));
+          if (f.kind === 'down') s.write(Buffer.concat([Buffer.from(verify ? 'P' : 'S'), u64(bytes)]));
           else {
-            s.write(Buffer.concat([Buffer.from('K'), u64(0)]));
-            sendZeros(s, bytes, () => s.end());
+            s.write(Buffer.concat([Buffer.from(verify ? 'H' : 'K'), u64(0)]));
+            (verify ? sendPattern : sendZeros)(s, bytes, () => s.end());
           }
         }),
     ),

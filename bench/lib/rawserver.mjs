@@ -2,13 +2,15 @@
 // (greeting, USER/PASS, PASV, NOOP, QUIT; every other command gets 200) and
 // plain TCP data ports, the 227s naming them in turn (like a real server's
 // passive range; the haproxy variant uses the first one directly). A data connection starts
-// with 9 bytes from the client: 'S' + u64 n (the server sends n bytes, then
-// FIN) or 'K' + u64 0 (the server reads until FIN, answers the u64 count,
-// then FIN). It also holds the 10,000 idle sessions of the memory figure.
+// with 9 bytes from the client: 'S' + u64 n (the server sends n zero bytes,
+// then FIN) or 'K' + u64 0 (the server reads until FIN, answers the u64
+// count, then FIN); 'P' and 'H' are the same with the verified pattern: 'P'
+// sends it, 'H' answers the count and the sha256 of what it read. It also holds the 10,000 idle sessions of the memory figure.
 //
 // Usage: node rawserver.mjs HOST CTL_PORT DATA_PORT [DATA_PORTS]   (prints "ready")
 import net from 'node:net';
-import { adopt, sendZeros, sinkOnread, u64 } from './fastio.mjs';
+import { createHash } from 'node:crypto';
+import { adopt, sendPattern, sendZeros, sinkOnread, u64 } from './fastio.mjs';
 
 const [host = '192.0.2.10', ctlPortArg = '2121', dataPortArg = '45000', dataPortsArg = '256'] = process.argv.slice(2);
 const ctlPort = Number(ctlPortArg);
@@ -47,6 +49,7 @@ const onData = (accepted) => {
   let have = 0;
   let received = 0;
   let mode = '';
+  let hash;
   const socket = adopt(accepted, sinkOnread((buf, n) => {
     let at = 0;
     if (have < 9) {
@@ -56,16 +59,21 @@ const onData = (accepted) => {
       if (have === 9) begin();
     }
     received += n - at;
+    if (hash !== undefined && n > at) hash.update(buf.subarray(at, n));
   }));
   socket.setNoDelay(true);
   socket.on('error', () => socket.destroy());
   function begin() {
     mode = String.fromCharCode(header[0]);
-    if (mode === 'S') sendZeros(socket, Number(header.readBigUInt64BE(1)), () => socket.end());
+    const n = Number(header.readBigUInt64BE(1));
+    if (mode === 'S') sendZeros(socket, n, () => socket.end());
+    else if (mode === 'P') sendPattern(socket, n, () => socket.end());
+    else if (mode === 'H') hash = createHash('sha256');
   }
   socket.on('end', () => {
     if (mode === 'K') socket.end(u64(received));
-    else if (mode !== 'S') socket.end();
+    else if (mode === 'H') socket.end(Buffer.concat([u64(received), hash.digest()]));
+    else if (mode !== 'S' && mode !== 'P') socket.end();
   });
 };
 

@@ -132,7 +132,7 @@ function versions() {
 let topo;
 let workDir;
 // The edge program (haproxy or a gateway) runs only while its variant is measured,
-// and starts afresh each time, so that no figure inherits another's memory.
+// and starts afresh for every run, so that no figure inherits another's memory.
 const procs = { vsftpd: undefined, raw: undefined, edge: undefined, edgeName: '' };
 
 async function teardown() {
@@ -308,7 +308,6 @@ async function groupNoop(variant) {
 }
 
 async function groupMemory(variant) {
-  await use(variant, { fresh: true });
   const pid = edgePid(variant);
   await sleep(500);
   const base = rssKiB(pid);
@@ -380,7 +379,7 @@ async function main() {
           break outer;
         }
         const t = Date.now();
-        await use(variant);
+        await use(variant, { fresh: true });
         await RUNNERS[group](variant);
         log(`round ${round + 1}/${P.rounds} ${group.padEnd(8)} ${variant.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1)} s`);
       }

@@ -76,7 +76,7 @@ describe('client → upstream: byte-exact', () => {
       'SITE CHMOD 644 caf\xe9.txt\r\n', // a latin1 byte
       'RETR dir/a\rb.txt\r\n', // a bare CR inside a pathname
       'XYZZY an unknown verb\r\n',
-      'US3R not a verb\r\n',
+      'XMKD new dir\r\n', // RFC 775 (a verb outside the intercept table)
       '\xff\xf4\xff\xf2ABOR\r\n', // RFC 959 4.1.3: Telnet IP and Synch before ABOR
       'STAT /some/dir with spaces\r\n',
       'SYST\r\nHELP\r\nMODE S\r\n', // three commands in one write

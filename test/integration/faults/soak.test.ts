@@ -90,7 +90,9 @@ function collect(socket: Socket): { bytes: () => number; whole: Promise<Buffer> 
     chunks.push(c);
     n += c.length;
   });
-  return { bytes: () => n, whole: once(socket, 'end').then(() => Buffer.concat(chunks)) };
+  const whole = once(socket, 'end').then(() => Buffer.concat(chunks));
+  whole.catch(() => undefined); // an aborted transfer is reset, and its whole is never awaited
+  return { bytes: () => n, whole };
 }
 
 async function runSession(i: number): Promise<void> {

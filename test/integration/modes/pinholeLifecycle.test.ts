@@ -151,7 +151,7 @@ describe.each(['ABOR', 'REIN'] as const)('%s', (command) => {
     const port = parse229((await client.command('EPSV')).text);
     const data = net.connect({ host: '127.0.0.1', port });
     data.on('error', () => undefined);
-    const cut = once(data, 'close');
+    const cut = new Promise((resolve) => data.once('close', resolve)); // a reset (not a FIN) is how a cut ends
     await once(data, 'connect');
     await stall?.connected; // both legs up: the pinhole relays
     await client.write('RETR endless.bin\r\n');

@@ -8,64 +8,24 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, parse227 } from '../../support/control.js';
-import { startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks, MiB } from '../../support/leaks.js';
-import { portRanges } from '../../support/ports.js';
-import { CLIENT, listen, type Listener, within } from '../../support/traps.js';
+import { describe, expect, it } from 'vitest';
+import { type ControlClient, parse227 } from '../../support/control.js';
+import { MiB } from '../../support/leaks.js';
+import { CLIENT, within } from '../../support/traps.js';
+import { portToOwn, startTransfer, useTransferRig } from '../../support/transferRig.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
 const BIG = randomBytes(8 * MiB);
 const SMALL = randomBytes(256 * 1024);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-let fake: FakeFtp;
-let gw: TestGateway;
-let own: Listener;
-const clients: ControlClient[] = [];
-const sockets: Socket[] = [];
-
-beforeAll(async () => {
-  fake = await startFakeFtp();
-  fake.files.set('big.bin', BIG);
-  fake.files.set('small.bin', SMALL);
-  fake.files.set('empty.bin', Buffer.alloc(0));
-  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools });
-  own = await listen(CLIENT);
-});
-
-afterAll(async () => {
-  await gw.close();
-  await fake.close();
-  await own.close();
-});
-
-afterEach(async () => {
-  fake.hooks.retr = (socket, data) => socket.end(data);
-  for (const c of clients.splice(0)) c.destroy();
-  for (const s of sockets.splice(0)) s.destroy();
-  await expectNoLeaks(gw.gateway, pools);
-});
-
-async function session(): Promise<ControlClient> {
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  expect((await client.command('TYPE I')).code).toBe(200);
-  return client;
-}
+const rig = useTransferRig({ 'big.bin': BIG, 'small.bin': SMALL, 'empty.bin': Buffer.alloc(0) });
+const { session } = rig;
 
 async function passiveSocket(client: ControlClient): Promise<Socket> {
   const port = parse227((await client.command('PASV')).text).port;
   const socket = net.connect({ host: CLIENT, port, allowHalfOpen: true });
   socket.on('error', () => undefined);
-  sockets.push(socket);
-  return socket;
+  return rig.track(socket);
 }
 
 /** Everything read until the peer's FIN (then the client closes its side, as clients do). */
@@ -85,44 +45,40 @@ describe('uploads end with the client FIN', () => {
   it('passive: 8 MiB, then half-close; the upstream gets every byte and the FIN', async () => {
     const client = await session();
     const data = await passiveSocket(client);
-    await client.write('STOR half.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR half.bin');
     data.end(BIG);
-    expect(sha(await within(10_000, 'upload', fake.uploaded('half.bin')))).toBe(sha(BIG));
+    expect(sha(await within(10_000, 'upload', rig.fake.uploaded('half.bin')))).toBe(sha(BIG));
     await within(5_000, 'the data connection to close', once(data, 'close'));
     expect((await client.reply()).code).toBe(226);
   });
 
   it('active: 8 MiB from the client side of the data connection, then half-close', async () => {
     const client = await session();
-    expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-    await client.write('STOR half-active.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
-    const data = await own.connection();
+    await portToOwn(client, rig.own);
+    await startTransfer(client, 'STOR half-active.bin');
+    const data = await rig.own.connection();
     data.end(BIG);
-    expect(sha(await within(10_000, 'upload', fake.uploaded('half-active.bin')))).toBe(sha(BIG));
+    expect(sha(await within(10_000, 'upload', rig.fake.uploaded('half-active.bin')))).toBe(sha(BIG));
     expect((await client.reply()).code).toBe(226);
   });
 
   it('the client resets after its FIN, once the upstream has every byte: the upload stands', async () => {
     const client = await session();
     const data = await passiveSocket(client);
-    await client.write('STOR rst.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR rst.bin');
     data.end(SMALL);
-    await within(5_000, 'all bytes upstream', fake.progressAtLeast('rst.bin', SMALL.length));
+    await within(5_000, 'all bytes upstream', rig.fake.progressAtLeast('rst.bin', SMALL.length));
     data.resetAndDestroy();
-    expect(sha(await within(5_000, 'upload', fake.uploaded('rst.bin')))).toBe(sha(SMALL));
+    expect(sha(await within(5_000, 'upload', rig.fake.uploaded('rst.bin')))).toBe(sha(SMALL));
     expect((await client.command('NOOP')).code).toBeGreaterThan(0);
   });
 
   it('an empty upload: connect and FIN at once', async () => {
     const client = await session();
     const data = await passiveSocket(client);
-    await client.write('STOR empty-up.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR empty-up.bin');
     data.end();
-    expect((await within(5_000, 'upload', fake.uploaded('empty-up.bin'))).length).toBe(0);
+    expect((await within(5_000, 'upload', rig.fake.uploaded('empty-up.bin'))).length).toBe(0);
     expect((await client.reply()).code).toBe(226);
   });
 });
@@ -131,8 +87,7 @@ describe('downloads end with the upstream FIN', () => {
   it('8 MiB, read slowly: every byte, then the FIN', async () => {
     const client = await session();
     const data = await passiveSocket(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     data.pause(); // let the gateway hold what it can, then read
     const body = readAll(data);
     setImmediate(() => data.resume());
@@ -141,15 +96,14 @@ describe('downloads end with the upstream FIN', () => {
   });
 
   it('the upstream resets instead of answering the client FIN: the download is complete, nothing left', async () => {
-    fake.hooks.retr = (socket, payload) => {
+    rig.fake.hooks.retr = (socket, payload) => {
       socket.end(payload);
       socket.once('end', () => socket.resetAndDestroy());
     };
     const client = await session();
     const data = await passiveSocket(client);
     const body = readAll(data);
-    await client.write('RETR small.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR small.bin');
     expect(sha(await within(5_000, 'download', body))).toBe(sha(SMALL));
     await within(5_000, 'the data connection to close', once(data, 'close'));
   });
@@ -158,8 +112,7 @@ describe('downloads end with the upstream FIN', () => {
     const client = await session();
     const data = await passiveSocket(client);
     const body = readAll(data);
-    await client.write('RETR small.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR small.bin');
     expect(sha(await within(5_000, 'download', body))).toBe(sha(SMALL));
     data.resetAndDestroy();
     expect((await client.reply()).code).toBe(226);
@@ -169,18 +122,16 @@ describe('downloads end with the upstream FIN', () => {
     const client = await session();
     const data = await passiveSocket(client);
     const body = readAll(data);
-    await client.write('RETR empty.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR empty.bin');
     expect((await within(5_000, 'download', body)).length).toBe(0);
     expect((await within(5_000, '226', client.reply())).code).toBe(226);
   });
 
   it('active: 8 MiB to the client listener, byte-exact', async () => {
     const client = await session();
-    expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
-    const data = await own.connection();
+    await portToOwn(client, rig.own);
+    await startTransfer(client, 'RETR big.bin');
+    const data = await rig.own.connection();
     const chunks: Buffer[] = [];
     data.on('data', (c: Buffer) => chunks.push(c));
     await within(10_000, 'download', once(data, 'end'));

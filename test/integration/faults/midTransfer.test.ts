@@ -8,53 +8,24 @@
  */
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227 } from '../../support/control.js';
-import { startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks, MiB } from '../../support/leaks.js';
-import { portRanges } from '../../support/ports.js';
-import { CLIENT, listen, type Listener, within } from '../../support/traps.js';
+import { describe, expect, it, vi } from 'vitest';
+import { type ControlClient, parse227 } from '../../support/control.js';
+import { MiB } from '../../support/leaks.js';
+import { CLIENT, within } from '../../support/traps.js';
+import { portToOwn, startTransfer, useTransferRig } from '../../support/transferRig.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
 const BIG = randomBytes(8 * MiB);
 
-let fake: FakeFtp;
-let gw: TestGateway;
-let own: Listener;
-const clients: ControlClient[] = [];
-const sockets: Socket[] = [];
+const rig = useTransferRig(
+  { 'big.bin': BIG },
+  { afterEachCheck: () => vi.waitFor(() => expect(rig.fake.openDataSockets).toBe(0)) },
+);
+const { session } = rig;
 
-beforeAll(async () => {
-  fake = await startFakeFtp();
-  fake.files.set('big.bin', BIG);
-  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools });
-  own = await listen(CLIENT);
-});
-
-afterAll(async () => {
-  await gw.close();
-  await fake.close();
-  await own.close();
-});
-
-afterEach(async () => {
-  fake.hooks.retr = (socket, data) => socket.end(data);
-  for (const c of clients.splice(0)) c.destroy();
-  for (const s of sockets.splice(0)) s.destroy();
-  await expectNoLeaks(gw.gateway, pools);
-  await vi.waitFor(() => expect(fake.openDataSockets).toBe(0));
-});
-
-async function session(): Promise<ControlClient> {
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  expect((await client.command('TYPE I')).code).toBe(200);
-  return client;
+/** The transfer's reply comes, and the session still answers. */
+async function expectSessionGoesOn(client: ControlClient): Promise<void> {
+  await within(5_000, 'the transfer reply', client.reply());
+  expect((await client.command('NOOP')).code).toBe(200);
 }
 
 interface DataEnd {
@@ -67,7 +38,7 @@ interface DataEnd {
 }
 
 function dataEnd(socket: Socket): DataEnd {
-  sockets.push(socket);
+  rig.track(socket);
   let bytes = 0;
   const waiters: { n: number; resolve: () => void }[] = [];
   let outcome: 'end' | 'error' = 'end';
@@ -103,8 +74,8 @@ async function passive(client: ControlClient): Promise<DataEnd> {
 
 /** PORT to the test's own listener; the data connection arrives once the transfer starts. */
 async function active(client: ControlClient): Promise<() => Promise<DataEnd>> {
-  expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-  return async () => dataEnd(await own.connection());
+  await portToOwn(client, rig.own);
+  return async () => dataEnd(await rig.own.connection());
 }
 
 /** Write `data` in 256 KiB pieces, respecting backpressure, until done or the socket is gone. */
@@ -123,20 +94,17 @@ describe('the client vanishes mid-transfer', () => {
   it('download (passive): the client drops the data connection; the session goes on', async () => {
     const client = await session();
     const data = await passive(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     await data.atLeast(MiB);
     data.socket.destroy();
     expect(data.received()).toBeLessThan(BIG.length);
-    await within(5_000, 'the transfer reply', client.reply());
-    expect((await client.command('NOOP')).code).toBe(200);
+    await expectSessionGoesOn(client);
   });
 
   it('download (passive): the client drops everything', async () => {
     const client = await session();
     const data = await passive(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     await data.atLeast(MiB);
     data.socket.resetAndDestroy();
     client.socket.resetAndDestroy();
@@ -145,8 +113,7 @@ describe('the client vanishes mid-transfer', () => {
   it('download (active): the client drops everything', async () => {
     const client = await session();
     const connected = await active(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     const data = await connected();
     await data.atLeast(MiB);
     data.socket.destroy();
@@ -156,72 +123,64 @@ describe('the client vanishes mid-transfer', () => {
   it('upload (passive): the client drops the data connection half way; the session goes on', async () => {
     const client = await session();
     const data = await passive(client);
-    await client.write('STOR up.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR up.bin');
     await upload(data.socket, BIG.subarray(0, 2 * MiB)); // the rest is never sent
     // Reset once every byte sent has reached the upstream: what the gateway then sees is the reset itself.
-    await within(5_000, '2 MiB upstream', fake.progressAtLeast('up.bin', 2 * MiB));
+    await within(5_000, '2 MiB upstream', rig.fake.progressAtLeast('up.bin', 2 * MiB));
     data.socket.resetAndDestroy();
-    expect((await within(5_000, 'uploaded', fake.uploaded('up.bin'))).length).toBe(2 * MiB);
+    expect((await within(5_000, 'uploaded', rig.fake.uploaded('up.bin'))).length).toBe(2 * MiB);
     // The client's reset must reach the upstream as one: a FIN would tell it the (truncated) file is complete.
-    expect(fake.uploadEnding('up.bin')).toBe('reset');
-    await within(5_000, 'the transfer reply', client.reply());
-    expect((await client.command('NOOP')).code).toBe(200);
+    expect(rig.fake.uploadEnding('up.bin')).toBe('reset');
+    await expectSessionGoesOn(client);
   });
 
   it('upload (active): the client drops everything half way', async () => {
     const client = await session();
     const connected = await active(client);
-    await client.write('STOR up-active.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR up-active.bin');
     const data = await connected();
     await upload(data.socket, BIG.subarray(0, 2 * MiB));
-    await within(5_000, '2 MiB upstream', fake.progressAtLeast('up-active.bin', 2 * MiB));
+    await within(5_000, '2 MiB upstream', rig.fake.progressAtLeast('up-active.bin', 2 * MiB));
     data.socket.resetAndDestroy();
     client.socket.resetAndDestroy();
-    await within(5_000, 'uploaded', fake.uploaded('up-active.bin'));
-    expect(fake.uploadEnding('up-active.bin')).toBe('reset');
+    await within(5_000, 'uploaded', rig.fake.uploaded('up-active.bin'));
+    expect(rig.fake.uploadEnding('up-active.bin')).toBe('reset');
   });
 });
 
 describe('the upstream vanishes mid-transfer', () => {
   it('download (passive): the upstream resets its data connection; the client sees the cut; the session goes on', async () => {
-    fake.hooks.retr = (socket, payload) => socket.write(payload.subarray(0, 2 * MiB), () => socket.resetAndDestroy());
+    rig.fake.hooks.retr = (socket, payload) => socket.write(payload.subarray(0, 2 * MiB), () => socket.resetAndDestroy());
     const client = await session();
     const data = await passive(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     // The upstream's reset must reach the client as one: a clean FIN would make the cut file look complete.
     expect(await within(5_000, 'the data connection to close', data.closed)).toBe('error');
     expect(data.received()).toBeLessThan(BIG.length);
-    await within(5_000, 'the transfer reply', client.reply());
-    expect((await client.command('NOOP')).code).toBe(200);
+    await expectSessionGoesOn(client);
   });
 
   it('upload (passive): the upstream resets its data connection half way', async () => {
     const client = await session();
     const data = await passive(client);
-    await client.write('STOR cut.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'STOR cut.bin');
     const sending = upload(data.socket, BIG);
-    await within(5_000, '1 MiB upstream', fake.progressAtLeast('cut.bin', MiB));
-    fake.resetDataSockets();
+    await within(5_000, '1 MiB upstream', rig.fake.progressAtLeast('cut.bin', MiB));
+    rig.fake.resetDataSockets();
     await within(5_000, 'the client data connection to close', data.closed);
     await sending;
-    expect(fake.progress('cut.bin')).toBeLessThan(BIG.length);
-    await within(5_000, 'the transfer reply', client.reply());
-    expect((await client.command('NOOP')).code).toBe(200);
+    expect(rig.fake.progress('cut.bin')).toBeLessThan(BIG.length);
+    await expectSessionGoesOn(client);
   });
 
   it('download (active): the upstream drops everything: 421 or close, and the client data connection closes', async () => {
     const client = await session();
     const connected = await active(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     const data = await connected();
     await data.atLeast(MiB);
-    fake.resetDataSockets();
-    fake.connections.at(-1)?.socket.resetAndDestroy();
+    rig.fake.resetDataSockets();
+    rig.fake.connections.at(-1)?.socket.resetAndDestroy();
     await within(5_000, 'the client data connection to close', data.closed);
     await within(5_000, 'the control connection to close', client.closed);
   });
@@ -229,11 +188,10 @@ describe('the upstream vanishes mid-transfer', () => {
   it('download (passive): the upstream control connection resets, its data connection too', async () => {
     const client = await session();
     const data = await passive(client);
-    await client.write('RETR big.bin\r\n');
-    expect((await client.reply()).code).toBe(150);
+    await startTransfer(client, 'RETR big.bin');
     await data.atLeast(MiB);
-    fake.connections.at(-1)?.socket.resetAndDestroy();
-    fake.resetDataSockets();
+    rig.fake.connections.at(-1)?.socket.resetAndDestroy();
+    rig.fake.resetDataSockets();
     await within(5_000, 'the control connection to close', client.closed);
     await within(5_000, 'the data connection to close', data.closed);
   });

@@ -7,17 +7,14 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient } from '../../support/control.js';
-import { type CliExit, type CliProcess, configFile, type ConfigFile, killStartedClis, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
-import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
+import { describe, expect, it, vi } from 'vitest';
+import { type CliExit, type CliProcess, configFile, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
+import { startOpsGateway } from '../../support/opsGateway.js';
+import { useOpsRig } from '../../support/opsRig.js';
 import { httpGet } from '../../support/opsMetrics.js';
 import { pacedDownload } from '../../support/opsTransfer.js';
 import { portRanges } from '../../support/ports.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts] = portRanges(2, 12) as [Range, Range];
@@ -25,56 +22,26 @@ const BIG = randomBytes(8 * 1024 * 1024);
 const PAUSE_AT_BYTES = 256 * 1024;
 const STOPPING = 'stopping: no new sessions, waiting for running ones';
 
-let upstream: TestUpstream;
-let file: ConfigFile | undefined;
-let gw: OpsGateway | undefined;
-const closers: (() => void)[] = [];
+const rig = useOpsRig({ 'big.bin': BIG });
+const { session } = rig;
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-beforeAll(async () => {
-  upstream = await startUpstream();
-  writeFileSync(join(upstream.root, 'big.bin'), BIG);
-});
-
-afterAll(async () => {
-  await upstream.close();
-});
-
-afterEach(async () => {
-  for (const close of closers.splice(0)) close();
-  await killStartedClis();
-  await gw?.close();
-  gw = undefined;
-  file?.remove();
-  file = undefined;
-});
 
 function site(): Record<string, unknown> {
   return {
     name: 'main',
     listen: { host: '127.0.0.1', port: 0 },
-    upstream: { host: upstream.host, port: upstream.port },
+    upstream: { host: rig.upstream.host, port: rig.upstream.port },
     passivePorts,
     activePorts,
   };
 }
 
 async function startGatewayCli(drainTimeoutMs: number): Promise<{ cli: CliProcess; port: number }> {
-  file = configFile({ log: { level: 'info' }, metrics: { listen: '127.0.0.1:0' }, shutdown: { drainTimeoutMs }, sites: [site()] });
-  const cli = startCli(file.path);
+  rig.file = configFile({ log: { level: 'info' }, metrics: { listen: '127.0.0.1:0' }, shutdown: { drainTimeoutMs }, sites: [site()] });
+  const cli = startCli(rig.file.path);
   await cli.waitForMsg('started'); // signal handlers are installed right after this line
   return { cli, port: await sitePort(cli, 'main') };
-}
-
-async function session(port: number): Promise<ControlClient> {
-  const c = await ControlClient.connect(port);
-  closers.push(() => c.destroy());
-  const greeting = await c.reply();
-  if (greeting.code !== 220) throw new Error(`expected 220, got ${greeting.text}`);
-  await c.login();
-  expect((await c.command('TYPE I')).code).toBe(200);
-  return c;
 }
 
 /** The connect error code, or 'connected'. */
@@ -184,7 +151,7 @@ describe('SIGTERM drain through the CLI', () => {
 
 describe('Gateway.close in process', () => {
   it('close(drainMs) ends a session that outlives the bound and resolves soon after it', async () => {
-    const g = (gw = await startOpsGateway({ sites: [site()] }, 'warn'));
+    const g = (rig.gw = await startOpsGateway({ sites: [site()] }, 'warn'));
     const idle = await session(g.port('main'));
     const drainMs = 300;
     const began = performance.now();
@@ -199,6 +166,6 @@ describe('Gateway.close in process', () => {
     expect(outcome).toBe('closed');
     expect(performance.now() - began).toBeLessThan(drainMs + 3_000);
     expect((await idle.reply()).code).toBe(421);
-    gw = undefined;
+    rig.gw = undefined;
   });
 });

@@ -9,17 +9,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/index.js';
-import { ControlClient } from '../../support/control.js';
-import { type CliProcess, configFile, type ConfigFile, killStartedClis, sitePort, startCli } from '../../support/opsCli.js';
-import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
+import { type CliProcess, configFile, sitePort, startCli } from '../../support/opsCli.js';
+import { startOpsGateway } from '../../support/opsGateway.js';
+import { useOpsRig } from '../../support/opsRig.js';
 import { download, pacedDownload, pacedUpload, pasv } from '../../support/opsTransfer.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 
 type Range = { min: number; max: number };
 const [oldPassive, newPassive, activePorts, secondPassive, secondActive] = portRanges(5, 12) as [Range, Range, Range, Range, Range];
@@ -29,52 +28,21 @@ const BIG = randomBytes(8 * 1024 * 1024);
 const SMALL = randomBytes(64 * 1024 + 1);
 const PAUSE_AT_BYTES = 256 * 1024;
 
-let upstream: TestUpstream;
-let gw: OpsGateway | undefined;
-let file: ConfigFile | undefined;
-const closers: (() => void)[] = [];
+const rig = useOpsRig({ 'big.bin': BIG, 'small.bin': SMALL });
+const { session } = rig;
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-beforeAll(async () => {
-  upstream = await startUpstream();
-  writeFileSync(join(upstream.root, 'big.bin'), BIG);
-  writeFileSync(join(upstream.root, 'small.bin'), SMALL);
-});
-
-afterAll(async () => {
-  await upstream.close();
-});
-
-afterEach(async () => {
-  for (const close of closers.splice(0)) close();
-  await killStartedClis();
-  await gw?.close();
-  gw = undefined;
-  file?.remove();
-  file = undefined;
-});
 
 function site(name: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name,
     listen: { host: '127.0.0.1', port: 0 },
-    upstream: { host: upstream.host, port: upstream.port },
+    upstream: { host: rig.upstream.host, port: rig.upstream.port },
     externalAddress: OLD_EXTERNAL,
     passivePorts: oldPassive,
     activePorts,
     ...overrides,
   };
-}
-
-async function session(port: number): Promise<ControlClient> {
-  const c = await ControlClient.connect(port);
-  closers.push(() => c.destroy());
-  const greeting = await c.reply();
-  if (greeting.code !== 220) throw new Error(`expected 220, got ${greeting.text}`);
-  await c.login();
-  expect((await c.command('TYPE I')).code).toBe(200);
-  return c;
 }
 
 /** The 227 names `address` and a port of `range`, in the gateway's own words. */
@@ -100,7 +68,7 @@ async function refused(port: number): Promise<boolean> {
 
 describe('reload in process', () => {
   it('changes the passive range and external address for new sessions; live transfers finish byte-exact on the old settings', async () => {
-    const g = (gw = await startOpsGateway({ sites: [site('edge')] }));
+    const g = (rig.gw = await startOpsGateway({ sites: [site('edge')] }));
     const port = g.port('edge');
 
     const downloader = await session(port);
@@ -131,7 +99,7 @@ describe('reload in process', () => {
     expect(downloaded.data.length).toBe(BIG.length);
     expect(sha(downloaded.data)).toBe(sha(BIG));
     expect((await liveUpload.finish()).code).toBe(226);
-    expect(sha(readFileSync(join(upstream.root, 'up.bin')))).toBe(sha(BIG));
+    expect(sha(readFileSync(join(rig.upstream.root, 'up.bin')))).toBe(sha(BIG));
 
     // The live sessions' next data connections keep the settings they started with.
     const again = await download(downloader, 'small.bin');
@@ -146,7 +114,7 @@ describe('reload in process', () => {
   });
 
   it('a reload that removes a site with a live session returns at once, and a site added with it listens', async () => {
-    const g = (gw = await startOpsGateway({ sites: [site('old')] }));
+    const g = (rig.gw = await startOpsGateway({ sites: [site('old')] }));
     const oldPort = g.port('old');
     const live = await session(oldPort);
 
@@ -170,7 +138,7 @@ describe('reload in process', () => {
 
 describe('reload in process: listener changes under a live session', () => {
   it('moving a site to another port opens the new listener at once while a live session goes on', async () => {
-    const g = (gw = await startOpsGateway({ sites: [site('edge')] }));
+    const g = (rig.gw = await startOpsGateway({ sites: [site('edge')] }));
     const oldPort = g.port('edge');
     const live = await session(oldPort);
     const newPort = await unusedPort();
@@ -208,15 +176,15 @@ describe('SIGHUP through the CLI', () => {
   }
 
   it('refuses an invalid file with an error line and keeps serving; a valid change then adds a listening site', async () => {
-    file = configFile(document([site('main')]));
-    const cli: CliProcess = startCli(file.path);
+    rig.file = configFile(document([site('main')]));
+    const cli: CliProcess = startCli(rig.file.path);
     await cli.waitForMsg('started');
     const mainPort = await sitePort(cli, 'main');
     const live = await session(mainPort);
     expect227((await pasv(live)).line, OLD_EXTERNAL, oldPassive);
 
     // Invalid: min above max. Refused, logged as an error, nothing changes.
-    file.write(document([site('main', { passivePorts: { min: oldPassive.max, max: oldPassive.min }, externalAddress: NEW_EXTERNAL })]));
+    rig.file.write(document([site('main', { passivePorts: { min: oldPassive.max, max: oldPassive.min }, externalAddress: NEW_EXTERNAL })]));
     let mark = cli.lines.length;
     cli.signal('SIGHUP');
     const refusal = await cli.waitForMsg('reload refused: invalid configuration; the running one stays', { from: mark });
@@ -228,7 +196,7 @@ describe('SIGHUP through the CLI', () => {
     expect((await live.command('NOOP')).code).toBe(200);
 
     // Valid: main unchanged, a second site added.
-    file.write(document([site('main'), site('second', { passivePorts: secondPassive, activePorts: secondActive, externalAddress: NEW_EXTERNAL })]));
+    rig.file.write(document([site('main'), site('second', { passivePorts: secondPassive, activePorts: secondActive, externalAddress: NEW_EXTERNAL })]));
     mark = cli.lines.length;
     cli.signal('SIGHUP');
     await cli.waitForLine((l) => l.msg === 'site added' && l.site === 'second', { from: mark });

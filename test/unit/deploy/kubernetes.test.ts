@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { loadConfigFile, parseConfig } from '../../../src/config/load.js';
 import type { GatewayConfig } from '../../../src/config/types.js';
 import { kubernetesManifests, ManifestError, type KubeOptions } from '../../../src/deploy/kubernetes.js';
+import { configWithSite } from '../../support/deployConfig.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 const EXAMPLE_CONFIG = new URL('config/ftp-alg.json', ROOT).pathname;
@@ -93,22 +94,7 @@ function containerOf(object: KubeObject): Container {
 }
 
 /** A config object with one site changed, validated like the real thing. */
-function configWith(site: Record<string, unknown>, root: Record<string, unknown> = {}): GatewayConfig {
-  return parseConfig({
-    ...root,
-    sites: [
-      {
-        name: 'main',
-        listen: { host: '0.0.0.0', port: 21 },
-        upstream: { host: '192.0.2.10', port: 21 },
-        externalAddress: '203.0.113.1',
-        passivePorts: { min: 50000, max: 50009 },
-        activePorts: { min: 50100, max: 50109 },
-        ...site,
-      },
-    ],
-  });
-}
+const configWith = configWithSite({ passivePorts: { min: 50000, max: 50009 }, activePorts: { min: 50100, max: 50109 } });
 
 const config = loadConfigFile(EXAMPLE_CONFIG);
 const site = config.sites[0];

@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { loadConfigFile, parseConfig } from '../../../src/config/load.js';
-import type { GatewayConfig } from '../../../src/config/types.js';
+import { loadConfigFile } from '../../../src/config/load.js';
 import { nftablesRules } from '../../../src/deploy/nftables.js';
+import { configWithSite } from '../../support/deployConfig.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 const config = loadConfigFile(new URL('config/ftp-alg.json', ROOT).pathname);
@@ -29,22 +29,7 @@ function withoutComment(rule: string): string {
 
 const BASE = ['ct state established,related accept', 'ct state invalid drop', 'iif "lo" accept'];
 
-function configWith(site: Record<string, unknown>, root: Record<string, unknown> = {}): GatewayConfig {
-  return parseConfig({
-    ...root,
-    sites: [
-      {
-        name: 'main',
-        listen: { host: '0.0.0.0', port: 21 },
-        upstream: { host: '192.0.2.10', port: 21 },
-        externalAddress: '203.0.113.1',
-        passivePorts: { min: 50000, max: 50099 },
-        activePorts: { min: 50100, max: 50199 },
-        ...site,
-      },
-    ],
-  });
-}
+const configWith = configWithSite({ passivePorts: { min: 50000, max: 50099 }, activePorts: { min: 50100, max: 50199 } });
 
 describe('nftablesRules', () => {
   it('deploy/nftables/ftp-alg.nft equals what the generator prints for config/ftp-alg.json', () => {

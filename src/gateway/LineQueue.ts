@@ -20,6 +20,7 @@ export class LineQueue {
   ) {}
 
   push(line: Buffer): void {
+    if (this.stopped) return; // a closing session discards what is still coming
     this.lines.push(line);
     if (!this.busy) this.run();
   }

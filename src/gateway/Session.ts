@@ -79,7 +79,6 @@ export class Session {
   private phase: 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
   private draining = false;
   private lastLineAt = performance.now();
-  private endReason = '';
   private upstream: Socket | undefined;
   private readonly pending: Pending[] = [{ verb: '(greeting)' }];
   /** The entry whose reply handler is running (for `resend`). */
@@ -102,10 +101,6 @@ export class Session {
     this.endpoints = { client: addr, clientLocal: normalise(client.localAddress), upstream: '', upstreamLocal: '' };
     this.clientLines = new LineQueue(client, (line) => this.onClientLine(line), (err) => this.fail(err));
     this.data = new DataChannels(this, ctx);
-  }
-
-  get site(): SiteConfig {
-    return this.ctx.site;
   }
 
   get ended(): boolean {
@@ -429,7 +424,6 @@ export class Session {
   end(reason: string, farewell?: Buffer, err?: Error): void {
     if (this.phase === 'ended') return;
     this.phase = 'ended';
-    this.endReason = reason;
     clearTimeout(this.greetingTimer);
     this.clientLines.stop();
     this.upstreamLines?.stop();
@@ -445,10 +439,6 @@ export class Session {
     );
     for (const wake of this.endWaiters.splice(0)) wake();
     for (const entry of this.pending.splice(0)) entry.settle?.();
-  }
-
-  get reason(): string {
-    return this.endReason;
   }
 }
 

@@ -10,30 +10,19 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks } from '../../support/leaks.js';
-import { portRanges } from '../../support/ports.js';
+import { startFakeFtp } from '../../support/hostileUpstream.js';
+import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { within } from '../../support/traps.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
-
-let gw: TestGateway | undefined;
-let fake: FakeFtp | undefined;
 let server: Server | undefined;
-const clients: ControlClient[] = [];
 
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  if (gw !== undefined) await expectNoLeaks(gw.gateway, pools);
-  await gw?.close();
-  gw = undefined;
-  await fake?.close();
-  fake = undefined;
+afterEach(() => {
+  // Registered before the rig's afterEach, so it runs after it: the raw upstream goes last.
   server?.close();
   server = undefined;
 });
+
+const rig = usePerTestGateway();
 
 /** A raw upstream whose accepted sockets `onConnection` mistreats. */
 async function rawUpstream(onConnection: (socket: Socket) => void): Promise<number> {
@@ -56,9 +45,9 @@ async function deadPort(): Promise<number> {
 }
 
 async function through(upstream: { host: string; port: number }, site: Record<string, unknown> = {}): Promise<ControlClient> {
-  gw = await startGateway({ upstream, ...pools, ...site });
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
+  rig.gw = await startGateway({ upstream, ...rig.pools, ...site });
+  const client = await ControlClient.connect(rig.gw.port);
+  rig.track(client);
   return client;
 }
 
@@ -72,7 +61,7 @@ describe('the upstream cannot be reached', () => {
   it('nothing listens: 421 and close, counted', async () => {
     const client = await through({ host: '127.0.0.1', port: await deadPort() });
     expect(await untilClosed(client)).toMatch(/^421 [^\r\n]*\r\n$/);
-    expect(await counterTotal((gw as TestGateway).gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(1);
+    expect(await counterTotal((rig.gw as TestGateway).gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(1);
   });
 
   it('an address that does not answer: 421 at upstreamConnectMs (or at once if unroutable)', async () => {
@@ -89,14 +78,14 @@ describe('the upstream cannot be reached', () => {
 
 describe('the greeting', () => {
   it('a refusing greeting (421) is passed on, then the close', async () => {
-    fake = await startFakeFtp({ greeting: '421 Too many users.\r\n' });
-    const client = await through({ host: fake.host, port: fake.port });
+    rig.fake = await startFakeFtp({ greeting: '421 Too many users.\r\n' });
+    const client = await through({ host: rig.fake.host, port: rig.fake.port });
     expect(await untilClosed(client)).toBe('421 Too many users.\r\n');
   });
 
   it('a 530 greeting is passed on, then the close', async () => {
-    fake = await startFakeFtp({ greeting: '530 Not allowed from your address.\r\n' });
-    const client = await through({ host: fake.host, port: fake.port });
+    rig.fake = await startFakeFtp({ greeting: '530 Not allowed from your address.\r\n' });
+    const client = await through({ host: rig.fake.host, port: rig.fake.port });
     expect(await untilClosed(client)).toBe('530 Not allowed from your address.\r\n');
   });
 
@@ -133,21 +122,21 @@ describe('the greeting', () => {
 
 describe('mid-session', () => {
   it('the upstream closes between commands: the session ends and the client is closed', async () => {
-    fake = await startFakeFtp();
-    const client = await through({ host: fake.host, port: fake.port });
+    rig.fake = await startFakeFtp();
+    const client = await through({ host: rig.fake.host, port: rig.fake.port });
     expect((await client.reply()).code).toBe(220);
     await client.login();
-    (await fake.connection()).socket.end();
+    (await rig.fake.connection()).socket.end();
     await within(5_000, 'close', client.closed);
   });
 
   it('the upstream resets while a PASV is pending: 421 and close, no pinhole', async () => {
-    fake = await startFakeFtp();
-    fake.hooks.reply = (line, conn) => {
+    rig.fake = await startFakeFtp();
+    rig.fake.hooks.reply = (line, conn) => {
       if (line === 'PASV') conn.socket.resetAndDestroy();
       return undefined;
     };
-    const client = await through({ host: fake.host, port: fake.port });
+    const client = await through({ host: rig.fake.host, port: rig.fake.port });
     expect((await client.reply()).code).toBe(220);
     await client.login();
     await client.write('PASV\r\n');

@@ -11,43 +11,23 @@
  * completes no command line within controlIdleMs ends, whatever bytes
  * trickle in.
  */
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
-import { startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks } from '../../support/leaks.js';
-import { portRanges } from '../../support/ports.js';
+import { type TestGateway } from '../../support/gateway.js';
+import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { CLIENT, OTHER_CLIENT, within } from '../../support/traps.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
 const IDLE_MS = 300;
 
-let fake: FakeFtp | undefined;
-let gw: TestGateway | undefined;
-const clients: ControlClient[] = [];
-const timers: NodeJS.Timeout[] = [];
-
-afterEach(async () => {
-  for (const t of timers.splice(0)) clearInterval(t);
-  for (const c of clients.splice(0)) c.destroy();
-  if (gw !== undefined) await expectNoLeaks(gw.gateway, pools);
-  await gw?.close();
-  gw = undefined;
-  await fake?.close();
-  fake = undefined;
-});
+const rig = usePerTestGateway();
 
 async function start(site: Record<string, unknown>, greeting?: string | null): Promise<TestGateway> {
-  fake = await startFakeFtp({ greeting });
-  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools, ...site });
-  return gw;
+  return (await rig.start(site, {}, greeting)).gw;
 }
 
 async function connect(port: number, from = CLIENT): Promise<ControlClient> {
   const client = await ControlClient.connect(port, { localAddress: from });
-  clients.push(client);
+  rig.track(client);
   return client;
 }
 
@@ -58,7 +38,7 @@ function trickle(client: ControlClient, bytes: string, everyMs: number): void {
     if (client.socket.destroyed || !client.socket.writable) return clearInterval(timer);
     client.socket.write(bytes.charAt(i++ % bytes.length), 'latin1');
   }, everyMs);
-  timers.push(timer);
+  rig.track({ destroy: () => clearInterval(timer) });
 }
 
 describe('deadlines', () => {
@@ -66,7 +46,7 @@ describe('deadlines', () => {
     const g = await start({ timeouts: { greetingMs: 200 } }, null);
     const started = performance.now();
     const client = await connect(g.port);
-    const upstream = await fake?.connection();
+    const upstream = await rig.fake?.connection();
     expect((await within(3_000, '421', client.reply())).code).toBe(421);
     expect(performance.now() - started).toBeGreaterThanOrEqual(150);
     await within(3_000, 'client closed', client.closed);

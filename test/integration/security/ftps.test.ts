@@ -6,40 +6,22 @@
  * upstream never sees an AUTH line either way, and the refusal is
  * counted.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlClient } from '../../support/control.js';
-import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks } from '../../support/leaks.js';
-import { portRanges } from '../../support/ports.js';
+import { counterTotal, type TestGateway } from '../../support/gateway.js';
+import { type FakeFtp } from '../../support/hostileUpstream.js';
+import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { within } from '../../support/traps.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
+const rig = usePerTestGateway();
 
-let fake: FakeFtp | undefined;
-let gw: TestGateway | undefined;
-const clients: ControlClient[] = [];
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  if (gw !== undefined) await expectNoLeaks(gw.gateway, pools);
-  await gw?.close();
-  gw = undefined;
-  await fake?.close();
-  fake = undefined;
-});
-
-async function start(ftps?: 'refuse' | 'deny'): Promise<{ gw: TestGateway; fake: FakeFtp }> {
-  fake = await startFakeFtp();
-  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools, ...(ftps === undefined ? {} : { ftps }) });
-  return { gw, fake };
+function start(ftps?: 'refuse' | 'deny'): Promise<{ gw: TestGateway; fake: FakeFtp }> {
+  return rig.start(ftps === undefined ? {} : { ftps });
 }
 
 async function session(port: number): Promise<ControlClient> {
   const client = await ControlClient.connect(port);
-  clients.push(client);
+  rig.track(client);
   expect((await client.reply()).code).toBe(220);
   return client;
 }

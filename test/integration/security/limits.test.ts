@@ -5,43 +5,22 @@
  * closed before any upstream connection is made.
  */
 import net from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ControlClient, parse227 } from '../../support/control.js';
-import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
-import { expectNoLeaks } from '../../support/leaks.js';
-import { portRanges, rangeSize } from '../../support/ports.js';
+import { counterTotal, SITE } from '../../support/gateway.js';
+import { type FakeFtp } from '../../support/hostileUpstream.js';
+import { usePerTestGateway } from '../../support/perTestGateway.js';
+import { rangeSize } from '../../support/ports.js';
 import { CLIENT, OTHER_CLIENT, THIRD_HOST, within } from '../../support/traps.js';
 
-type Range = { min: number; max: number };
-const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
-const pools = { passivePorts, activePorts };
-
-let fake: FakeFtp | undefined;
-let gw: TestGateway | undefined;
-const clients: ControlClient[] = [];
-const dataSockets: net.Socket[] = [];
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  for (const s of dataSockets.splice(0)) s.destroy();
-  if (gw !== undefined) await expectNoLeaks(gw.gateway, pools);
-  await gw?.close();
-  gw = undefined;
-  await fake?.close();
-  fake = undefined;
-});
-
-async function start(site: Record<string, unknown> = {}, root: Record<string, unknown> = {}): Promise<{ gw: TestGateway; fake: FakeFtp }> {
-  fake = await startFakeFtp();
-  gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, ...pools, ...site }, root);
-  return { gw, fake };
-}
+const rig = usePerTestGateway();
+const { passivePorts } = rig.pools;
+const start = (site: Record<string, unknown> = {}, root: Record<string, unknown> = {}) => rig.start(site, root);
 
 /** Connect from `from`: the greeting's code (220, or 421 when refused), and the client. */
 async function connect(port: number, from = CLIENT): Promise<{ code: number; client: ControlClient }> {
   const client = await ControlClient.connect(port, { localAddress: from });
-  clients.push(client);
+  rig.track(client);
   return { code: (await within(3_000, 'greeting', client.reply())).code, client };
 }
 
@@ -56,7 +35,7 @@ async function holdPinhole(client: ControlClient, f: FakeFtp, from = CLIENT): Pr
   const reply = await client.command('PASV');
   if (reply.code !== 227) return reply.code;
   const peers = f.dataPeers.length;
-  dataSockets.push(net.connect({ host: CLIENT, port: parse227(reply.text).port, localAddress: from }).on('error', () => undefined));
+  rig.track(net.connect({ host: CLIENT, port: parse227(reply.text).port, localAddress: from }).on('error', () => undefined));
   await vi.waitFor(() => expect(f.dataPeers.length).toBe(peers + 1));
   return 227;
 }

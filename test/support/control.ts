@@ -4,6 +4,7 @@
  */
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
+import { expect } from 'vitest';
 
 export interface Reply {
   readonly code: number;
@@ -132,6 +133,15 @@ export class ControlClient {
     this.unread = this.unread.subarray(offset);
     return { code, lines, text: lines[lines.length - 1] ?? '', raw };
   }
+}
+
+/** Connect to `port`, expect the 220 and log in; the client joins `clients`, for the suite to destroy after each test. */
+export async function loggedInClient(port: number, clients: ControlClient[]): Promise<ControlClient> {
+  const client = await ControlClient.connect(port);
+  clients.push(client);
+  expect((await client.reply()).code).toBe(220);
+  await client.login();
+  return client;
 }
 
 /** The port of a `227 … (h1,h2,h3,h4,p1,p2)` reply, with its address. */

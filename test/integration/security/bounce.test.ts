@@ -8,12 +8,13 @@
  * bounced connection would have arrived too.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient } from '../../support/control.js';
+import { ControlClient, loggedInClient } from '../../support/control.js';
 import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
 import { CLIENT, type Listener, listen, listenPrivileged, listenTwins, recordGatewayConnects, THIRD_HOST } from '../../support/traps.js';
+import { portArg } from '../modes/dataPeers.js';
 
 const [passivePorts, activePorts, substitutePassive, substituteActive] = portRanges(4, 10) as [
   { min: number; max: number },
@@ -28,8 +29,6 @@ let own: Listener;
 let trap: Listener;
 let privileged: Listener;
 const clients: ControlClient[] = [];
-
-const hostPort = (address: string, port: number) => `${address.split('.').join(',')},${port >> 8},${port & 0xff}`;
 
 beforeAll(async () => {
   fake = await startFakeFtp();
@@ -50,26 +49,20 @@ afterEach(async () => {
   await expectNoLeaks(gw.gateway, { passivePorts, activePorts });
 });
 
-async function session(port: number): Promise<ControlClient> {
-  const client = await ControlClient.connect(port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  return client;
-}
+const session = (port: number) => loggedInClient(port, clients);
 
 const portLines = () => fake.connections.flatMap((c) => c.lines).filter((l) => /^(PORT|EPRT)\b/i.test(l));
 
 describe('PORT/EPRT to another host or a privileged port is refused, and nothing is connected', () => {
   const rows: [string, () => string, number, string][] = [
-    ['PORT to a third host', () => `PORT ${hostPort(THIRD_HOST, trap.port)}`, 504, 'bounce-host'],
+    ['PORT to a third host', () => `PORT ${portArg(THIRD_HOST, trap.port)}`, 504, 'bounce-host'],
     ['EPRT to a third host', () => `EPRT |1|${THIRD_HOST}|${trap.port}|`, 504, 'bounce-host'],
     ['EPRT to a third host, with another delimiter', () => `EPRT !1!${THIRD_HOST}!${trap.port}!`, 504, 'bounce-host'],
-    ['PORT to 0.0.0.0', () => `PORT ${hostPort('0.0.0.0', trap.port)}`, 504, 'bounce-host'],
-    ['PORT to a privileged port of the client itself', () => `PORT ${hostPort(CLIENT, privileged.port)}`, 504, 'privileged-port'],
+    ['PORT to 0.0.0.0', () => `PORT ${portArg('0.0.0.0', trap.port)}`, 504, 'bounce-host'],
+    ['PORT to a privileged port of the client itself', () => `PORT ${portArg(CLIENT, privileged.port)}`, 504, 'privileged-port'],
     ['EPRT to a privileged port of the client itself', () => `EPRT |1|${CLIENT}|${privileged.port}|`, 504, 'privileged-port'],
-    ['PORT to port 21 of a third host', () => `PORT ${hostPort(THIRD_HOST, 21)}`, 504, 'privileged-port'],
-    ['lower-case port to a third host', () => `port ${hostPort(THIRD_HOST, trap.port)}`, 504, 'bounce-host'],
+    ['PORT to port 21 of a third host', () => `PORT ${portArg(THIRD_HOST, 21)}`, 504, 'privileged-port'],
+    ['lower-case port to a third host', () => `port ${portArg(THIRD_HOST, trap.port)}`, 504, 'bounce-host'],
     ['EPRT naming an IPv6 host to an IPv4 client', () => `EPRT |2|::1|${trap.port}|`, 522, 'family'],
   ];
 
@@ -86,7 +79,7 @@ describe('PORT/EPRT to another host or a privileged port is refused, and nothing
       expect(portLines()).toHaveLength(portLinesBefore); // the upstream never heard it
 
       // The same session, a PORT to itself: accepted, and the connection arrives.
-      expect((await client.command(`PORT ${hostPort(CLIENT, own.port)}`)).code).toBe(200);
+      expect((await client.command(`PORT ${portArg(CLIENT, own.port)}`)).code).toBe(200);
       const legit = await own.connection();
       legit.destroy();
 
@@ -117,8 +110,8 @@ describe('activeMode.clientAddress "substitute"', () => {
     const twins = await listenTwins();
     try {
       const client = await session(site.port);
-      expect((await client.command(`PORT ${hostPort(THIRD_HOST, privileged.port)}`)).code).toBe(504);
-      expect((await client.command(`PORT ${hostPort(THIRD_HOST, twins.port)}`)).code).toBe(200);
+      expect((await client.command(`PORT ${portArg(THIRD_HOST, privileged.port)}`)).code).toBe(504);
+      expect((await client.command(`PORT ${portArg(THIRD_HOST, twins.port)}`)).code).toBe(200);
       (await twins.right.connection()).destroy();
       expect(twins.right.peers).toEqual([CLIENT]);
       expect(twins.trap.peers).toEqual([]);

@@ -10,13 +10,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, parse227, parse229, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { CLIENT, type Listener, listenPrivileged, listenTwins, recordGatewayConnects, within } from '../../support/traps.js';
+import { portArg } from '../modes/dataPeers.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(128 * 1024);
@@ -27,8 +28,6 @@ let right: Listener;
 let trap: Listener;
 let privileged: Listener;
 const clients: ControlClient[] = [];
-
-const hostPort = (address: string, port: number) => `${address.split('.').join(',')},${port >> 8},${port & 0xff}`;
 
 beforeAll(async () => {
   fake = await startFakeFtp();
@@ -51,13 +50,7 @@ afterEach(async () => {
   expect(privileged.peers).toEqual([]);
 });
 
-async function session(): Promise<ControlClient> {
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  return client;
-}
+const session = () => loggedInClient(gw.port, clients);
 
 /** The upstream answers the next PASV/EPSV with `text`, whatever data port it opened itself. */
 function upstreamAnswers(text: (port: number) => string): void {
@@ -67,11 +60,11 @@ function upstreamAnswers(text: (port: number) => string): void {
 
 describe('the address in a 227 is never used: the gateway connects to the upstream it already knows', () => {
   const rows: [string, 'PASV' | 'EPSV', (p: number) => string][] = [
-    ['227 naming a third host', 'PASV', (p) => `227 Entering Passive Mode (${hostPort('127.0.0.2', p)}).`],
-    ['227 naming 0.0.0.0', 'PASV', (p) => `227 Entering Passive Mode (${hostPort('0.0.0.0', p)}).`],
-    ['227 naming a private host, "=" form (RFC 1123)', 'PASV', (p) => `227 =${hostPort('10.0.0.1', p)}`],
-    ['227 naming a third host, no parentheses', 'PASV', (p) => `227 Entering Passive Mode ${hostPort('127.0.0.2', p)}`],
-    ['227 naming the broadcast address', 'PASV', (p) => `227 Entering Passive Mode (${hostPort('255.255.255.255', p)})`],
+    ['227 naming a third host', 'PASV', (p) => `227 Entering Passive Mode (${portArg('127.0.0.2', p)}).`],
+    ['227 naming 0.0.0.0', 'PASV', (p) => `227 Entering Passive Mode (${portArg('0.0.0.0', p)}).`],
+    ['227 naming a private host, "=" form (RFC 1123)', 'PASV', (p) => `227 =${portArg('10.0.0.1', p)}`],
+    ['227 naming a third host, no parentheses', 'PASV', (p) => `227 Entering Passive Mode ${portArg('127.0.0.2', p)}`],
+    ['227 naming the broadcast address', 'PASV', (p) => `227 Entering Passive Mode (${portArg('255.255.255.255', p)})`],
     ['229 with "|"', 'EPSV', (p) => `229 Entering Extended Passive Mode (|||${p}|)`],
     ['229 with "!"', 'EPSV', (p) => `229 Entering Extended Passive Mode (!!!${p}!)`],
   ];
@@ -99,10 +92,10 @@ describe('the address in a 227 is never used: the gateway connects to the upstre
 
 describe('a data port below 1024, or 0, is refused with 425; nothing is opened or connected', () => {
   const rows: [string, 'PASV' | 'EPSV', () => string][] = [
-    ['227 naming port 21 of the upstream', 'PASV', () => `227 Entering Passive Mode (${hostPort(CLIENT, 21)}).`],
-    ['227 naming a privileged port that listens', 'PASV', () => `227 Entering Passive Mode (${hostPort(CLIENT, privileged.port)}).`],
-    ['227 naming port 1023', 'PASV', () => `227 Entering Passive Mode (${hostPort(CLIENT, 1023)}).`],
-    ['227 naming port 0', 'PASV', () => `227 Entering Passive Mode (${hostPort(CLIENT, 0)}).`],
+    ['227 naming port 21 of the upstream', 'PASV', () => `227 Entering Passive Mode (${portArg(CLIENT, 21)}).`],
+    ['227 naming a privileged port that listens', 'PASV', () => `227 Entering Passive Mode (${portArg(CLIENT, privileged.port)}).`],
+    ['227 naming port 1023', 'PASV', () => `227 Entering Passive Mode (${portArg(CLIENT, 1023)}).`],
+    ['227 naming port 0', 'PASV', () => `227 Entering Passive Mode (${portArg(CLIENT, 0)}).`],
     ['229 naming a privileged port that listens', 'EPSV', () => `229 Entering Extended Passive Mode (|||${privileged.port}|)`],
     ['229 naming port 0', 'EPSV', () => '229 Entering Extended Passive Mode (|||0|)'],
   ];
@@ -126,7 +119,7 @@ describe('a data port below 1024, or 0, is refused with 425; nothing is opened o
   });
 
   it('the port boundary: 1024 is accepted', async () => {
-    fake.hooks.pasv = () => `227 Entering Passive Mode (${hostPort(CLIENT, 1024)}).\r\n`;
+    fake.hooks.pasv = () => `227 Entering Passive Mode (${portArg(CLIENT, 1024)}).\r\n`;
     const client = await session();
     expect((await client.command('PASV')).code).toBe(227);
     expect(gw.gateway.stats().pinholes).toBe(1);

@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient } from '../../support/control.js';
+import { ControlClient, loggedInClient } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
@@ -49,13 +49,7 @@ afterEach(() => {
   for (const c of clients.splice(0)) c.destroy();
 });
 
-async function session(port: number): Promise<ControlClient> {
-  const client = await ControlClient.connect(port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  return client;
-}
+const session = (port: number) => loggedInClient(port, clients);
 
 describe('a verb the gateway cannot read never reaches the upstream', () => {
   const rows: [string, string][] = [

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, parse227, parse229, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, parsePort, startFakeFtp } from '../../support/hostileUpstream.js';
@@ -42,13 +42,7 @@ afterEach(async () => {
   await expectNoLeaks(gw.gateway, { passivePorts, activePorts });
 });
 
-async function session(): Promise<ControlClient> {
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  return client;
-}
+const session = () => loggedInClient(gw.port, clients);
 
 describe('a stranger connecting to a passive pinhole first', () => {
   it.each(['PASV', 'EPSV'] as const)('%s: is closed without data, nothing is connected for it, and the client then downloads', async (verb) => {

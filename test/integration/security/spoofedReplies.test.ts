@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, parse227, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, reply227, startFakeFtp } from '../../support/hostileUpstream.js';
@@ -43,13 +43,7 @@ afterEach(async () => {
   expect(trap.peers).toEqual([]);
 });
 
-async function session(): Promise<ControlClient> {
-  const client = await ControlClient.connect(gw.port);
-  clients.push(client);
-  expect((await client.reply()).code).toBe(220);
-  await client.login();
-  return client;
-}
+const session = () => loggedInClient(gw.port, clients);
 
 const spoof227 = () => reply227(THIRD_HOST, trap.port);
 const spoof229 = () => `229 Entering Extended Passive Mode (|||${trap.port}|)\r\n`;

@@ -21,8 +21,6 @@
 // an address, so the pass condition of that cell is the gateway's 522
 // (RFC 2428 2); the same holds for PORT, which ftplib formats with an IPv6
 // address anyway.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -39,11 +37,12 @@ import {
   type Mode,
   type Target,
 } from './lib/clients.js';
-import { createRoot, expectedSha, remotePath, uploadPath, type FileName, type Root } from './lib/fixtures.js';
-import { startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
+import { expectedSha, remotePath, uploadPath, type FileName } from './lib/fixtures.js';
+import { startGateway, type GatewayConfig } from './lib/gateway.js';
 import { assertPrereq, suitePrereq } from './lib/prereq.js';
 import { SERVER_KINDS, startServer, type RunningServer, type ServerKind } from './lib/servers.js';
-import { ADDR, createTopology, listNamespaces, type Topology } from './lib/topology.js';
+import { useE2eSuite } from './lib/suite.js';
+import { ADDR } from './lib/topology.js';
 
 const HOOK_TIMEOUT_MS = 90_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -264,38 +263,17 @@ function printMatrix(): void {
 // ---- the suite ------------------------------------------------------------
 
 describe.skipIf(prereq.skip)('every data-connection mode through the gateway, end to end (issue 3)', () => {
-  let topo: Topology | undefined;
-  let root: Root | undefined;
-  let gateway: RunningGateway | undefined;
-  let work = '';
-
-  beforeAll(async () => {
-    assertPrereq(prereq);
-    work = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-modes-'));
-    root = await createRoot();
-    topo = await createTopology();
-    gateway = await startGateway(topo, modesConfig());
-  }, HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await gateway?.stop();
-    if (outcomes.length > 0) printMatrix();
-    const names = topo === undefined ? [] : Object.values(topo.ns);
-    await topo?.destroy();
-    await root?.remove();
-    if (work !== '') await rm(work, { recursive: true, force: true });
-    expect((await listNamespaces()).filter((n) => names.includes(n))).toEqual([]);
-  }, HOOK_TIMEOUT_MS);
-
-  const t = (): Topology => {
-    if (topo === undefined) throw new Error('no topology');
-    return topo;
-  };
-  const gatewayLog = (): string => {
-    if (gateway === undefined) return '(no gateway)';
-    const state = gateway.alive() ? 'running' : `exited ${JSON.stringify(gateway.exit())}`;
-    return `--- gateway (pid ${gateway.pid}, ${state}), last lines:\n${gateway.output().split('\n').slice(-40).join('\n')}`;
-  };
+  const env = useE2eSuite({
+    prereq,
+    workPrefix: 'ftpalg-e2e-modes-',
+    hookTimeoutMs: HOOK_TIMEOUT_MS,
+    startGateway: (topo) => startGateway(topo, modesConfig()),
+    report: () => {
+      if (outcomes.length > 0) printMatrix();
+    },
+  });
+  const { t } = env;
+  const gatewayLog = (): string => env.gatewayLog(40);
 
   describe.each(SERVER_KINDS)('%s', (kind: ServerKind) => {
     let server: RunningServer | undefined;
@@ -304,7 +282,7 @@ describe.skipIf(prereq.skip)('every data-connection mode through the gateway, en
 
     beforeAll(async () => {
       assertPrereq(prereq);
-      server = await startServer(kind, t(), root?.dir ?? '');
+      server = await startServer(kind, t(), env.root?.dir ?? '');
       const direct: Target = { host: server.host, port: server.port, user: server.user, password: server.password };
       for (const client of CLIENT_KINDS) {
         const r = await runClient(t().ns.edge, { client, mode: 'pasv', op: 'list', target: direct, remote: '/pub' });
@@ -335,7 +313,7 @@ describe.skipIf(prereq.skip)('every data-connection mode through the gateway, en
         let result: ClientResult;
         let checks: { arrivedAt?: string; file?: FileName; listingSha?: string };
         if (run.op === 'get') {
-          const local = join(work, `${tag}.bin`);
+          const local = join(env.work, `${tag}.bin`);
           result = await runClient(t().ns.client, { client: run.client, mode: run.mode, op: 'get', target, remote: remotePath(run.file), local });
           checks = { arrivedAt: local, file: run.file };
         } else if (run.op === 'put') {
@@ -346,9 +324,9 @@ describe.skipIf(prereq.skip)('every data-connection mode through the gateway, en
             op: 'put',
             target,
             remote: uploadPath(name),
-            local: join(root?.dir ?? '', 'pub', run.file),
+            local: join(env.root?.dir ?? '', 'pub', run.file),
           });
-          checks = { arrivedAt: root?.uploaded(name), file: run.file };
+          checks = { arrivedAt: env.root?.uploaded(name), file: run.file };
         } else {
           result = await runClient(t().ns.client, { client: run.client, mode: run.mode, op: 'list', target, remote: '/pub' });
           checks = { listingSha: listingSha.get(run.client) };

@@ -7,8 +7,6 @@
 // uploads must arrive intact (sha256), the 227/229 the client sees must name
 // the gateway's external address and a port of its passive range, and the
 // same transfer straight to the server must fail (the client has no route).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,11 +19,12 @@ import {
   type Mode,
   type Target,
 } from './lib/clients.js';
-import { createRoot, expectedSha, remotePath, uploadPath, type FileName, type Root } from './lib/fixtures.js';
-import { GATEWAY_PASSIVE_PORTS, GATEWAY_PORT, startGateway, type RunningGateway } from './lib/gateway.js';
+import { expectedSha, remotePath, uploadPath, type FileName } from './lib/fixtures.js';
+import { GATEWAY_PASSIVE_PORTS, GATEWAY_PORT, startGateway } from './lib/gateway.js';
 import { assertPrereq, suitePrereq } from './lib/prereq.js';
 import { SERVER_KINDS, startServer, type RunningServer, type ServerKind } from './lib/servers.js';
-import { ADDR, createTopology, listNamespaces, type Topology } from './lib/topology.js';
+import { useE2eSuite } from './lib/suite.js';
+import { ADDR } from './lib/topology.js';
 
 const HOOK_TIMEOUT_MS = 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -113,39 +112,18 @@ function printMatrix(): void {
 }
 
 describe.skipIf(prereq.skip)('gateway passive mode end to end (issue 2)', () => {
-  let topo: Topology | undefined;
-  let root: Root | undefined;
-  let gateway: RunningGateway | undefined;
-  let work = '';
-
-  beforeAll(async () => {
-    assertPrereq(prereq);
-    work = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-passive-'));
-    root = await createRoot();
-    topo = await createTopology();
-    gateway = await startGateway(topo);
-  }, HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await gateway?.stop();
-    if (matrix.length > 0) printMatrix();
-    if (gateway !== undefined) console.log(`gateway exit after SIGTERM: ${JSON.stringify(gateway.exit())}`);
-    const names = topo === undefined ? [] : Object.values(topo.ns);
-    await topo?.destroy();
-    await root?.remove();
-    if (work !== '') await rm(work, { recursive: true, force: true });
-    expect((await listNamespaces()).filter((n) => names.includes(n))).toEqual([]);
-  }, HOOK_TIMEOUT_MS);
-
-  const t = (): Topology => {
-    if (topo === undefined) throw new Error('no topology');
-    return topo;
-  };
-  const gatewayLog = (): string => {
-    if (gateway === undefined) return '(no gateway)';
-    const state = gateway.alive() ? 'running' : `exited ${JSON.stringify(gateway.exit())}`;
-    return `--- gateway (pid ${gateway.pid}, ${state}), last lines:\n${gateway.output().split('\n').slice(-60).join('\n')}`;
-  };
+  const env = useE2eSuite({
+    prereq,
+    workPrefix: 'ftpalg-e2e-passive-',
+    hookTimeoutMs: HOOK_TIMEOUT_MS,
+    startGateway: (topo) => startGateway(topo),
+    report: (gateway) => {
+      if (matrix.length > 0) printMatrix();
+      if (gateway !== undefined) console.log(`gateway exit after SIGTERM: ${JSON.stringify(gateway.exit())}`);
+    },
+  });
+  const { t } = env;
+  const gatewayLog = (): string => env.gatewayLog(60);
 
   describe.each(SERVER_KINDS)('%s', (kind: ServerKind) => {
     let server: RunningServer | undefined;
@@ -154,7 +132,7 @@ describe.skipIf(prereq.skip)('gateway passive mode end to end (issue 2)', () => 
 
     beforeAll(async () => {
       assertPrereq(prereq);
-      server = await startServer(kind, t(), root?.dir ?? '');
+      server = await startServer(kind, t(), env.root?.dir ?? '');
       viaGateway = { host: ADDR.edgePublic, port: GATEWAY_PORT, user: server.user, password: server.password };
       direct = { host: server.host, port: server.port, user: server.user, password: server.password };
     }, HOOK_TIMEOUT_MS);
@@ -172,20 +150,20 @@ describe.skipIf(prereq.skip)('gateway passive mode end to end (issue 2)', () => 
         let want: FileName | null = null;
         if (transfer === 'put 8m') {
           want = '8m.bin';
-          arrivedAt = root?.uploaded(`${tag}.bin`) ?? null;
+          arrivedAt = env.root?.uploaded(`${tag}.bin`) ?? null;
           result = await runClient(t().ns.client, {
             client,
             mode,
             op: 'put',
             target: viaGateway,
             remote: uploadPath(`${tag}.bin`),
-            local: join(root?.dir ?? '', 'pub', '8m.bin'),
+            local: join(env.root?.dir ?? '', 'pub', '8m.bin'),
           });
         } else if (transfer === 'list') {
           result = await runClient(t().ns.client, { client, mode, op: 'list', target: viaGateway, remote: '/pub' });
         } else {
           want = transfer === 'get 8m' ? '8m.bin' : 'empty.bin';
-          arrivedAt = join(work, `${tag}.bin`);
+          arrivedAt = join(env.work, `${tag}.bin`);
           result = await runClient(t().ns.client, {
             client,
             mode,
@@ -206,7 +184,7 @@ describe.skipIf(prereq.skip)('gateway passive mode end to end (issue 2)', () => 
     it.each(CLIENTS)(
       'the same download without the gateway fails: %s',
       async (client) => {
-        const local = join(work, `${kind}-${client}-direct.bin`);
+        const local = join(env.work, `${kind}-${client}-direct.bin`);
         const r = await runClient(t().ns.client, {
           client,
           mode: 'pasv',

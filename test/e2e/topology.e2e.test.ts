@@ -2,8 +2,6 @@
 // edge does not forward, and each real server works when reached directly
 // from the edge with each real client in each mode. The gateway is not
 // involved here; this file proves the harness that passive.e2e.test.ts uses.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,10 +13,11 @@ import {
   type Mode,
   type Target,
 } from './lib/clients.js';
-import { createRoot, expectedSha, remotePath, uploadPath, type FileName, type Root } from './lib/fixtures.js';
+import { expectedSha, remotePath, uploadPath, type FileName } from './lib/fixtures.js';
 import { assertPrereq, suitePrereq } from './lib/prereq.js';
 import { SERVER_KINDS, startServer, type RunningServer, type ServerKind } from './lib/servers.js';
-import { ADDR, createTopology, listNamespaces, type Topology } from './lib/topology.js';
+import { useE2eSuite } from './lib/suite.js';
+import { ADDR } from './lib/topology.js';
 
 const HOOK_TIMEOUT_MS = 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -53,30 +52,8 @@ const UPLOADS: readonly DirectCase[] = [
 ];
 
 describe.skipIf(prereq.skip)('e2e topology and servers without the gateway', () => {
-  let topo: Topology | undefined;
-  let root: Root | undefined;
-  let work = '';
-
-  beforeAll(async () => {
-    assertPrereq(prereq);
-    work = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-topo-'));
-    root = await createRoot();
-    topo = await createTopology();
-  }, HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    const names = topo === undefined ? [] : Object.values(topo.ns);
-    await topo?.destroy();
-    await root?.remove();
-    if (work !== '') await rm(work, { recursive: true, force: true });
-    const left = (await listNamespaces()).filter((n) => names.includes(n));
-    expect(left).toEqual([]);
-  }, HOOK_TIMEOUT_MS);
-
-  const t = (): Topology => {
-    if (topo === undefined) throw new Error('no topology');
-    return topo;
-  };
+  const env = useE2eSuite({ prereq, workPrefix: 'ftpalg-e2e-topo-', hookTimeoutMs: HOOK_TIMEOUT_MS });
+  const { t } = env;
 
   it('gives the client no route to the private network', async () => {
     const r = await t().exec('client', 'ip', ['route', 'get', ADDR.server]);
@@ -107,7 +84,7 @@ describe.skipIf(prereq.skip)('e2e topology and servers without the gateway', () 
 
     beforeAll(async () => {
       assertPrereq(prereq);
-      server = await startServer(kind, t(), root?.dir ?? '');
+      server = await startServer(kind, t(), env.root?.dir ?? '');
       target = { host: server.host, port: server.port, user: server.user, password: server.password };
     }, HOOK_TIMEOUT_MS);
 
@@ -124,18 +101,18 @@ describe.skipIf(prereq.skip)('e2e topology and servers without the gateway', () 
         op: 'get',
         target,
         remote: remotePath('1k.bin'),
-        local: join(work, `${kind}-unreachable.bin`),
+        local: join(env.work, `${kind}-unreachable.bin`),
         timeoutMs: 15_000,
       });
       expect(r.code, describeResult(r)).toBe(7); // CURLE_COULDNT_CONNECT
       expect(r.stderr).toMatch(/unreachable/i);
-      expect(await sha256File(join(work, `${kind}-unreachable.bin`))).toBeNull();
+      expect(await sha256File(join(env.work, `${kind}-unreachable.bin`))).toBeNull();
     }, TEST_TIMEOUT_MS);
 
     it.each(DOWNLOADS)(
       'edge downloads directly: $client $mode $file',
       async ({ client, mode, file }) => {
-        const local = join(work, `${kind}-${client}-${mode}-${file}`);
+        const local = join(env.work, `${kind}-${client}-${mode}-${file}`);
         const r = await runClient(t().ns.edge, { client, mode, op: 'get', target, remote: remotePath(file), local });
         const msg = await failure(describeResult(r));
         expect(r.code, msg).toBe(0);
@@ -149,12 +126,12 @@ describe.skipIf(prereq.skip)('e2e topology and servers without the gateway', () 
       'edge uploads directly: $client $mode $file',
       async ({ client, mode, file }) => {
         const name = `${kind}-${client}-${mode}-${file}`;
-        const local = join(root?.dir ?? '', 'pub', file);
+        const local = join(env.root?.dir ?? '', 'pub', file);
         const r = await runClient(t().ns.edge, { client, mode, op: 'put', target, remote: uploadPath(name), local });
         const msg = await failure(describeResult(r));
         expect(r.code, msg).toBe(0);
         expect(usedMode(r), msg).toBe(true);
-        expect(await sha256File(root?.uploaded(name) ?? ''), msg).toBe(expectedSha(file));
+        expect(await sha256File(env.root?.uploaded(name) ?? ''), msg).toBe(expectedSha(file));
       },
       TEST_TIMEOUT_MS,
     );

@@ -35,22 +35,25 @@ export async function connectClient(port: number, mode: PassiveMode): Promise<Re
   return {
     client,
     passiveReplies,
-    async download(path) {
-      const chunks: Buffer[] = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          chunks.push(chunk);
-          done();
-        },
-      });
-      await client.downloadTo(sink, path);
-      return Buffer.concat(chunks);
-    },
+    download: (path) => downloadToBuffer(client, path),
     upload(data, path) {
       return client.uploadFrom(Readable.from([data]), path);
     },
     close: () => client.close(),
   };
+}
+
+/** Download `path` with a basic-ftp client into memory. */
+export async function downloadToBuffer(client: Client, path: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  await client.downloadTo(sink, path);
+  return Buffer.concat(chunks);
 }
 
 export function sha256(data: Buffer): string {

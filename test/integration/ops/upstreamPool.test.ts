@@ -10,11 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
-import { sha256 } from '../../support/ftpClient.js';
+import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
 import { counterTotal } from '../../support/gateway.js';
 import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
 import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
@@ -92,18 +92,6 @@ async function ftpClient(user: string): Promise<Client> {
   return client;
 }
 
-async function fetch(client: Client, path: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      chunks.push(chunk);
-      done();
-    },
-  });
-  await client.downloadTo(sink, path);
-  return Buffer.concat(chunks);
-}
-
 /** A raw control connection: the greeting's code (220 through, 421 refused). */
 async function greetingCode(): Promise<{ code: number; client: ControlClient }> {
   const c = await ControlClient.connect(gw?.port(SITE) ?? 0);
@@ -121,8 +109,8 @@ describe('upstream pool', () => {
 
     await Promise.all(
       clients.map(async (client, i) => {
-        const who = (await fetch(client, 'who.txt')).toString();
-        const blob = await fetch(client, 'blob.bin');
+        const who = (await downloadToBuffer(client, 'who.txt')).toString();
+        const blob = await downloadToBuffer(client, 'blob.bin');
         await client.uploadFrom(Readable.from([Buffer.from(`from session ${i}`)]), `session-${i}.txt`);
         await client.list();
         const [home, ...others] = loggedInAt(`session-${i}`);

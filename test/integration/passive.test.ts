@@ -3,25 +3,17 @@
  * download and upload of 0 B, 1 KiB and 8 MiB, byte-exact by sha256, in
  * PASV and EPSV with basic-ftp; and the raw 227/229 the gateway writes.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ControlClient, parse227, parse229, readDataConnection } from '../support/control.js';
 import { connectClient, type PassiveMode, type RecordingClient, sha256 } from '../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../support/ports.js';
-import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { FILES, NAMES } from '../support/transferFiles.js';
+import { putFiles, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 const [passivePorts, activePorts] = portRanges(2, 20) as [{ min: number; max: number }, { min: number; max: number }];
-
-const FILES = {
-  'empty.bin': randomBytes(0),
-  'one-kib.bin': randomBytes(1024),
-  'eight-mib.bin': randomBytes(8 * 1024 * 1024),
-} as const;
-type FileName = keyof typeof FILES;
-const NAMES = Object.keys(FILES) as FileName[];
 
 let upstream: TestUpstream;
 let gw: TestGateway;
@@ -29,7 +21,7 @@ const clients: { destroy(): void }[] = [];
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  for (const name of NAMES) writeFileSync(join(upstream.root, name), FILES[name]);
+  putFiles(upstream, FILES);
 });
 
 afterAll(async () => {

@@ -4,13 +4,11 @@
  * is put on the rig (`rig.gw`, `rig.file`) or made by `rig.session`, and
  * all of it, with every CLI started, is gone after the test.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { ControlClient } from './control.js';
 import { type ConfigFile, killStartedClis } from './opsCli.js';
 import { type OpsGateway } from './opsGateway.js';
-import { startUpstream, type TestUpstream } from './upstream.js';
+import { putFiles, startUpstream, type TestUpstream } from './upstream.js';
 
 export interface OpsRig {
   readonly upstream: TestUpstream;
@@ -29,7 +27,7 @@ export function useOpsRig(files: Record<string, Buffer>): OpsRig {
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    for (const [name, body] of Object.entries(files)) writeFileSync(join(upstream.root, name), body);
+    putFiles(upstream, files);
   });
 
   afterAll(async () => {

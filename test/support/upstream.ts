@@ -3,7 +3,7 @@
  * anonymous login, rooted in a fresh temporary folder.
  */
 import type { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +54,11 @@ export async function startUpstream(options: { host?: string; root?: string } = 
       if (options.root === undefined) rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Put `files` (name: content) in the upstream's root. */
+export function putFiles(upstream: TestUpstream, files: Readonly<Record<string, Buffer>>): void {
+  for (const [name, data] of Object.entries(files)) writeFileSync(join(upstream.root, name), data);
 }
 
 function silentLogger(): unknown {

@@ -8,7 +8,6 @@
  * the control lines are raw and the data listener is the test's own; curl
  * (`-P`) is the real client.
  */
-import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +17,8 @@ import { ControlClient } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { FILES, NAMES } from '../../support/transferFiles.js';
+import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
 
 type Range = { min: number; max: number };
@@ -26,13 +26,6 @@ type Range = { min: number; max: number };
 const [passivePorts, activePorts, passive20, active20] = portRanges(4, 20) as [Range, Range, Range, Range];
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 
-const FILES = {
-  'empty.bin': randomBytes(0),
-  'one-kib.bin': randomBytes(1024),
-  'eight-mib.bin': randomBytes(8 * 1024 * 1024),
-} as const;
-type FileName = keyof typeof FILES;
-const NAMES = Object.keys(FILES) as FileName[];
 type ActiveVerb = 'PORT' | 'EPRT';
 const VERBS: readonly ActiveVerb[] = ['PORT', 'EPRT'];
 
@@ -42,7 +35,7 @@ const open: { close(): unknown }[] = [];
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  for (const name of NAMES) writeFileSync(join(upstream.root, name), FILES[name]);
+  putFiles(upstream, FILES);
   gw = await startGateway({ upstream: { host: upstream.host, port: upstream.port }, passivePorts, activePorts });
 });
 

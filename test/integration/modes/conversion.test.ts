@@ -7,7 +7,7 @@
  * real transfers work in each conversion.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { UpstreamDataMode } from '../../../src/config/types.js';
@@ -16,7 +16,7 @@ import { connectClient, sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { type DataSource, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../../support/scripted.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
 import { dataCommands, scriptedFtp } from './scriptedFtp.js';
 
@@ -106,7 +106,7 @@ describe.each(['passive', 'active'] as const)('upstreamDataMode %s with a real u
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    for (const name of NAMES) writeFileSync(join(upstream.root, name), FILES[name]);
+    putFiles(upstream, FILES);
     site = await startGateway({ upstream: { host: upstream.host, port: upstream.port }, passivePorts, activePorts, upstreamDataMode: mode });
   });
 

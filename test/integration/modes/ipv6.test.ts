@@ -16,7 +16,7 @@ import { sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { dial, eprtArg, listenForData, parseActiveLine, portArg } from './dataPeers.js';
 import { dataCommands, type ScriptedFtpServer, scriptedFtp, startScriptedFtpOn } from './scriptedFtp.js';
 
@@ -72,7 +72,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
   beforeAll(async () => {
     if (unavailable !== undefined) throw new Error(unavailable);
     upstream = await startUpstream();
-    for (const name of NAMES) writeFileSync(join(upstream.root, name), FILES[name]);
+    putFiles(upstream, FILES);
     gw = await startGateway({ listen: { host: '::1', port: 0 }, upstream: { host: upstream.host, port: upstream.port }, passivePorts, activePorts });
   });
 

@@ -6,16 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { connectClient, type RecordingClient, sha256 } from '../../support/ftpClient.js';
 import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
 import { httpGet, Scrape } from '../../support/opsMetrics.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
-import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
 
 const SITE = 'edge';
 const [passivePorts, activePorts] = portRanges(2, 16) as [{ min: number; max: number }, { min: number; max: number }];
@@ -28,7 +26,7 @@ const closers: (() => void)[] = [];
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  for (const [name, data] of Object.entries(FILES)) writeFileSync(join(upstream.root, name), data);
+  putFiles(upstream, FILES);
 });
 
 afterAll(async () => {

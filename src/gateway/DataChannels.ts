@@ -269,7 +269,7 @@ export class DataChannels {
       if (up + down > 0 || pinhole.command !== '') this.transfers++;
       this.totals.upBytes += up;
       this.totals.downBytes += down;
-      this.session.endIfDrained();
+      this.session.noteTransferEnd();
     });
   }
 

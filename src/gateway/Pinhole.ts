@@ -6,9 +6,9 @@
  * directions end. One deadline covers everything before the relay starts.
  */
 import net, { type Server, type Socket } from 'node:net';
-import ipaddr from 'ipaddr.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
+import { normalise } from './policy.js';
 import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
 import type { PortPool } from './PortPool.js';
 import { abort, adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
@@ -260,10 +260,4 @@ function bind(server: Server, host: string, port: number): Promise<void> {
       resolve();
     });
   });
-}
-
-/** `::ffff:a.b.c.d` → `a.b.c.d`; IPv6 in RFC 5952 form; '' if absent. */
-export function normalise(address: string | undefined): string {
-  if (address === undefined || !ipaddr.isValid(address)) return '';
-  return ipaddr.process(address).toString();
 }

@@ -20,7 +20,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { DataChannels } from './DataChannels.js';
 import { features } from './features.js';
 import { LineQueue } from './LineQueue.js';
-import { normalise } from './Pinhole.js';
+import { normalise } from './policy.js';
 import type { DataPlane } from './DataPlane.js';
 import type { ShardedPool } from './ShardedPool.js';
 
@@ -298,16 +298,14 @@ export class Session {
   }
 
   /**
-   * Called by the site's sweep. Idle means no complete command line for
-   * controlIdleMs (bytes that never make a line do not count: slowloris),
-   * and no transfer running (a long transfer keeps its control idle).
+   * Called by the site's sweep. Idle means no complete command line and
+   * no transfer for controlIdleMs (bytes that never make a line do not
+   * count: slowloris). A running transfer keeps the session alive, and its
+   * end starts the idle time afresh (`noteTransferEnd`).
    */
   checkIdle(now: number): void {
     if (this.phase === 'ended' || now - this.lastLineAt < this.ctx.site.timeouts.controlIdleMs) return;
-    if (this.data.transferring) {
-      this.lastLineAt = now;
-      return;
-    }
+    if (this.data.transferring) return;
     this.end('control-idle', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Idle timeout, closing control connection.'));
   }
 
@@ -359,6 +357,12 @@ export class Session {
     while (this.pending[0]?.local !== undefined) {
       this.toClient((this.pending.shift() as Pending).local as Buffer);
     }
+    this.endIfDrained();
+  }
+
+  /** A data connection closed: the control connection's idle time counts from now. */
+  noteTransferEnd(): void {
+    this.lastLineAt = performance.now();
     this.endIfDrained();
   }
 
@@ -449,7 +453,7 @@ function holdUntilDrain(source: Socket, sink: Socket): void {
 }
 
 /** Flush what is written, send FIN, and destroy if the peer does not finish in time. */
-function closeGracefully(socket: Socket): void {
+export function closeGracefully(socket: Socket): void {
   if (socket.destroyed) return;
   socket.end();
   socket.resume(); // discard what is still coming, so the peer's FIN is seen and the socket closes

@@ -9,11 +9,10 @@ import * as codes from '../ftp/codes.js';
 import { formatReply } from '../ftp/reply.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import { normalise } from './Pinhole.js';
-import { isClientAllowed } from './policy.js';
+import { isClientAllowed, normalise } from './policy.js';
 import type { DataPlane } from './DataPlane.js';
 import { ShardedPool } from './ShardedPool.js';
-import { Session } from './Session.js';
+import { closeGracefully, Session } from './Session.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */
@@ -168,9 +167,8 @@ export class Site {
     this.deps.metrics.sessionsRefused.inc({ site: this.name, reason });
     this.log.warn({ client, reason }, 'connection refused');
     socket.on('error', () => socket.destroy());
-    socket.end(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
-    socket.resume(); // read to the FIN, so the socket closes as soon as the client does
-    setTimeout(() => socket.destroy(), 1_000).unref();
+    socket.write(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
+    closeGracefully(socket);
   }
 
   private refusalFor(client: string): string | undefined {

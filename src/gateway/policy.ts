@@ -81,3 +81,9 @@ export function upstreamSetupFor(
 export function refusesExtension(code: number): boolean {
   return code === 500 || code === 502 || code === 522;
 }
+
+/** `::ffff:a.b.c.d` → `a.b.c.d`; IPv6 in RFC 5952 form; '' if absent. */
+export function normalise(address: string | undefined): string {
+  if (address === undefined || !ipaddr.isValid(address)) return '';
+  return ipaddr.process(address).toString();
+}

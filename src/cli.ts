@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
-import { Gateway } from './gateway/Gateway.js';
+import { Gateway } from './edge/Gateway.js';
 import { DEPLOY_OPTIONS, DEPLOY_USAGE, type DeployValues, deployCommand } from './deploy/command.js';
 import { createLogger } from './observe/logger.js';
 

@@ -117,8 +117,13 @@ export interface OutboundRecord {
 
 type Connect = (this: Socket, ...args: unknown[]) => Socket;
 
+/** The source folders whose code opens the gateway's connections. */
+export const GATEWAY_ROOMS = ['control', 'data', 'edge'] as const;
+const GATEWAY_SOURCE = new RegExp(`[/\\\\]src[/\\\\](?:${GATEWAY_ROOMS.join('|')})[/\\\\]`);
+
 /**
- * Record every `connect` made from src/gateway (the stack says who calls):
+ * Record every `connect` made from the gateway's own rooms, src/{control,data,edge}
+ * (the stack says who calls; test/unit/support/traps.test.ts checks the rooms exist):
  * the upstream control connection and the connecting legs of pinholes.
  */
 export function recordGatewayConnects(): OutboundRecord {
@@ -130,7 +135,7 @@ export function recordGatewayConnects(): OutboundRecord {
     Error.stackTraceLimit = 40;
     const stack = new Error().stack ?? '';
     Error.stackTraceLimit = limit;
-    if (/[/\\]src[/\\]gateway[/\\]/.test(stack)) {
+    if (GATEWAY_SOURCE.test(stack)) {
       const first = Array.isArray(args[0]) ? (args[0] as unknown[])[0] : args[0];
       if (typeof first === 'object' && first !== null) {
         const o = first as { host?: unknown; port?: unknown };

@@ -8,7 +8,7 @@
  * otherwise an address loses a pinhole for good each time this happens.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { InProcessDataPlane, type PinholeHandle, type PinholeRequest } from '../../../src/gateway/DataPlane.js';
+import { InProcessDataPlane, type PinholeHandle, type PinholeRequest } from '../../../src/data/DataPlane.js';
 import { ControlClient } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';

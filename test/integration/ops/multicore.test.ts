@@ -1,6 +1,6 @@
 /**
  * The data plane in two worker threads (`dataPlane.workers: 2`), run as the
- * built CLI in a child process: worker threads load dist/gateway/dataWorker.js,
+ * built CLI in a child process: worker threads load dist/data/worker/dataWorker.js,
  * the workers' log lines (with `worker` and `port`) reach the child's stdout
  * where the test can read them, and the gateway's control loop is its own,
  * not the test's. 100 concurrent sessions with transfers all succeed

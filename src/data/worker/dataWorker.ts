@@ -3,11 +3,11 @@
  * for, on the ports it was given, and reports their life back.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { createLogger } from '../observe/logger.js';
-import { Metrics } from '../observe/metrics.js';
-import { AlgError } from './errors.js';
-import { Pinhole, type PinholeLeg } from './Pinhole.js';
-import { PortPool } from './PortPool.js';
+import { createLogger } from '../../observe/logger.js';
+import { Metrics } from '../../observe/metrics.js';
+import { AlgError } from '../../common/errors.js';
+import { Pinhole, type PinholeLeg } from '../Pinhole.js';
+import { PortPool } from '../PortPool.js';
 import type { FromWorker, LegSpec, PinholeSpec, ToWorker } from './workerProtocol.js';
 
 const port = parentPort;

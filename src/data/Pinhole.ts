@@ -8,8 +8,8 @@
 import net, { type Server, type Socket } from 'node:net';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
-import { normalise } from './policy.js';
-import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
+import { normalise } from '../common/address.js';
+import { BindError, PortExhaustedError, PortInUseError } from '../common/errors.js';
 import type { PortPool } from './PortPool.js';
 import { abort, adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
 

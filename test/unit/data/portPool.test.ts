@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PortPool } from '../../../src/gateway/PortPool.js';
+import { PortPool } from '../../../src/data/PortPool.js';
 
 /** A small seeded PRNG (mulberry32), so "random" tests are repeatable. */
 function seeded(seed: number): () => number {

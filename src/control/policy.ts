@@ -1,35 +1,12 @@
 /**
- * Pure decisions of the gateway: who may connect, which PORT/EPRT is
- * acceptable, which command the upstream gets. No sockets here.
+ * Pure decisions of the control channel: which PORT/EPRT is acceptable,
+ * which command the upstream gets. No sockets here.
  */
-import ipaddr from 'ipaddr.js';
+import { type Family, familyOf } from '../common/address.js';
 import type { ClientAddressPolicy, UpstreamDataMode } from '../config/types.js';
-import type { Family, HostPort } from '../ftp/hostPort.js';
+import type { HostPort } from '../ftp/hostPort.js';
 
 export const MIN_DATA_PORT = 1024; // RFC 2577 4: refuse data connections to privileged ports
-
-export function familyOf(address: string): Family {
-  return ipaddr.parse(address).kind() === 'ipv4' ? 4 : 6;
-}
-
-/** Deny first, then allow (empty allow list: everyone). */
-export function isClientAllowed(address: string, allow: readonly string[], deny: readonly string[]): boolean {
-  const addr = ipaddr.process(address);
-  const inList = (list: readonly string[]) => list.some((cidr) => matchesCidr(addr, cidr));
-  if (inList(deny)) return false;
-  return allow.length === 0 || inList(allow);
-}
-
-function matchesCidr(addr: ipaddr.IPv4 | ipaddr.IPv6, cidr: string): boolean {
-  const block = cidr.includes('/') ? cidr : `${cidr}/${ipaddr.parse(cidr).kind() === 'ipv4' ? 32 : 128}`;
-  let [net, bits] = ipaddr.parseCIDR(block);
-  if (net instanceof ipaddr.IPv6 && net.isIPv4MappedAddress() && bits >= 96) {
-    net = net.toIPv4Address(); // ::ffff:198.51.100.0/120 is 198.51.100.0/24
-    bits -= 96;
-  }
-  if (net.kind() !== addr.kind()) return false;
-  return addr.match([net, bits] as [typeof net, number]);
-}
 
 export type TargetCheck =
   | { ok: true; address: string; port: number }
@@ -82,8 +59,3 @@ export function refusesExtension(code: number): boolean {
   return code === 500 || code === 502 || code === 522;
 }
 
-/** `::ffff:a.b.c.d` → `a.b.c.d`; IPv6 in RFC 5952 form; '' if absent. */
-export function normalise(address: string | undefined): string {
-  if (address === undefined || !ipaddr.isValid(address)) return '';
-  return ipaddr.process(address).toString();
-}

@@ -1,5 +1,5 @@
 /**
- * The gateway's pure decisions (src/gateway/policy.ts), one row per case:
+ * The gateway's pure decisions (src/control/policy.ts, src/common/address.ts), one row per case:
  * RFC 2577 bounce protection, client admission, the upstream command for
  * each client command, and the replies that mean "no such extension".
  */
@@ -12,11 +12,10 @@ import {
   type UpstreamAbilities,
   type UpstreamSetup,
   checkActiveTarget,
-  familyOf,
-  isClientAllowed,
   refusesExtension,
   upstreamSetupFor,
-} from '../../../src/gateway/policy.js';
+} from '../../../src/control/policy.js';
+import { familyOf, isClientAllowed } from '../../../src/common/address.js';
 
 const target = (address: string, port: number): HostPort => ({ address, port, family: address.includes(':') ? 6 : 4 });
 const ok = (address: string, port: number): TargetCheck => ({ ok: true, address, port });

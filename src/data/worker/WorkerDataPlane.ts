@@ -6,11 +6,11 @@
  * merged into /metrics at scrape time.
  */
 import { Worker } from 'node:worker_threads';
-import type { Logger } from '../observe/logger.js';
-import { BindError, PortExhaustedError, PortInUseError } from './errors.js';
-import type { DataPlane, LegRequest, PinholeHandle, PinholeRequest } from './DataPlane.js';
-import type { PinholeState } from './Pinhole.js';
-import type { PortPool } from './PortPool.js';
+import type { Logger } from '../../observe/logger.js';
+import { BindError, PortExhaustedError, PortInUseError } from '../../common/errors.js';
+import type { DataPlane, LegRequest, PinholeHandle, PinholeRequest } from '../DataPlane.js';
+import type { PinholeState } from '../Pinhole.js';
+import type { PortPool } from '../PortPool.js';
 import type { FromWorker, LegSpec, ToWorker } from './workerProtocol.js';
 
 const MAX_BIND_ATTEMPTS = 8;

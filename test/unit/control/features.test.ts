@@ -1,8 +1,8 @@
 /** FEAT through the gateway (RFC 2389): truthful to what the client can use. */
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config/load.js';
-import { features } from '../../../src/gateway/features.js';
-import type { FinalReply } from '../../../src/gateway/Session.js';
+import { features } from '../../../src/control/features.js';
+import type { FinalReply } from '../../../src/control/Session.js';
 
 const site = (activeEnabled: boolean) =>
   parseConfig({ sites: [{ name: 's', upstream: { host: '192.0.2.10' }, activeMode: { enabled: activeEnabled } }] }).sites[0]!;

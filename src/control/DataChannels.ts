@@ -21,13 +21,13 @@ import {
 } from '../ftp/hostPort.js';
 import type { Parsed } from '../ftp/result.js';
 import { formatReply } from '../ftp/reply.js';
-import { PinholeLimitError, PortExhaustedError } from './errors.js';
-import type { LegRequest, PinholeHandle } from './DataPlane.js';
+import { PinholeLimitError, PortExhaustedError } from '../common/errors.js';
+import { familyOf } from '../common/address.js';
+import type { LegRequest, PinholeHandle } from '../data/DataPlane.js';
 import {
   MIN_DATA_PORT,
   type UpstreamSetup,
   checkActiveTarget,
-  familyOf,
   refusesExtension,
   upstreamSetupFor,
 } from './policy.js';

@@ -10,9 +10,9 @@ import type { GatewayConfig, SiteConfig } from '../config/types.js';
 import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
-import { type DataPlane, InProcessDataPlane } from './DataPlane.js';
+import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
-import { WorkerDataPlane } from './WorkerDataPlane.js';
+import { WorkerDataPlane } from '../data/worker/WorkerDataPlane.js';
 
 const MIN_SWEEP_MS = 25;
 const MAX_SWEEP_MS = 1_000;

@@ -10,7 +10,7 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
-import { normalise } from './policy.js';
+import { normalise } from '../common/address.js';
 
 interface Member {
   readonly host: string;

@@ -1,5 +1,5 @@
 /** Messages between the control loop and the data-plane workers. */
-import type { Direction } from '../observe/metrics.js';
+import type { Direction } from '../../observe/metrics.js';
 
 export type LegSpec =
   | { readonly kind: 'listen'; readonly host: string; readonly port: number; readonly expectedPeer: string }

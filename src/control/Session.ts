@@ -20,9 +20,9 @@ import type { Metrics } from '../observe/metrics.js';
 import { DataChannels } from './DataChannels.js';
 import { features } from './features.js';
 import { LineQueue } from './LineQueue.js';
-import { normalise } from './policy.js';
-import type { DataPlane } from './DataPlane.js';
-import type { ShardedPool } from './ShardedPool.js';
+import { normalise } from '../common/address.js';
+import type { DataPlane } from '../data/DataPlane.js';
+import type { ShardedPool } from '../data/ShardedPool.js';
 
 export interface FinalReply {
   readonly code: number;

@@ -9,10 +9,10 @@ import * as codes from '../ftp/codes.js';
 import { formatReply } from '../ftp/reply.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import { isClientAllowed, normalise } from './policy.js';
-import type { DataPlane } from './DataPlane.js';
-import { ShardedPool } from './ShardedPool.js';
-import { closeGracefully, Session } from './Session.js';
+import { isClientAllowed, normalise } from '../common/address.js';
+import type { DataPlane } from '../data/DataPlane.js';
+import { ShardedPool } from '../data/ShardedPool.js';
+import { closeGracefully, Session } from '../control/Session.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */

@@ -79,6 +79,11 @@ export const siteSchema = {
     upstreamConnectMs: positive('Deadline to connect to the upstream control port.', 5_000),
     greetingMs: positive('Deadline for the upstream greeting (220).', 10_000),
     controlIdleMs: positive('Control connection idle time before the session ends (no transfer running).', 300_000),
+    loginMs: {
+      doc: 'Deadline to complete login (a 230 from the upstream) from the connection on; 0 turns it off.',
+      format: 'nat',
+      default: 30_000,
+    },
     pinholeAcceptMs: positive('Deadline for the expected peer to connect to a pinhole.', 15_000),
     dataIdleMs: positive('Data connection idle time before the transfer is cut.', 120_000),
   },

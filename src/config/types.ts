@@ -27,6 +27,8 @@ export interface SiteTimeouts {
   readonly upstreamConnectMs: number;
   readonly greetingMs: number;
   readonly controlIdleMs: number;
+  /** Deadline to complete login (0: none). */
+  readonly loginMs: number;
   readonly pinholeAcceptMs: number;
   readonly dataIdleMs: number;
 }

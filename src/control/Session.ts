@@ -1,369 +1,480 @@
 /**
- * One client control connection and its upstream control connection.
- *
- * Lines flow client → upstream and upstream → client through a LineQueue
- * each; every line passes byte-exact except the few in the intercept table
- * (`onCommand`). Replies are matched to commands by a FIFO (`pending`):
- * FTP answers in order, so the reply at the head of the FIFO answers the
- * oldest unanswered command; that, and not "the last line the client sent",
- * decides whether a 227/229 is rewritten, which keeps pipelined commands
- * right. `end(reason)` is the one teardown path.
+ * One client control connection and its upstream control connection: the
+ * I/O around the sans-IO core (protocol.ts). Session owns the sockets (and
+ * their TLS), the line splitters, the greeting and idle deadlines and the
+ * pinholes; it feeds the core every event and performs every action the
+ * core returns, in order. `end(reason)` is the one teardown path.
  */
 import net, { type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { normalise } from '../common/address.js';
 import type { SiteConfig } from '../config/types.js';
-import * as codes from '../ftp/codes.js';
-import { type Command, parseCommand } from '../ftp/command.js';
+import type { DataPlane, LegRequest, PinholeHandle } from '../data/DataPlane.js';
+import type { ShardedPool } from '../data/ShardedPool.js';
 import { LineSplitter } from '../ftp/lineSplitter.js';
-import { formatReply, ReplyReader } from '../ftp/reply.js';
 import { type Logger, loggableLine } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import { DataChannels } from './DataChannels.js';
-import { features } from './features.js';
-import { LineQueue } from './LineQueue.js';
-import { normalise } from '../common/address.js';
-import type { DataPlane } from '../data/DataPlane.js';
-import type { ShardedPool } from '../data/ShardedPool.js';
+import { ControlProtocol } from './protocol.js';
+import { ReadGate } from './ReadGate.js';
+import { farewellFor } from './replies.js';
+import type { Action, ControlSettings, EndReason, LegSpec, Note, PinholeSpec } from './types.js';
 
-export interface FinalReply {
-  readonly code: number;
-  readonly text: string;
-  readonly raw: Buffer;
-  /** Earlier lines of a multi-line reply, when the command asked to collect them. */
-  readonly parts: readonly Buffer[];
+/** How a session's attempt on an upstream member went (passive health, issue 17). */
+export type UpstreamOutcome =
+  | 'ok'
+  | 'connect-refused'
+  | 'connect-timeout'
+  | 'reset-before-greeting'
+  | 'greeting-timeout'
+  | 'greeting-refused';
+
+/** The site's upstream members, as a session uses them. */
+export interface UpstreamChooser {
+  readonly port: number;
+  /** How many members one session may try before it gives up. */
+  readonly maxAttempts: number;
+  take(exclude?: ReadonlySet<string>): string | undefined;
+  give(host: string): void;
+  report(host: string, outcome: UpstreamOutcome): void;
 }
 
-/** What to do with a final reply; returning RESEND means the handler sent a new command for the same entry. */
-export type ReplyHandler = (reply: FinalReply) => void | Promise<void> | typeof RESEND;
-export const RESEND = Symbol('resend');
-
-interface Pending {
-  readonly verb: string;
-  handler?: ReplyHandler;
-  /** Multi-line reply lines held back for the handler instead of forwarded. */
-  collected?: Buffer[];
-  /** A reply the gateway itself gives, in its turn. */
-  readonly local?: Buffer;
-  settle?: () => void;
+/** TLS of the site, as a session uses it (src/tls builds it from the site's files). */
+export interface SessionTls {
+  /** The TLS server end over a client socket (accepted, or after AUTH TLS). */
+  serveClient(raw: Socket): TLSSocket;
+  /** The TLS client end toward the upstream: over `socket` after AUTH TLS, or a new connection (implicit). */
+  connectUpstream(options: { socket: Socket } | { host: string; port: number }): TLSSocket;
 }
 
 export interface SessionContext {
   readonly id: string;
   readonly site: SiteConfig;
-  /** The upstream chosen for this session; it keeps it to the end. */
-  readonly upstream: { readonly host: string; readonly port: number };
-  /** Told when the chosen upstream cannot be reached. */
-  readonly upstreamFailed: (host: string) => void;
+  readonly settings: ControlSettings;
+  /** The member the site chose for this session (already taken from `upstreams`). */
+  readonly upstream: string;
+  readonly upstreams: UpstreamChooser;
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly dataPlane: DataPlane;
   /** Pinholes of this client address across its sessions: take one before opening, give it back after. */
   readonly clientPinholes: { tryTake(): boolean; give(): void };
+  readonly tls: SessionTls | undefined;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
 
-/** Addresses of the two control connections, normalised (no `::ffff:`). */
-export interface Endpoints {
-  readonly client: string;
-  readonly clientLocal: string;
-  readonly upstream: string;
-  readonly upstreamLocal: string;
+interface Attached {
+  readonly socket: Socket;
+  readonly off: () => void;
 }
 
-const TRANSFER_VERBS = new Set(['RETR', 'STOR', 'STOU', 'APPE', 'LIST', 'NLST', 'MLSD']);
 const CLOSE_GRACE_MS = 2_000;
-const MAX_PENDING = 64;
-const MAX_COLLECTED_LINES = 256;
 
 export class Session {
   readonly startedAt = Date.now();
-  private phase: 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
-  private draining = false;
-  private lastLineAt = performance.now();
+  private readonly began = performance.now();
+  private readonly core: ControlProtocol;
+  private client: Socket;
+  private clientIo: Attached | undefined;
+  private readonly clientGate: ReadGate;
   private upstream: Socket | undefined;
-  private readonly pending: Pending[] = [{ verb: '(greeting)' }];
-  /** The entry whose reply handler is running (for `resend`). */
-  private handling: Pending | undefined;
-  private readonly replies = new ReplyReader();
-  private readonly clientLines: LineQueue;
-  private upstreamLines: LineQueue | undefined;
+  private upstreamIo: Attached | undefined;
+  private upstreamGate: ReadGate | undefined;
+  private upstreamHost: string;
+  private upstreamReady = false;
+  private readonly tried = new Set<string>();
+  private upstreamTlsSession: Buffer | undefined;
   private greetingTimer: NodeJS.Timeout | undefined;
-  private readonly data: DataChannels;
+  private lastLineAt = performance.now();
+  private draining = false;
+  private ended = false;
+  private readonly pinholes = new Map<number, PinholeHandle>();
   private readonly endWaiters: (() => void)[] = [];
-  endpoints: Endpoints;
+  private transfers = 0;
+  private readonly totals = { upBytes: 0, downBytes: 0 };
   readonly log: Logger;
 
   constructor(
     private readonly ctx: SessionContext,
-    private readonly client: Socket,
+    client: Socket,
   ) {
     this.log = ctx.log;
-    const addr = normalise(client.remoteAddress);
-    this.endpoints = { client: addr, clientLocal: normalise(client.localAddress), upstream: '', upstreamLocal: '' };
-    this.clientLines = new LineQueue(client, (line) => this.onClientLine(line), (err) => this.fail(err));
-    this.data = new DataChannels(this, ctx);
-  }
-
-  get ended(): boolean {
-    return this.phase === 'ended';
+    this.client = client;
+    this.clientGate = new ReadGate(client);
+    this.upstreamHost = ctx.upstream;
+    this.core = new ControlProtocol(ctx.settings, { address: normalise(client.remoteAddress), local: normalise(client.localAddress) });
   }
 
   get pinholeCount(): number {
-    return this.data.count;
+    return this.pinholes.size;
+  }
+
+  /** Logged in (a 230 to USER/PASS/ACCT): never evicted for a newcomer. */
+  get loggedIn(): boolean {
+    return this.core.loggedIn;
+  }
+
+  /** No transfer and no command owed a reply. */
+  get quiet(): boolean {
+    return this.core.idle && this.pinholes.size === 0;
   }
 
   /** Resolves when the session and every pinhole it opened are closed. */
   async closed(): Promise<void> {
-    if (this.phase !== 'ended') await new Promise<void>((resolve) => this.endWaiters.push(resolve));
-    await this.data.allClosed();
+    if (!this.ended) await new Promise<void>((resolve) => this.endWaiters.push(resolve));
+    await Promise.all([...this.pinholes.values()].map((p) => p.closed()));
   }
 
   start(): void {
-    const { site, metrics } = this.ctx;
-    const client = this.client;
-    client.pause(); // nothing is read before the upstream greets
-    client.setNoDelay(true);
-    client.on('error', (err) => this.end('client-error', undefined, err));
-    client.on('end', () => this.onClientEnd());
-    client.on('close', () => this.end('client-closed'));
-    const splitter = new LineSplitter(site.limits.maxLineBytes, {
-      line: (line) => this.clientLines.push(line),
-      fault: (kind) => this.onClientFault(kind),
-    });
-    client.on('data', (chunk: Buffer) => splitter.push(chunk));
-
-    const began = performance.now();
-    const target = this.ctx.upstream;
-    const upstream = net.connect({ host: target.host, port: target.port, timeout: site.timeouts.upstreamConnectMs });
-    this.upstream = upstream;
-    upstream.once('timeout', () => {
-      if (this.phase !== 'connecting') return;
-      metrics.upstreamConnectFailures.inc({ site: site.name });
-      this.ctx.upstreamFailed(target.host);
-      this.end('upstream-connect-timeout', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream unreachable.'));
-    });
-    upstream.once('connect', () => {
-      metrics.upstreamConnectSeconds.observe({ site: site.name }, (performance.now() - began) / 1000);
-      this.onUpstreamConnect(upstream);
-    });
-    upstream.on('error', (err) => {
-      if (this.phase === 'connecting') {
-        metrics.upstreamConnectFailures.inc({ site: site.name });
-        this.ctx.upstreamFailed(target.host);
-        this.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'upstream connect failed');
-        this.end('upstream-connect-failed', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream unreachable.'));
-      } else {
-        this.end('upstream-error', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Upstream connection lost.'), err);
-      }
-    });
+    const raw = this.client;
+    raw.setNoDelay(true);
+    this.clientGate.hold('core'); // nothing is read before the upstream greets
+    if (this.ctx.settings.tls?.implicit === true && this.ctx.tls !== undefined) {
+      this.client = this.ctx.tls.serveClient(raw);
+      this.watchClientHandshake(this.client as TLSSocket);
+    }
+    this.attachClient(this.client);
+    this.connectUpstream(this.upstreamHost);
   }
 
-  private onUpstreamConnect(upstream: Socket): void {
-    if (this.phase === 'ended') return;
-    upstream.setTimeout(0);
-    upstream.setNoDelay(true);
-    this.phase = 'greeting';
-    this.endpoints = {
-      ...this.endpoints,
-      upstream: normalise(upstream.remoteAddress),
-      upstreamLocal: normalise(upstream.localAddress),
-    };
-    this.greetingTimer = setTimeout(
-      () => this.end('greeting-timeout', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream did not greet.')),
-      this.ctx.site.timeouts.greetingMs,
-    );
-    this.upstreamLines = new LineQueue(upstream, (line) => this.onUpstreamLine(line), (err) => this.fail(err));
+  // ---- sockets -------------------------------------------------------------
+
+  private attachClient(socket: Socket): void {
     const splitter = new LineSplitter(this.ctx.site.limits.maxLineBytes, {
-      line: (line) => this.upstreamLines?.push(line),
-      fault: (kind) => this.onUpstreamFault(kind),
+      line: (line) => this.onClientLine(line),
+      fault: (kind) => this.run(this.core.clientFault(kind)),
     });
-    upstream.on('data', (chunk: Buffer) => splitter.push(chunk));
-    upstream.on('end', () => this.onUpstreamGone());
-    upstream.on('close', () => this.onUpstreamGone());
+    const onData = (chunk: Buffer) => splitter.push(chunk);
+    const onError = (err: Error) => this.end('client-error', undefined, err);
+    const onEnd = () => this.onClientEnd();
+    const onClose = () => this.end('client-closed');
+    socket.on('data', onData).on('error', onError).on('end', onEnd).on('close', onClose);
+    this.clientIo = {
+      socket,
+      off: () => socket.off('data', onData).off('error', onError).off('end', onEnd).off('close', onClose),
+    };
   }
 
-  // ---- client → upstream -------------------------------------------------
-
-  private onClientLine(raw: Buffer): void | Promise<void> {
-    if (this.phase === 'ended') return;
-    this.lastLineAt = performance.now();
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'client line');
-    const parsed = parseCommand(raw);
-    if (!parsed.ok) {
-      if (parsed.reason === 'nul') {
-        this.reject('client', 'nul', 'Syntax error, NUL in command.');
-        return;
-      }
-      // Not a word of letters: refused here, never forwarded. Servers read such lines differently
-      // (quotes stripped, TAB as a separator), and a "PORT" the gateway did not see must not reach one.
-      this.reject('client', parsed.reason, 'Syntax error, command unrecognized.');
-      return;
-    }
-    return this.onCommand(parsed.value, raw);
+  private attachUpstream(socket: Socket): void {
+    const splitter = new LineSplitter(this.ctx.site.limits.maxLineBytes, {
+      line: (line) => this.onUpstreamLine(line),
+      fault: (kind) => this.run(this.core.upstreamFault(kind)),
+    });
+    const onData = (chunk: Buffer) => splitter.push(chunk);
+    const onError = (err: Error) => this.onUpstreamGone(err);
+    const onGone = () => this.onUpstreamGone();
+    socket.on('data', onData).on('error', onError).on('end', onGone).on('close', onGone);
+    this.upstreamIo = {
+      socket,
+      off: () => socket.off('data', onData).off('error', onError).off('end', onGone).off('close', onGone),
+    };
   }
 
-  /** The intercept table: every verb not named here is forwarded byte-exact. */
-  private onCommand(command: Command, raw: Buffer): void | Promise<void> {
-    switch (command.verb) {
-      case 'PASV':
-      case 'EPSV':
-        return this.data.onPassive(command);
-      case 'PORT':
-      case 'EPRT':
-        return this.data.onActive(command);
-      case 'AUTH':
-        return this.onAuth(command);
-      case 'FEAT':
-        return this.forward(raw, 'FEAT', (reply) => this.toClient(features(reply, this.ctx.site)), true);
-      case 'ABOR':
-      case 'REIN':
-        this.data.closeAll(command.verb);
-        return this.forward(raw, command.verb);
-      default:
-        if (TRANSFER_VERBS.has(command.verb)) this.data.label(command.verb);
-        return this.forward(raw, command.verb);
-    }
-  }
-
-  private onAuth(command: Command): void {
-    const policy = this.ctx.site.ftps;
-    this.log.warn({ mechanism: command.arg.slice(0, 16), policy }, 'AUTH refused: TLS is not relayed by this gateway');
-    this.ctx.metrics.commandsRefused.inc({ site: this.ctx.site.name, verb: 'AUTH', reason: 'ftps-policy' });
-    const reply = formatReply(codes.AUTH_REFUSED_POLICY, 'Request denied for policy reasons: TLS not available through this gateway.');
-    if (policy === 'deny') {
-      this.end('ftps-denied', reply);
-      return;
-    }
-    this.replyLocal(reply);
-  }
-
-  /** Send a line upstream; its reply is forwarded, or given to `handler`. */
-  forward(line: Buffer, verb: string, handler?: ReplyHandler, collect = false): void {
-    if (this.pending.length >= MAX_PENDING) {
-      this.end('too-many-pipelined', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Too many commands without reply.'));
-      return;
-    }
-    this.pending.push({ verb, handler, collected: collect ? [] : undefined });
-    this.toUpstream(line);
-  }
-
-  /** Like forward, but resolves only when the reply is handled: the next client line waits. */
-  exchange(line: Buffer, verb: string, handler: ReplyHandler, collect = false): Promise<void> {
-    return new Promise((resolve) => {
-      this.forward(line, verb, handler, collect);
-      const entry = this.pending[this.pending.length - 1];
-      if (entry === undefined || entry.verb !== verb || this.phase === 'ended') return resolve();
-      entry.settle = resolve;
+  private connectUpstream(host: string): void {
+    const { site, metrics, upstreams, tls, settings } = this.ctx;
+    this.tried.add(host);
+    this.upstreamHost = host;
+    const began = performance.now();
+    const implicit = settings.tls?.upstream === 'implicit' && tls !== undefined;
+    const socket = implicit ? tls.connectUpstream({ host, port: upstreams.port }) : net.connect({ host, port: upstreams.port });
+    socket.setTimeout(site.timeouts.upstreamConnectMs);
+    this.upstream = socket;
+    this.upstreamGate = new ReadGate(socket);
+    if (implicit) this.watchUpstreamTls(socket as TLSSocket);
+    const failed = (outcome: UpstreamOutcome, reason: EndReason) => (err?: Error) => {
+      if (this.upstream !== socket || this.upstreamIo !== undefined) return;
+      metrics.upstreamConnectFailures.inc({ site: site.name });
+      if (err !== undefined) this.log.warn({ err: errFields(err), upstream: host }, 'upstream connect failed');
+      this.retryOrEnd(outcome, reason);
+    };
+    socket.once('timeout', failed('connect-timeout', 'upstream-connect-timeout'));
+    socket.once('error', failed('connect-refused', 'upstream-connect-failed'));
+    socket.once(implicit ? 'secureConnect' : 'connect', () => {
+      if (this.upstream !== socket || this.ended) return;
+      socket.setTimeout(0);
+      socket.setNoDelay(true);
+      metrics.upstreamConnectSeconds.observe({ site: site.name }, (performance.now() - began) / 1000);
+      this.attachUpstream(socket);
+      this.greetingTimer = setTimeout(() => this.retryOrEnd('greeting-timeout', 'greeting-timeout'), site.timeouts.greetingMs);
+      this.run(this.core.upstreamConnected({ address: normalise(socket.remoteAddress), local: normalise(socket.localAddress) }));
     });
   }
 
   /**
-   * From inside a reply handler: send a new command upstream in place of the
-   * one just answered (a fallback, e.g. PASV after a refused EPSV). The
-   * client keeps waiting until the new command's reply is handled.
+   * This upstream failed before the session was ready: the client has been
+   * told nothing yet, so another member is tried while attempts are left.
    */
-  resend(line: Buffer, verb: string, handler: ReplyHandler): typeof RESEND {
-    const collected = this.handling?.collected === undefined ? undefined : [];
-    this.pending.unshift({ verb, handler, settle: this.handling?.settle, collected });
-    this.toUpstream(line);
-    return RESEND;
+  private retryOrEnd(outcome: UpstreamOutcome, reason: EndReason, farewell?: Buffer): void {
+    if (this.ended) return;
+    const { upstreams } = this.ctx;
+    upstreams.report(this.upstreamHost, outcome);
+    this.dropUpstream();
+    if (!this.core.upstreamLost()) return this.end(reason, farewell);
+    const next = this.tried.size < upstreams.maxAttempts ? upstreams.take(this.tried) : undefined;
+    if (next === undefined) return this.end(reason, farewell);
+    this.log.info({ failed: this.upstreamHost, outcome, next }, 'upstream failed, trying another');
+    upstreams.give(this.upstreamHost);
+    this.connectUpstream(next);
   }
 
-  /** A reply from the gateway itself, given after the replies still owed by the upstream. */
-  replyLocal(line: Buffer): void {
-    if (this.pending.length === 0) this.toClient(line);
-    else this.pending.push({ verb: '(local)', local: line });
+  private dropUpstream(): void {
+    clearTimeout(this.greetingTimer);
+    this.upstreamIo?.off();
+    this.upstreamIo = undefined;
+    this.upstream?.on('error', () => undefined);
+    this.upstream?.destroy();
+    this.upstream = undefined;
   }
 
-  /** Refuse peer input: a reply, a warn line and a metric. */
-  reject(side: 'client' | 'upstream', kind: string, text: string, code = codes.SYNTAX_ERROR): void {
-    this.ctx.metrics.parseRejects.inc({ site: this.ctx.site.name, side, kind });
-    this.log.warn({ side, kind }, 'peer input refused');
-    this.replyLocal(formatReply(code, text));
+  // ---- events into the core --------------------------------------------------
+
+  private onClientLine(raw: Buffer): void {
+    if (this.ended) return;
+    this.lastLineAt = performance.now();
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'client line');
+    this.run(this.core.clientLine(raw));
   }
 
-  refuse(verb: string, reason: string, code: number, text: string): void {
-    this.ctx.metrics.commandsRefused.inc({ site: this.ctx.site.name, verb, reason });
-    this.log.warn({ verb, reason }, 'command refused');
-    this.replyLocal(formatReply(code, text));
-  }
-
-  private onClientFault(kind: string): void {
-    this.reject('client', kind, 'Command line too long.');
+  private onUpstreamLine(raw: Buffer): void {
+    if (this.ended) return;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'upstream line');
+    this.run(this.core.upstreamLine(raw));
   }
 
   private onClientEnd(): void {
     // Half-close: pass the FIN on, and let the upstream answer what it still owes.
-    if (this.upstream !== undefined && this.phase !== 'connecting') this.upstream.end();
+    if (this.upstream !== undefined && this.upstreamReady) this.upstream.end();
     else this.end('client-closed');
   }
+
+  private onUpstreamGone(err?: Error): void {
+    if (this.ended) return;
+    if (!this.upstreamReady) {
+      this.retryOrEnd('reset-before-greeting', 'upstream-closed-greeting');
+      return;
+    }
+    this.end(err === undefined ? 'upstream-closed' : 'upstream-error', undefined, err);
+  }
+
+  // ---- actions out of the core -----------------------------------------------
+
+  private run(actions: Action[]): void {
+    for (const action of actions) {
+      if (this.ended && action.type !== 'end') break;
+      this.perform(action);
+    }
+    if (!this.ended) {
+      this.clientGate.set('core', !this.core.wantsClientInput);
+      this.endIfDrained();
+    }
+  }
+
+  private perform(action: Action): void {
+    switch (action.type) {
+      case 'toClient':
+        return this.toClient(action.line);
+      case 'toUpstream':
+        return this.toUpstream(action.line);
+      case 'openPinhole':
+        return void this.openPinhole(action.spec);
+      case 'closePinholes':
+        return this.closePinholes(action.which, action.reason);
+      case 'label':
+        return this.label(action.verb);
+      case 'note':
+        return this.noteDown(action.note);
+      case 'ready':
+        this.upstreamReady = true;
+        clearTimeout(this.greetingTimer);
+        this.ctx.upstreams.report(this.upstreamHost, 'ok');
+        return;
+      case 'loggedIn':
+        this.log.debug('logged in');
+        return;
+      case 'upstreamRefused':
+        clearTimeout(this.greetingTimer);
+        return this.retryOrEnd('greeting-refused', 'upstream-refused', action.reply);
+      case 'secureClient':
+        return this.secureClient();
+      case 'secureUpstream':
+        return this.secureUpstream();
+      case 'end':
+        return this.end(action.reason, action.farewell);
+    }
+  }
+
+  private toClient(line: Buffer): void {
+    if (this.ended || !this.client.writable) return;
+    if (!this.client.write(line)) this.upstreamGate?.holdUntilDrain('client-backpressure', this.client);
+  }
+
+  private toUpstream(line: Buffer): void {
+    const upstream = this.upstream;
+    if (upstream === undefined || !upstream.writable) return;
+    if (!upstream.write(line)) this.clientGate.holdUntilDrain('upstream-backpressure', upstream);
+  }
+
+  private noteDown(note: Note): void {
+    const { metrics, site } = this.ctx;
+    switch (note.kind) {
+      case 'refused':
+        metrics.commandsRefused.inc({ site: site.name, verb: note.verb, reason: note.reason });
+        this.log.warn({ verb: note.verb, reason: note.reason }, 'command refused');
+        return;
+      case 'rejected':
+        metrics.parseRejects.inc({ site: site.name, side: note.side, kind: note.reason });
+        this.log.warn({ side: note.side, kind: note.reason, detail: note.detail }, 'peer input refused');
+        return;
+      case 'pinhole-refused':
+        metrics.pinholesRefused.inc({ site: site.name, reason: note.reason });
+        this.log.warn({ reason: note.reason }, 'data connection refused');
+        return;
+      case 'discarded':
+        metrics.parseRejects.inc({ site: site.name, side: note.side, kind: note.reason });
+        this.log.warn({ side: note.side, reason: note.reason, lines: note.lines }, 'lines discarded');
+        return;
+    }
+  }
+
+  // ---- TLS on the control connections ------------------------------------------
+
+  /** After the 234 to AUTH TLS is flushed: the client's next bytes are its TLS handshake. */
+  private secureClient(): void {
+    const tls = this.ctx.tls;
+    const raw = this.client;
+    if (tls === undefined) return this.end('internal-error');
+    raw.write('', () => {
+      if (this.ended) return;
+      this.clientIo?.off();
+      const secure = tls.serveClient(raw);
+      this.client = secure;
+      this.attachClient(secure);
+      this.watchClientHandshake(secure);
+    });
+  }
+
+  private watchClientHandshake(secure: TLSSocket): void {
+    const { metrics, site } = this.ctx;
+    // The gate takes the TLS socket only once its handshake is done: a paused TLS socket would stall it.
+    secure.once('secure', () => {
+      this.clientGate.retarget(secure);
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'client', result: 'ok' });
+      this.log.info({ tls: secure.getProtocol(), cipher: secure.getCipher().name, resumed: secure.isSessionReused() }, 'client TLS');
+      this.run(this.core.clientSecured());
+    });
+    secure.once('error', (err: Error) => {
+      if (secure.getProtocol() !== null && secure.getProtocol() !== undefined) return;
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'client', result: tlsFailure(err) });
+    });
+  }
+
+  private secureUpstream(): void {
+    const tls = this.ctx.tls;
+    const raw = this.upstream;
+    if (tls === undefined || raw === undefined) return this.end('internal-error');
+    this.upstreamIo?.off();
+    raw.on('error', () => undefined); // the TLS socket reports its errors
+    const secure = tls.connectUpstream({ socket: raw });
+    this.upstream = secure;
+    this.upstreamGate = new ReadGate(secure);
+    this.attachUpstream(secure);
+    this.watchUpstreamTls(secure);
+    secure.once('secureConnect', () => this.run(this.core.upstreamSecured()));
+  }
+
+  private watchUpstreamTls(secure: TLSSocket): void {
+    const { metrics, site } = this.ctx;
+    // The last session ticket is the one data connections resume (vsftpd require_ssl_reuse; TLS 1.3 sends it after the handshake).
+    secure.on('session', (session: Buffer) => {
+      this.upstreamTlsSession = session;
+    });
+    secure.once('secureConnect', () => {
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'upstream', result: 'ok' });
+      this.log.info({ tls: secure.getProtocol(), cipher: secure.getCipher().name }, 'upstream TLS');
+    });
+    secure.once('error', (err: Error) => {
+      if (secure.getProtocol() !== null && secure.getProtocol() !== undefined) return;
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'upstream', result: tlsFailure(err) });
+      this.log.warn({ err: errFields(err) }, 'upstream TLS failed');
+      if (this.upstream === secure && !this.upstreamReady) this.end('upstream-tls-failed');
+    });
+  }
+
+  // ---- pinholes ----------------------------------------------------------------
+
+  private async openPinhole(spec: PinholeSpec): Promise<void> {
+    const { site, metrics, dataPlane, clientPinholes } = this.ctx;
+    if (this.pinholes.size >= site.limits.maxPinholesPerSession) return this.run(this.core.pinholeFailed(spec.id, 'ERR_ALG_PINHOLE_LIMIT_SESSION'));
+    if (!clientPinholes.tryTake()) return this.run(this.core.pinholeFailed(spec.id, 'ERR_ALG_PINHOLE_LIMIT_CLIENT'));
+    const pinhole = dataPlane.pinhole({
+      site: site.name,
+      dir: spec.dir,
+      client: this.leg(spec.client),
+      upstream: this.leg(spec.upstream),
+      acceptTimeoutMs: site.timeouts.pinholeAcceptMs,
+      dataIdleMs: site.timeouts.dataIdleMs,
+      log: this.log,
+      metrics,
+    });
+    this.pinholes.set(spec.id, pinhole);
+    void pinhole.closed().then(() => this.pinholeClosed(spec.id, pinhole));
+    try {
+      await pinhole.open();
+    } catch (err) {
+      pinhole.close('open-failed');
+      const code = (err as { code?: unknown }).code;
+      this.log.debug({ err: errFields(err as Error) }, 'pinhole open failed');
+      return this.run(this.core.pinholeFailed(spec.id, typeof code === 'string' ? code : 'ERR_ALG_BIND'));
+    }
+    if (this.ended) return pinhole.close('session-end'); // the session ended while the pinhole was being opened
+    this.run(this.core.pinholeOpened(spec.id, { client: pinhole.clientPort, upstream: pinhole.upstreamPort }));
+  }
+
+  private leg(spec: LegSpec): LegRequest {
+    if (spec.kind === 'listen') return { kind: 'listen', host: spec.host, pool: this.ctx.pools[spec.pool], expectedPeer: spec.expectedPeer };
+    return { kind: 'connect', host: spec.host, port: spec.port, localAddress: spec.localAddress, localPort: spec.fromPort20 === true ? 20 : undefined };
+  }
+
+  private pinholeClosed(id: number, pinhole: PinholeHandle): void {
+    if (this.pinholes.get(id) !== pinhole) return;
+    this.pinholes.delete(id);
+    this.ctx.clientPinholes.give();
+    const { up, down } = pinhole.bytes;
+    if (up + down > 0 || pinhole.command !== '') this.transfers++;
+    this.totals.upBytes += up;
+    this.totals.downBytes += down;
+    // A data connection closed: the control connection's idle time counts from now.
+    this.lastLineAt = performance.now();
+    this.endIfDrained();
+  }
+
+  private closePinholes(which: 'waiting' | 'all' | number, reason: string): void {
+    for (const [id, p] of this.pinholes) {
+      if (which === 'all' || which === id || (which === 'waiting' && p.state !== 'relaying')) p.close(reason);
+    }
+  }
+
+  /** Name the newest pinhole after the transfer command that will use it. */
+  private label(verb: string): void {
+    let newest: PinholeHandle | undefined;
+    for (const p of this.pinholes.values()) newest = p;
+    if (newest !== undefined && newest.command === '') newest.command = verb;
+  }
+
+  // ---- deadlines and drain -------------------------------------------------------
 
   /**
    * Called by the site's sweep. Idle means no complete command line and
    * no transfer for controlIdleMs (bytes that never make a line do not
-   * count: slowloris). A running transfer keeps the session alive, and its
-   * end starts the idle time afresh (`noteTransferEnd`).
+   * count: slowloris); a transfer's end starts the idle time afresh. A
+   * session not logged in by loginMs ends too.
    */
   checkIdle(now: number): void {
-    if (this.phase === 'ended' || now - this.lastLineAt < this.ctx.site.timeouts.controlIdleMs) return;
-    if (this.data.transferring) return;
-    this.end('control-idle', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Idle timeout, closing control connection.'));
-  }
-
-  // ---- upstream → client -------------------------------------------------
-
-  private onUpstreamLine(raw: Buffer): void | Promise<void> {
-    if (this.phase === 'ended') return;
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'upstream line');
-    const line = this.replies.read(raw);
-    if (line.kind === 'malformed') {
-      this.ctx.metrics.parseRejects.inc({ site: this.ctx.site.name, side: 'upstream', kind: 'malformed-reply' });
-      this.log.warn('upstream sent a line that is not a reply');
-      this.toClient(raw);
-      return;
-    }
-    if (line.kind === 'part' || line.code < 200) {
-      const collected = this.pending[0]?.collected;
-      if (line.kind === 'part' && collected !== undefined && collected.length < MAX_COLLECTED_LINES) collected.push(raw);
-      else this.toClient(raw); // multi-line text and 1xx preliminaries answer nothing yet
-      return;
-    }
-    const entry = this.pending.shift();
-    if (entry === undefined) {
-      this.toClient(raw); // unsolicited: passed on, never acted upon
-      return;
-    }
-    const reply: FinalReply = { code: line.code, text: line.text, raw, parts: entry.collected ?? [] };
-    const outcome = entry.verb === '(greeting)' ? this.onGreeting(reply) : this.handle(entry, reply);
-    if (outcome instanceof Promise) return outcome.then(() => this.settled(entry));
-    if (outcome !== RESEND) this.settled(entry);
-  }
-
-  private handle(entry: Pending, reply: FinalReply): void | Promise<void> | typeof RESEND {
-    if (entry.handler === undefined) {
-      for (const part of reply.parts) this.toClient(part);
-      this.toClient(reply.raw);
-      return;
-    }
-    this.handling = entry;
-    try {
-      return entry.handler(reply);
-    } finally {
-      this.handling = undefined;
-    }
-  }
-
-  private settled(entry: Pending): void {
-    entry.settle?.();
-    while (this.pending[0]?.local !== undefined) {
-      this.toClient((this.pending.shift() as Pending).local as Buffer);
-    }
-    this.endIfDrained();
-  }
-
-  /** A data connection closed: the control connection's idle time counts from now. */
-  noteTransferEnd(): void {
-    this.lastLineAt = performance.now();
-    this.endIfDrained();
+    if (this.ended) return;
+    const { controlIdleMs, loginMs } = this.ctx.site.timeouts;
+    if (loginMs > 0 && !this.core.loggedIn && now - this.began >= loginMs) return this.end('login-timeout');
+    if (now - this.lastLineAt < controlIdleMs) return;
+    for (const p of this.pinholes.values()) if (p.state === 'relaying') return;
+    this.end('control-idle');
   }
 
   /** The gateway is draining: end as soon as nothing is owed to the client and no data connection is open. */
@@ -372,89 +483,54 @@ export class Session {
     this.endIfDrained();
   }
 
-  endIfDrained(): void {
-    if (!this.draining || this.phase === 'ended') return;
-    const idle = this.phase !== 'ready' || (this.pending.length === 0 && this.data.count === 0);
-    if (idle) this.end('drained', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service closing for maintenance, please reconnect.'));
+  private endIfDrained(): void {
+    if (this.draining && !this.ended && this.core.idle && this.pinholes.size === 0) this.end('drained');
   }
 
-  private onGreeting(reply: FinalReply): void {
-    clearTimeout(this.greetingTimer);
-    this.toClient(reply.raw);
-    if (reply.code !== codes.SERVICE_READY) {
-      this.end('upstream-refused');
-      return;
-    }
-    this.phase = 'ready';
-    this.client.resume();
-  }
-
-  private onUpstreamGone(): void {
-    // Before its greeting, the client has been told nothing yet: say why the session ends.
-    const farewell = this.phase === 'greeting' ? formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, upstream closed.') : undefined;
-    this.end(this.phase === 'greeting' ? 'upstream-closed-greeting' : 'upstream-closed', farewell);
-  }
-
-  private onUpstreamFault(kind: string): void {
-    this.ctx.metrics.parseRejects.inc({ site: this.ctx.site.name, side: 'upstream', kind });
-    this.end('upstream-line-too-long', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Upstream sent an invalid reply.'));
-  }
-
-  // ---- writing, with backpressure ----------------------------------------
-
-  toClient(line: Buffer): void {
-    if (this.phase === 'ended' && !this.client.writable) return;
-    if (!this.client.write(line) && this.upstream !== undefined) holdUntilDrain(this.upstream, this.client);
-  }
-
-  private toUpstream(line: Buffer): void {
-    const upstream = this.upstream;
-    if (upstream === undefined || !upstream.writable) return;
-    if (!upstream.write(line)) holdUntilDrain(this.client, upstream);
-  }
-
-  // ---- teardown ----------------------------------------------------------
-
-  private fail(err: unknown): void {
-    this.log.error({ err }, 'session failed: bug in the gateway');
-    this.end('internal-error', formatReply(codes.SERVICE_NOT_AVAILABLE, 'Internal error, closing control connection.'));
-  }
+  // ---- teardown ----------------------------------------------------------------
 
   /**
    * The one teardown path; idempotent, the first reason wins. Pinholes that
    * wait for a peer close now; a transfer under way when the control
    * connection ends normally is let finish (bounded by its idle deadline).
    */
-  end(reason: string, farewell?: Buffer, err?: Error): void {
-    if (this.phase === 'ended') return;
-    this.phase = 'ended';
+  end(reason: EndReason, farewell: Buffer | undefined = farewellFor(reason), err?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
     clearTimeout(this.greetingTimer);
-    this.clientLines.stop();
-    this.upstreamLines?.stop();
+    this.core.end(reason);
     const normal = reason === 'client-closed' || reason === 'upstream-closed';
-    this.data.endAll(normal);
+    for (const p of this.pinholes.values()) if (!(normal && p.state === 'relaying')) p.close('session-end');
     if (farewell !== undefined && this.client.writable) this.client.write(farewell);
     closeGracefully(this.client);
     if (this.upstream !== undefined) closeGracefully(this.upstream);
-    const failure = err !== undefined && !normal ? { err: { code: (err as NodeJS.ErrnoException).code, message: err.message } } : {};
+    this.ctx.upstreams.give(this.upstreamHost);
+    const failure = err !== undefined && !normal ? { err: errFields(err) } : {};
     // One line per session with its totals, once its last transfer is done.
-    void this.data.allClosed().then(() =>
-      this.log.info({ reason, ms: Date.now() - this.startedAt, transfers: this.data.transfers, ...this.data.totals, ...failure }, 'session end'),
+    void this.closed().then(() =>
+      this.log.info({ reason, ms: Date.now() - this.startedAt, transfers: this.transfers, ...this.totals, ...failure }, 'session end'),
     );
     for (const wake of this.endWaiters.splice(0)) wake();
-    for (const entry of this.pending.splice(0)) entry.settle?.();
   }
 }
 
-function holdUntilDrain(source: Socket, sink: Socket): void {
-  if (source.isPaused()) return;
-  source.pause();
-  sink.once('drain', () => source.resume());
+function errFields(err: Error): { code: unknown; message: string } {
+  return { code: (err as NodeJS.ErrnoException).code, message: err.message };
+}
+
+/** A short, bounded reason for a failed handshake (a metric label). */
+function tlsFailure(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code !== 'string') return 'error';
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
+  if (code.startsWith('ERR_SSL_')) return code.slice(8, 48).toLowerCase();
+  return code.slice(0, 40).toLowerCase();
 }
 
 /** Flush what is written, send FIN, and destroy if the peer does not finish in time. */
 export function closeGracefully(socket: Socket): void {
   if (socket.destroyed) return;
+  socket.on('error', () => undefined); // a peer's reset while closing is not news
   socket.end();
   socket.resume(); // discard what is still coming, so the peer's FIN is seen and the socket closes
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);

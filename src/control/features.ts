@@ -1,17 +1,19 @@
 /**
  * FEAT (RFC 2389) as the client sees it through the gateway: EPSV and EPRT
  * are offered whatever the upstream says (the gateway translates them), EPRT
- * only when active mode is allowed, and TLS features are withdrawn because
- * TLS is not relayed. Everything else the upstream lists stays as it is.
+ * only when active mode is allowed. The TLS features (RFC 4217 6) are the
+ * gateway's own: listed exactly when the site terminates TLS, withdrawn
+ * otherwise, whatever the upstream says. Everything else the upstream lists
+ * stays as it is.
  */
-import type { SiteConfig } from '../config/types.js';
-import type { FinalReply } from './Session.js';
+import { SYSTEM_STATUS } from '../ftp/codes.js';
+import type { ControlSettings, FinalReply } from './types.js';
 
 const TLS_FEATURES = new Set(['AUTH', 'PBSZ', 'PROT', 'CCC', 'ADAT']);
-const FEAT_OK = 211; // RFC 2389 3.2
+const OUR_TLS_FEATURES = [' AUTH TLS\r\n', ' PBSZ\r\n', ' PROT\r\n'];
 
-export function features(reply: FinalReply, site: SiteConfig): Buffer {
-  if (reply.code !== FEAT_OK) return Buffer.concat([...reply.parts, reply.raw]);
+export function features(reply: FinalReply, site: Pick<ControlSettings, 'activeMode' | 'tls'>): Buffer {
+  if (reply.code !== SYSTEM_STATUS) return Buffer.concat([...reply.parts, reply.raw]);
   // A single-line 211 ("no features") still gets the ones the gateway adds.
   const [header, ...lines] = reply.parts.length > 0 ? (reply.parts as [Buffer, ...Buffer[]]) : [Buffer.from('211-Features:\r\n')];
   const kept: Buffer[] = [];
@@ -25,6 +27,7 @@ export function features(reply: FinalReply, site: SiteConfig): Buffer {
   }
   if (!names.has('EPSV')) kept.push(Buffer.from(' EPSV\r\n'));
   if (!names.has('EPRT') && site.activeMode.enabled) kept.push(Buffer.from(' EPRT\r\n'));
+  if (site.tls !== undefined) for (const f of OUR_TLS_FEATURES) kept.push(Buffer.from(f));
   const last = reply.parts.length > 0 ? reply.raw : Buffer.from('211 End\r\n');
   return Buffer.concat([header, ...kept, last]);
 }

@@ -76,7 +76,8 @@ export class Gateway {
 
   /** One timer wheel for every session's control idle deadline. */
   private startSweep(): void {
-    const shortest = Math.min(...this.config.sites.map((s) => s.timeouts.controlIdleMs));
+    const deadlines = this.config.sites.flatMap((s) => [s.timeouts.controlIdleMs, s.timeouts.loginMs].filter((ms) => ms > 0));
+    const shortest = Math.min(...deadlines);
     const period = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(shortest / 4)));
     this.sweepTimer = setInterval(() => {
       const now = performance.now();
@@ -223,7 +224,7 @@ export class Gateway {
     void this.stopListening();
     void this.stopHttp();
     void this.settled().then(() => this.dataPlane.close());
-    for (const site of [...this.sites.values(), ...this.retired]) site.endAll('shutdown');
+    for (const site of [...this.sites.values(), ...this.retired]) site.endAll();
   }
 
   private async settled(): Promise<void> {

@@ -5,14 +5,14 @@
  */
 import net, { type Server, type Socket } from 'node:net';
 import type { SiteConfig } from '../config/types.js';
-import * as codes from '../ftp/codes.js';
-import { formatReply } from '../ftp/reply.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { isClientAllowed, normalise } from '../common/address.js';
 import type { DataPlane } from '../data/DataPlane.js';
 import { ShardedPool } from '../data/ShardedPool.js';
 import { closeGracefully, Session } from '../control/Session.js';
+import { CONNECTION_REFUSED } from '../control/replies.js';
+import type { ControlSettings } from '../control/types.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */
@@ -30,6 +30,8 @@ export class Site {
   private server: Server | undefined;
   private nextId = 0;
   private readonly log: Logger;
+  /** What the control core decides with, taken from the config once. */
+  private readonly settings: ControlSettings;
 
   constructor(
     readonly config: SiteConfig,
@@ -39,6 +41,7 @@ export class Site {
     this.pools = { passive: new ShardedPool(config.passivePorts, shards), active: new ShardedPool(config.activePorts, shards) };
     this.log = deps.log.child({ site: config.name });
     this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
+    this.settings = controlSettings(config);
   }
 
   /** Listening, and some upstream believed reachable. */
@@ -123,8 +126,10 @@ export class Site {
       {
         id,
         site: this.config,
-        upstream: { host: upstream, port: this.upstreams.port },
-        upstreamFailed: (host) => this.upstreams.markFailed(host),
+        settings: this.settings,
+        upstream,
+        upstreams: this.upstreams,
+        tls: undefined,
         pools: this.pools,
         dataPlane: this.deps.dataPlane,
         clientPinholes: this.pinholeBudget(client),
@@ -137,10 +142,7 @@ export class Site {
     this.deps.metrics.sessionsTotal.inc({ site: this.name });
     this.deps.metrics.sessionsActive.inc({ site: this.name });
     session.log.info({ clientPort: socket.remotePort }, 'session start');
-    void session.closed().then(() => {
-      this.upstreams.give(upstream);
-      this.forget(session, client);
-    });
+    void session.closed().then(() => this.forget(session, client));
     session.start();
   }
 
@@ -167,7 +169,7 @@ export class Site {
     this.deps.metrics.sessionsRefused.inc({ site: this.name, reason });
     this.log.warn({ client, reason }, 'connection refused');
     socket.on('error', () => socket.destroy());
-    socket.write(formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service not available, too many connections or not allowed.'));
+    socket.write(CONNECTION_REFUSED);
     closeGracefully(socket);
   }
 
@@ -200,13 +202,23 @@ export class Site {
   }
 
   /** End every session now. */
-  endAll(reason: string): void {
-    for (const session of this.sessions) {
-      session.end(reason, formatReply(codes.SERVICE_NOT_AVAILABLE, 'Service shutting down.'));
-    }
+  endAll(): void {
+    for (const session of this.sessions) session.end('shutdown');
   }
 
   async settled(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.closed()));
   }
+}
+
+/** The part of a site's config the control core needs. */
+export function controlSettings(config: SiteConfig): ControlSettings {
+  return {
+    activeMode: config.activeMode,
+    upstreamDataMode: config.upstreamDataMode,
+    externalAddress: config.externalAddress,
+    privateAddress: config.privateAddress,
+    ftps: config.ftps,
+    tls: undefined,
+  };
 }

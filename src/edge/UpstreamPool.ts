@@ -11,6 +11,9 @@ import net from 'node:net';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { normalise } from '../common/address.js';
+import type { UpstreamOutcome } from '../control/Session.js';
+
+const MAX_ATTEMPTS = 3;
 
 interface Member {
   readonly host: string;
@@ -60,10 +63,16 @@ export class UpstreamPool {
     return [...this.members.values()].map((m) => ({ ...m }));
   }
 
-  /** The member for a new session (least sessions, healthy first), now counted; undefined if the pool is empty. */
-  take(): string | undefined {
+  /** How many members one session may try before its client gets 421. */
+  get maxAttempts(): number {
+    return Math.min(MAX_ATTEMPTS, Math.max(1, this.members.size));
+  }
+
+  /** The member for a new session or a retry (least sessions, healthy first, none of `exclude`), now counted. */
+  take(exclude?: ReadonlySet<string>): string | undefined {
     let best: Member | undefined;
     for (const m of this.members.values()) {
+      if (exclude?.has(m.host) === true) continue;
       if (best === undefined || rank(m) < rank(best)) best = m;
     }
     if (best === undefined) return undefined;
@@ -76,8 +85,12 @@ export class UpstreamPool {
     if (m !== undefined && m.sessions > 0) m.sessions--;
   }
 
-  /** A session could not connect: no new sessions until a health check passes. */
-  markFailed(host: string): void {
+  /** What a session met on `host`: a failure marks it down until a health check passes. */
+  report(host: string, outcome: UpstreamOutcome): void {
+    if (outcome !== 'ok') this.markFailed(host);
+  }
+
+  private markFailed(host: string): void {
     const m = this.members.get(host);
     if (m !== undefined && m.healthy) {
       m.healthy = false;

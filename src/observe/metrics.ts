@@ -24,6 +24,7 @@ export class Metrics {
   readonly upstreamConnectSeconds: Histogram<'site'>;
   readonly parseRejects: Counter<'site' | 'side' | 'kind'>;
   readonly commandsRefused: Counter<'site' | 'verb' | 'reason'>;
+  readonly tlsHandshakes: Counter<'site' | 'side' | 'result'>;
 
   /** Filled in by the gateway: the free ports of every pool, read at scrape time. */
   freePorts: () => { site: string; dir: Direction; free: number }[] = () => [];
@@ -67,5 +68,11 @@ export class Metrics {
     });
     this.parseRejects = new Counter({ name: 'ftp_alg_parse_rejects_total', help: 'Peer input refused by the codec, by side and kind.', labelNames: ['site', 'side', 'kind'], registers });
     this.commandsRefused = new Counter({ name: 'ftp_alg_commands_refused_total', help: 'Client commands answered with a refusal by the gateway.', labelNames: ['site', 'verb', 'reason'], registers });
+    this.tlsHandshakes = new Counter({
+      name: 'ftp_alg_tls_handshakes_total',
+      help: 'TLS handshakes by side (client, upstream, data-client, data-upstream) and result (ok or why it failed).',
+      labelNames: ['site', 'side', 'result'],
+      registers,
+    });
   }
 }

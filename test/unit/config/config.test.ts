@@ -288,7 +288,7 @@ describe('parseConfig fills in defaults', () => {
 
   it('a partial section keeps the defaults of its other keys', () => {
     const s = parseConfig({ sites: [site({ timeouts: { greetingMs: 500 } })] }).sites[0];
-    expect(s?.timeouts).toEqual({ upstreamConnectMs: 5_000, greetingMs: 500, controlIdleMs: 300_000, pinholeAcceptMs: 15_000, dataIdleMs: 120_000 });
+    expect(s?.timeouts).toEqual({ upstreamConnectMs: 5_000, greetingMs: 500, controlIdleMs: 300_000, loginMs: 30_000, pinholeAcceptMs: 15_000, dataIdleMs: 120_000 });
   });
 
   it('two configs do not share state (convict instances are per call)', () => {

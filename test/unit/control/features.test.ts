@@ -2,10 +2,15 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config/load.js';
 import { features } from '../../../src/control/features.js';
-import type { FinalReply } from '../../../src/control/Session.js';
+import type { ControlTls, FinalReply } from '../../../src/control/types.js';
+import { controlSettings } from '../../../src/edge/Site.js';
 
-const site = (activeEnabled: boolean) =>
-  parseConfig({ sites: [{ name: 's', upstream: { host: '192.0.2.10' }, activeMode: { enabled: activeEnabled } }] }).sites[0]!;
+const TLS: ControlTls = { client: 'optional', implicit: false, upstream: 'plain', requireProtP: false };
+
+const site = (activeEnabled: boolean, tls?: ControlTls) => ({
+  ...controlSettings(parseConfig({ sites: [{ name: 's', upstream: { host: '192.0.2.10' }, activeMode: { enabled: activeEnabled } }] }).sites[0]!),
+  tls,
+});
 
 function reply(lines: string[]): FinalReply {
   const last = lines[lines.length - 1]!;
@@ -31,6 +36,11 @@ describe('features', () => {
   it('a single-line 211 (no features) still gets what the gateway adds', () => {
     const out = features(reply(['211 No features']), site(true));
     expect(out.toString()).toBe('211-Features:\r\n EPSV\r\n EPRT\r\n211 End\r\n');
+  });
+
+  it('a site that terminates TLS lists AUTH TLS, PBSZ and PROT as its own, whatever the upstream lists', () => {
+    const out = features(reply(['211-Features:', ' AUTH SSL', ' PROT', ' MDTM', '211 End']), site(true, TLS));
+    expect(out.toString()).toBe('211-Features:\r\n MDTM\r\n EPSV\r\n EPRT\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n211 End\r\n');
   });
 
   it('a refusal (500) passes unchanged', () => {

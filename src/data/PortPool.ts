@@ -5,20 +5,35 @@
  */
 import type { PortRange } from '../config/types.js';
 
+/** The pool that took over a pool's ports on reload. */
+export interface PoolSuccessor {
+  covers(port: number): boolean;
+  adopt(port: number): void;
+}
+
 export class PortPool {
   /** Free ports, unordered; a random pick swaps the last into its place. */
   private readonly freePorts: number[];
   private readonly held = new Set<number>();
+  /** After a reload replaced this pool: the pool that owns the ports both cover. */
+  private successor: PoolSuccessor | undefined;
 
+  /** Every port of the pool, free or not. */
+  private readonly expected: ReadonlySet<number>;
+
+  /** `taken`: ports of the range still held elsewhere (by the pool this one replaces); they come back by `adopt`. */
   constructor(
     ports: PortRange | readonly number[],
     private readonly random: () => number = Math.random,
+    taken: (port: number) => boolean = () => false,
   ) {
-    this.freePorts = Array.isArray(ports) ? [...(ports as readonly number[])] : rangeToList(ports as PortRange);
+    const all = Array.isArray(ports) ? [...(ports as readonly number[])] : rangeToList(ports as PortRange);
+    this.expected = new Set(all);
+    this.freePorts = all.filter((port) => !taken(port));
   }
 
   get size(): number {
-    return this.freePorts.length + this.held.size;
+    return this.expected.size;
   }
 
   get free(): number {
@@ -39,7 +54,29 @@ export class PortPool {
 
   release(port: number): void {
     if (!this.held.delete(port)) return; // idempotent: a second release is a no-op
-    this.freePorts.push(port);
+    if (this.successor?.covers(port) === true) this.successor.adopt(port);
+    else this.freePorts.push(port);
+  }
+
+  /**
+   * A reload replaced this pool (its live sessions still use it): a port
+   * belongs to one pool at a time, so the ports `successor` covers are not
+   * handed out here any more, and those still held here go to it when
+   * released (it keeps them taken meanwhile).
+   */
+  handOver(successor: PoolSuccessor): void {
+    this.successor = successor;
+    for (let i = this.freePorts.length - 1; i >= 0; i--) {
+      if (successor.covers(this.freePorts[i] as number)) {
+        this.freePorts[i] = this.freePorts[this.freePorts.length - 1] as number;
+        this.freePorts.pop();
+      }
+    }
+  }
+
+  /** A port the predecessor pool held is free now: take it if it is ours. */
+  adopt(port: number): void {
+    if (this.expected.has(port) && !this.held.has(port) && !this.freePorts.includes(port)) this.freePorts.push(port);
   }
 
   isHeld(port: number): boolean {

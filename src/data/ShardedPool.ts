@@ -9,10 +9,22 @@ import { PortPool } from './PortPool.js';
 export class ShardedPool {
   private readonly shards: PortPool[];
 
-  constructor(range: PortRange, count: number) {
+  /** `predecessor`: the pool of the site this one replaces on reload; ports it still holds stay taken here. */
+  constructor(range: PortRange, count: number, predecessor?: ShardedPool) {
     const lists: number[][] = Array.from({ length: Math.max(1, count) }, () => []);
     for (let port = range.min; port <= range.max; port++) lists[port % lists.length]?.push(port);
-    this.shards = lists.map((ports) => new PortPool(ports));
+    const taken = (port: number) => predecessor?.isHeld(port) === true;
+    this.shards = lists.map((ports) => new PortPool(ports, Math.random, taken));
+    const successor = { covers: (port: number) => port >= range.min && port <= range.max, adopt: (port: number) => this.adopt(port) };
+    if (predecessor !== undefined) for (const shard of predecessor.shards) shard.handOver(successor);
+  }
+
+  isHeld(port: number): boolean {
+    return this.shard(port % this.shards.length).isHeld(port);
+  }
+
+  private adopt(port: number): void {
+    this.shard(port % this.shards.length).adopt(port);
   }
 
   shard(index: number): PortPool {

@@ -132,7 +132,7 @@ export class Gateway {
   private async replaceSite(siteConfig: SiteConfig): Promise<void> {
     const old = this.sites.get(siteConfig.name);
     if (old !== undefined && isDeepStrictEqual(old.config, siteConfig)) return;
-    const site = this.newSite(siteConfig);
+    const site = this.newSite(siteConfig, old);
     if (old !== undefined && isDeepStrictEqual(old.config.listen, siteConfig.listen) && old.listening) {
       await site.adopt(old);
     } else {
@@ -144,8 +144,8 @@ export class Gateway {
     this.log.info({ site: siteConfig.name, replaced: old !== undefined }, old === undefined ? 'site added' : 'site changed');
   }
 
-  private newSite(siteConfig: SiteConfig): Site {
-    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane });
+  private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
+    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane }, predecessor);
   }
 
   private retire(site: Site): void {

@@ -4,7 +4,8 @@
  * limits) happens here, before a session exists.
  */
 import net, { type Server, type Socket } from 'node:net';
-import type { SiteConfig } from '../config/types.js';
+import { isDeepStrictEqual } from 'node:util';
+import type { PortRange, SiteConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { isClientAllowed, normalise } from '../common/address.js';
@@ -25,8 +26,9 @@ export class Site {
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly sessions = new Set<Session>();
   readonly upstreams: UpstreamPool;
-  private readonly perClient = new Map<string, number>();
-  private readonly pinholesPerClient = new Map<string, number>();
+  /** Sessions and pinholes per client address; shared with the site this one replaces on reload. */
+  private readonly perClient: Map<string, number>;
+  private readonly pinholesPerClient: Map<string, number>;
   private server: Server | undefined;
   private nextId = 0;
   private readonly log: Logger;
@@ -36,9 +38,18 @@ export class Site {
   constructor(
     readonly config: SiteConfig,
     private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane },
+    /** The site of the same name this one replaces on reload: its live sessions' ports and counts carry over. */
+    predecessor?: Site,
   ) {
     const shards = deps.dataPlane.shards;
-    this.pools = { passive: new ShardedPool(config.passivePorts, shards), active: new ShardedPool(config.activePorts, shards) };
+    const pool = (range: PortRange, old: ShardedPool | undefined, oldRange: PortRange | undefined) =>
+      old !== undefined && oldRange !== undefined && isDeepStrictEqual(range, oldRange) ? old : new ShardedPool(range, shards, old);
+    this.pools = {
+      passive: pool(config.passivePorts, predecessor?.pools.passive, predecessor?.config.passivePorts),
+      active: pool(config.activePorts, predecessor?.pools.active, predecessor?.config.activePorts),
+    };
+    this.perClient = predecessor?.perClient ?? new Map();
+    this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
     this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
     this.settings = controlSettings(config);

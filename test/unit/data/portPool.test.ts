@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PortPool } from '../../../src/data/PortPool.js';
+import { ShardedPool } from '../../../src/data/ShardedPool.js';
 
 /** A small seeded PRNG (mulberry32), so "random" tests are repeatable. */
 function seeded(seed: number): () => number {
@@ -162,5 +163,24 @@ describe('PortPool: never hands out a held port (property)', () => {
         }
       }),
     );
+  });
+});
+
+describe('ShardedPool: a reload that changes the range (issue 11, defect 4)', () => {
+  it('ports the old pool holds stay taken in the new one and move over when released; overlapping ports are no longer handed out by the old pool', () => {
+    const old = new ShardedPool({ min: 100, max: 103 }, 2);
+    const held = [old.shard(0).allocate(), old.shard(1).allocate()] as number[];
+    const next = new ShardedPool({ min: 102, max: 105 }, 2, old);
+    const heldInNew = held.filter((p) => p >= 102);
+    expect(next.free).toBe(4 - heldInNew.length);
+    // the old pool now hands out only ports the new range does not cover
+    const fromOld: number[] = [];
+    for (let s = 0; s < 2; s++) for (let p = old.shard(s).allocate(); p !== undefined; p = old.shard(s).allocate()) fromOld.push(p);
+    expect(fromOld.every((p) => p < 102)).toBe(true);
+    for (const p of held) old.shard(p % 2).release(p);
+    expect(next.free).toBe(4);
+    const all: number[] = [];
+    for (let s = 0; s < 2; s++) for (let p = next.shard(s).allocate(); p !== undefined; p = next.shard(s).allocate()) all.push(p);
+    expect(all.sort()).toEqual([102, 103, 104, 105]);
   });
 });

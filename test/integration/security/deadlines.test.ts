@@ -81,6 +81,32 @@ describe('deadlines', () => {
   });
 });
 
+describe('the login deadline (timeouts.loginMs, issue 13)', () => {
+  it('a session that keeps sending commands but never logs in is cut at loginMs with 421', async () => {
+    const g = await start({ timeouts: { loginMs: 400, controlIdleMs: 60_000 } });
+    const client = await connect(g.port);
+    expect((await client.reply()).code).toBe(220);
+    const started = performance.now();
+    for (let i = 0; i < 20 && !client.socket.destroyed; i++) {
+      const reply = await within(3_000, 'a reply', client.command('NOOP'));
+      if (reply.code === 421) break;
+      await new Promise<void>((resolve) => setTimeout(resolve, 50)); // the client's own pace
+    }
+    expect(client.received().toString('latin1')).toMatch(/\r\n421 Login timeout/);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(300);
+    await within(3_000, 'closed', client.closed);
+  });
+
+  it('a logged-in session is not cut at loginMs', async () => {
+    const g = await start({ timeouts: { loginMs: 300, controlIdleMs: 60_000 } });
+    const client = await connect(g.port);
+    expect((await client.reply()).code).toBe(220);
+    await client.login();
+    await new Promise<void>((resolve) => setTimeout(resolve, 700)); // well past loginMs
+    expect((await client.command('NOOP')).code).toBe(200);
+  });
+});
+
 describe('slowloris on the control channel', () => {
   it('one address holds at most maxSessionsPerClient sessions; another client is served meanwhile', async () => {
     const g = await start({ timeouts: { controlIdleMs: IDLE_MS }, limits: { maxSessionsPerClient: 3 } });

@@ -58,6 +58,10 @@ export interface SessionContext {
   /** Pinholes of this client address across its sessions: take one before opening, give it back after. */
   readonly clientPinholes: { tryTake(): boolean; give(): void };
   readonly tls: SessionTls | undefined;
+  /** The client as a PROXY protocol header named it (behind a balancer); default: the socket's peer. */
+  readonly peer?: { readonly address: string; readonly port: number };
+  /** Bytes written first on each upstream connection (a PROXY protocol header), made from its socket. */
+  readonly upstreamPreamble?: (upstream: Socket) => Buffer | undefined;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
@@ -101,7 +105,8 @@ export class Session {
     this.client = client;
     this.clientGate = new ReadGate(client);
     this.upstreamHost = ctx.upstream;
-    this.core = new ControlProtocol(ctx.settings, { address: normalise(client.remoteAddress), local: normalise(client.localAddress) });
+    const address = ctx.peer?.address ?? normalise(client.remoteAddress);
+    this.core = new ControlProtocol(ctx.settings, { address, local: normalise(client.localAddress) });
   }
 
   get pinholeCount(): number {
@@ -193,6 +198,8 @@ export class Session {
       socket.setTimeout(0);
       socket.setNoDelay(true);
       metrics.upstreamConnectSeconds.observe({ site: site.name }, (performance.now() - began) / 1000);
+      const preamble = this.ctx.upstreamPreamble?.(socket);
+      if (preamble !== undefined) socket.write(preamble);
       this.attachUpstream(socket);
       this.greetingTimer = setTimeout(() => this.retryOrEnd('greeting-timeout', 'greeting-timeout'), site.timeouts.greetingMs);
       this.run(this.core.upstreamConnected({ address: normalise(socket.remoteAddress), local: normalise(socket.localAddress) }));

@@ -121,6 +121,7 @@ async function run(config: GatewayConfig, file: string): Promise<number> {
     } catch (err) {
       const refusal = err instanceof ConfigError ? { key: err.key, line: err.line } : {};
       log.error({ file, ...refusal, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
+      gateway.metrics.reloaded(false);
       return;
     }
     gateway.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));

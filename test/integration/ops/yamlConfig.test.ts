@@ -2,12 +2,14 @@
  * A YAML configuration through the built CLI: `--check-config` names the
  * file, line and key of a schema error and the line of a syntax error; the
  * gateway runs from a YAML file, and SIGHUP reloads it (an invalid edit is
- * refused with its line and key in the log, a valid one adds a site).
+ * refused with its line and key in the log, a valid one adds a site; both
+ * are counted in ftp_alg_reloads_total{result}).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CLI_PATH, configFile, sitePort, startCli } from '../../support/opsCli.js';
+import { CLI_PATH, configFile, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
+import { Scrape } from '../../support/opsMetrics.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { download } from '../../support/opsTransfer.js';
 import { portRanges } from '../../support/ports.js';
@@ -31,6 +33,8 @@ function yamlConfig(options: { second?: boolean; listenHost?: string } = {}): st
   return `# ftp-alg test configuration
 log:
   level: info
+metrics:
+  listen: 127.0.0.1:0
 shutdown:
   drainTimeoutMs: 2000
 sites:
@@ -57,14 +61,14 @@ describe('ftp-alg --check-config with YAML', () => {
     rig.file = configFile(yamlConfig({ listenHost: 'localhost' }), 'ftp-alg.yaml');
     const result = await checkConfig(rig.file.path);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`${rig.file.path}:8:15: sites[0].listen.host: must be an IP address, got "localhost"`);
+    expect(result.stderr).toContain(`${rig.file.path}:10:15: sites[0].listen.host: must be an IP address, got "localhost"`);
   });
 
   it('names the line of an unknown key', async () => {
     rig.file = configFile(yamlConfig().replace('  drainTimeoutMs: 2000\n', '  drainTimeoutMs: 2000\n  drainTimeout: 5\n'), 'ftp-alg.yml');
     const result = await checkConfig(rig.file.path);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`${rig.file.path}:6:3: shutdown.drainTimeout: unknown key`);
+    expect(result.stderr).toContain(`${rig.file.path}:8:3: shutdown.drainTimeout: unknown key`);
   });
 
   it('names the line of a YAML syntax error', async () => {
@@ -87,14 +91,22 @@ describe('the gateway from a YAML file', () => {
     let mark = cli.lines.length;
     cli.signal('SIGHUP');
     const refusal = await cli.waitForMsg('reload refused: invalid configuration; the running one stays', { from: mark });
-    expect(refusal).toMatchObject({ key: 'sites[1].passivePorts.step', line: 17 });
-    expect(String(refusal.problem)).toMatch(/:17:\d+: sites\[1\]\.passivePorts\.step: unknown key/);
+    expect(refusal).toMatchObject({ key: 'sites[1].passivePorts.step', line: 19 });
+    expect(String(refusal.problem)).toMatch(/:19:\d+: sites\[1\]\.passivePorts\.step: unknown key/);
+    const metrics = await metricsAddressOf(cli);
+    let scrape = await Scrape.from(metrics);
+    expect(scrape.value('ftp_alg_reloads_total', { result: 'failed' })).toBe(1);
+    expect(scrape.value('ftp_alg_reloads_total', { result: 'ok' })).toBe(0);
+    expect(scrape.value('ftp_alg_config_last_reload_successful')).toBe(0);
 
     rig.file.write(yamlConfig({ second: true }));
     mark = cli.lines.length;
     cli.signal('SIGHUP');
     const second = await rig.session(await sitePort(cli, 'second', mark));
     await cli.waitForMsg('configuration reloaded', { from: mark });
+    scrape = await Scrape.from(metrics);
+    expect(scrape.value('ftp_alg_reloads_total', { result: 'ok' })).toBe(1);
+    expect(scrape.value('ftp_alg_config_last_reload_successful')).toBe(1);
     expect((await download(second, 'small.bin')).data.equals(SMALL)).toBe(true);
     expect((await main.command('NOOP')).code).toBe(200);
 

@@ -27,6 +27,9 @@ export class Metrics {
   readonly portsCapacity: Gauge<'site' | 'dir'>;
   readonly upstreamUp: Gauge<'site' | 'upstream'>;
   readonly dataPlane: Gauge<'kind'>;
+  /** Counted by the kernel (nftables) data plane; the relay-only gateway has no such plane, so none yet. */
+  readonly pinholesByPlane: Counter<'site' | 'plane' | 'reason'>;
+  readonly kernelPlaneErrors: Counter<'op'>;
   readonly reloads: Counter<'result'>;
   readonly lastReloadSuccessful: Gauge;
   readonly startTime: Gauge;
@@ -97,6 +100,13 @@ export class Metrics {
     });
     // Process-wide values are set by the gateway only; `max` keeps them when the workers' registries are merged in.
     this.dataPlane = new Gauge({ name: 'ftp_alg_data_plane', help: 'The data plane in use (1): "relay" or "nftables".', labelNames: ['kind'], aggregator: 'max', registers });
+    this.pinholesByPlane = new Counter({
+      name: 'ftp_alg_pinholes_by_plane_total',
+      help: 'Pinholes by the plane that served them, and why: "kernel", or why one went to the relay ("family", "mode-conversion", "tls", "kernel-error").',
+      labelNames: ['site', 'plane', 'reason'],
+      registers,
+    });
+    this.kernelPlaneErrors = new Counter({ name: 'ftp_alg_kernel_plane_errors_total', help: 'Failed operations of the kernel data plane, by operation.', labelNames: ['op'], registers });
     this.reloads = new Counter({ name: 'ftp_alg_reloads_total', help: 'Configuration reloads (SIGHUP), by result: "ok" or "failed".', labelNames: ['result'], registers });
     this.lastReloadSuccessful = new Gauge({ name: 'ftp_alg_config_last_reload_successful', help: 'Whether the last reload succeeded (1) or failed (0): the running configuration is then older than the file.', aggregator: 'max', registers });
     this.startTime = new Gauge({ name: 'ftp_alg_start_time_seconds', help: 'Start time of the process, seconds since the Unix epoch.', aggregator: 'max', registers });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * ftp-alg command line: `--config FILE` (or FTP_ALG_CONFIG) runs the
- * gateway; `--check-config FILE` validates and exits. Exit codes follow
+ * ftp-alg command line: `--config FILE` (or FTP_ALG_CONFIG; JSON, or YAML
+ * for .yaml/.yml) runs the gateway; `--check-config FILE` validates and
+ * exits, naming the file, line and key of a problem. Exit codes follow
  * sysexits(3) where systemd users look for them: 0 done, 1 failure or
  * invalid config under --check-config, 64 usage, 78 invalid config at start.
  */
@@ -17,7 +18,7 @@ const EX_USAGE = 64;
 const EX_CONFIG = 78;
 
 const USAGE = `Usage: ftp-alg --config FILE        run the gateway (or set FTP_ALG_CONFIG=FILE)
-       ftp-alg --check-config FILE  validate FILE and exit 0 (valid) or 1 (invalid)
+       ftp-alg --check-config FILE  validate FILE (JSON, or YAML if it ends in .yaml/.yml): exit 0 valid, 1 invalid
 ${DEPLOY_USAGE}
        ftp-alg --version | --help`;
 
@@ -69,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     config = loadConfigFile(file);
   } catch (err) {
-    process.stderr.write(`ftp-alg: invalid configuration ${file}: ${(err as Error).message}\n`);
+    process.stderr.write(`ftp-alg: invalid configuration: ${(err as Error).message}\n`);
     return err instanceof ConfigError ? EX_CONFIG : 1;
   }
   return run(config, file);
@@ -81,7 +82,8 @@ function checkConfig(file: string): number {
     process.stdout.write(`${file}: valid, ${config.sites.length} site(s)\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`${file}: invalid: ${(err as Error).message}\n`);
+    // `file:line:column: key: problem` (the line when the key is written in the file), as compilers print it.
+    process.stderr.write(`${err instanceof ConfigError ? err.message : `${file}: ${(err as Error).message}`}\ninvalid configuration\n`);
     return 1;
   }
 }
@@ -117,7 +119,9 @@ async function run(config: GatewayConfig, file: string): Promise<number> {
     try {
       next = loadConfigFile(file);
     } catch (err) {
-      log.error({ file, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
+      const refusal = err instanceof ConfigError ? { key: err.key, line: err.line } : {};
+      log.error({ file, ...refusal, problem: (err as Error).message }, 'reload refused: invalid configuration; the running one stays');
+      gateway.metrics.reloaded(false);
       return;
     }
     gateway.reload(next).catch((err: unknown) => log.error({ err }, 'reload failed'));

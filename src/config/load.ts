@@ -6,11 +6,32 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import ipaddr from 'ipaddr.js';
 import { rootSchema, siteSchema } from './schema.js';
+import { type Position, readSource, SyntaxProblem } from './source.js';
 import type { GatewayConfig, PortRange, SiteConfig } from './types.js';
 
+/**
+ * One refusal: the key path it is about ('' for the whole document) and the
+ * problem; read from a file, also the file and, when the key is written
+ * there, its line and column. The message is `[file[:line:column]: ][key: ]problem`.
+ */
 export class ConfigError extends Error {
   readonly code = 'ERR_ALG_CONFIG';
   override readonly name = 'ConfigError';
+
+  constructor(
+    readonly key: string,
+    readonly problem: string,
+    readonly file?: string,
+    readonly position?: Position,
+  ) {
+    const where = file === undefined ? '' : `${file}${position === undefined ? '' : `:${position.line}:${position.column}`}: `;
+    super(`${where}${key === '' ? '' : `${key}: `}${problem}`);
+  }
+
+  /** The line of the key in the file, if it is written there. */
+  get line(): number | undefined {
+    return this.position?.line;
+  }
 }
 
 convict.addFormat({
@@ -20,10 +41,10 @@ convict.addFormat({
   },
 });
 
-/** Validate a parsed JSON document; the result is deeply frozen. */
+/** Validate a parsed document (from JSON or YAML); the result is deeply frozen. */
 export function parseConfig(document: unknown): GatewayConfig {
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
-    throw new ConfigError('the configuration must be a JSON object');
+    throw new ConfigError('', 'the configuration must be an object (a JSON object or a YAML mapping)');
   }
   checkSections(document as Record<string, unknown>, rootSchema, '');
   const root = convict(rootSchema, { args: [], env: {} });
@@ -31,7 +52,7 @@ export function parseConfig(document: unknown): GatewayConfig {
     root.load(document);
     root.validate({ allowed: 'strict' });
   } catch (err) {
-    throw new ConfigError(convictMessage((err as Error).message));
+    throw convictError((err as Error).message, '');
   }
   const props = root.getProperties();
   const sites = (props.sites as unknown[]).map((site, i) => loadSite(site, i));
@@ -39,26 +60,36 @@ export function parseConfig(document: unknown): GatewayConfig {
   return deepFreeze({ ...props, sites } as GatewayConfig);
 }
 
+/**
+ * Read, parse (YAML for `.yaml`/`.yml`, JSON otherwise) and validate a file.
+ * Every refusal names the file and, when the key is written in it, its line.
+ */
 export function loadConfigFile(path: string): GatewayConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ConfigError('', `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, path);
   }
-  let document: unknown;
+  const source = readSource(path, text);
+  if (source instanceof SyntaxProblem) throw new ConfigError('', source.problem, path, source.position);
   try {
-    document = JSON.parse(text);
+    return parseConfig(source.document);
   } catch (err) {
-    throw new ConfigError(`${path} is not valid JSON: ${(err as Error).message}`);
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(err.key, err.problem, path, err.key === '' ? undefined : source.locate(keyPath(err.key)));
   }
-  return parseConfig(document);
+}
+
+/** `sites[0].listen.host` as `['sites', 0, 'listen', 'host']`. */
+export function keyPath(key: string): (string | number)[] {
+  return [...key.matchAll(/\[(\d+)\]|[^.[\]]+/g)].map((m) => (m[1] === undefined ? m[0] : Number(m[1])));
 }
 
 function loadSite(item: unknown, index: number): SiteConfig {
   const where = `sites[${index}]`;
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-    throw new ConfigError(`${where}: must be an object`);
+    throw new ConfigError(where, 'must be an object');
   }
   checkSections(item as Record<string, unknown>, siteSchema, `${where}.`);
   const site = convict(siteSchema, { args: [], env: {} });
@@ -66,17 +97,17 @@ function loadSite(item: unknown, index: number): SiteConfig {
     site.load(item);
     site.validate({ allowed: 'strict' });
   } catch (err) {
-    throw new ConfigError(`${where}.${convictMessage((err as Error).message)}`);
+    throw convictError((err as Error).message, `${where}.`);
   }
   const props = site.getProperties();
-  if (props.name === '') throw new ConfigError(`${where}.name: must be a non-empty string`);
+  if (props.name === '') throw new ConfigError(`${where}.name`, 'must be a non-empty string');
   for (const key of ['passivePorts', 'activePorts'] as const) {
     const r = props[key];
-    if (r.min > r.max) throw new ConfigError(`${where}.${key}: min ${r.min} is greater than max ${r.max}`);
+    if (r.min > r.max) throw new ConfigError(`${where}.${key}`, `min ${r.min} is greater than max ${r.max}`);
   }
   const up = props.upstream;
   if (up.host === '' && up.hosts.length === 0 && up.dns === '') {
-    throw new ConfigError(`${where}.upstream.host: must be an IP address (or give upstream.hosts or upstream.dns)`);
+    throw new ConfigError(`${where}.upstream.host`, 'must be an IP address (or give upstream.hosts or upstream.dns)');
   }
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
@@ -92,29 +123,42 @@ function loadSite(item: unknown, index: number): SiteConfig {
   } as SiteConfig;
 }
 
-/** Every section of the schema (a key whose children are keys) must be an object in the document. */
+/**
+ * Every section of the schema (a key whose children are keys) must be an
+ * object in the document, and a key whose default is a number or a boolean
+ * must be one: convict would coerce the string "no" to true and "2121" to a
+ * number, and YAML 1.2 reads `enabled: no` as that string.
+ */
 function checkSections(document: Record<string, unknown>, schema: object, prefix: string): void {
   for (const [key, node] of Object.entries(schema)) {
     const value = document[key];
     if (value === undefined) continue;
     if (key === 'sites' && prefix === '') {
-      if (!Array.isArray(value) || value.length === 0) throw new ConfigError('sites: must be a non-empty list of sites');
+      if (!Array.isArray(value) || value.length === 0) throw new ConfigError('sites', 'must be a non-empty list of sites');
       continue;
     }
     const isSection = node !== null && typeof node === 'object' && !('doc' in node && 'default' in node);
-    if (!isSection) continue;
+    if (!isSection) {
+      checkType(value, (node as { default: unknown }).default, `${prefix}${key}`);
+      continue;
+    }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new ConfigError(`${prefix}${key}: must be an object`);
+      throw new ConfigError(`${prefix}${key}`, 'must be an object');
     }
     checkSections(value as Record<string, unknown>, node as object, `${prefix}${key}.`);
   }
+}
+
+function checkType(value: unknown, fallback: unknown, key: string): void {
+  if (typeof fallback === 'boolean' && typeof value !== 'boolean') throw new ConfigError(key, `must be true or false, got ${JSON.stringify(value)}`);
+  if (typeof fallback === 'number' && typeof value !== 'number') throw new ConfigError(key, `must be a number, got ${JSON.stringify(value)}`);
 }
 
 /** Names unique; listeners distinct; no two port ranges overlap on one address. */
 function checkSites(sites: SiteConfig[]): void {
   const names = new Set<string>();
   sites.forEach((site, i) => {
-    if (names.has(site.name)) throw new ConfigError(`sites[${i}].name: "${site.name}" is used by another site`);
+    if (names.has(site.name)) throw new ConfigError(`sites[${i}].name`, `"${site.name}" is used by another site`);
     names.add(site.name);
   });
   const claims: { owner: string; host: string; range: PortRange }[] = [];
@@ -129,10 +173,10 @@ function checkSites(sites: SiteConfig[]): void {
       if (claim.range.min === 0) continue; // listen port 0: the kernel picks a free one
       const clash = claims.find((c) => sameAddress(c.host, claim.host) && overlaps(c.range, claim.range));
       if (clash !== undefined && claim.owner.endsWith('.listen') && clash.owner.endsWith('.listen')) {
-        throw new ConfigError(`${claim.owner}: listener ${claim.host}:${claim.range.min} duplicates ${clash.owner}`);
+        throw new ConfigError(claim.owner, `listener ${claim.host}:${claim.range.min} duplicates ${clash.owner}`);
       }
       if (clash !== undefined) {
-        throw new ConfigError(`${claim.owner}: ports ${describe(claim.range)} overlap ${clash.owner} on ${claim.host}`);
+        throw new ConfigError(claim.owner, `ports ${describe(claim.range)} overlap ${clash.owner} on ${claim.host}`);
       }
       claims.push(claim);
     }
@@ -157,13 +201,15 @@ function normalise(address: string): string {
   return ipaddr.process(address).toString();
 }
 
-/** convict's first error, as `key: problem`. */
-function convictMessage(message: string): string {
+/** convict's first error as a refusal of its key (`prefix` places a site's keys under `sites[i].`). */
+function convictError(message: string, prefix: string): ConfigError {
   const first = (message.split('\n')[0] ?? message).replace(/: value was .*$/, '');
   const unknown = /configuration param '([^']+)' not declared in the schema/.exec(first);
-  if (unknown !== null) return `${unknown[1]}: unknown key`;
+  if (unknown !== null) return new ConfigError(`${prefix}${unknown[1]}`, 'unknown key');
   const missing = /configuration param '([^']+)' missing from config/.exec(first);
-  return missing === null ? first : `${missing[1]}: missing (its section must be an object)`;
+  if (missing !== null) return new ConfigError(`${prefix}${missing[1]}`, 'missing (its section must be an object)');
+  const colon = first.indexOf(': ');
+  return colon === -1 ? new ConfigError(prefix.replace(/\.$/, ''), first) : new ConfigError(`${prefix}${first.slice(0, colon)}`, first.slice(colon + 2));
 }
 
 function deepFreeze<T>(value: T): T {

@@ -75,9 +75,8 @@ export function deployCommand(values: DeployValues): CommandResult | undefined {
         });
     return { code: 0, stdout: text, stderr: '' };
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof ManifestError) {
-      return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${file}: ${err.message}\n` };
-    }
+    if (err instanceof ConfigError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${err.message}\n` }; // it names the file
+    if (err instanceof ManifestError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${file}: ${err.message}\n` };
     throw err;
   }
 }

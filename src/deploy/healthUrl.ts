@@ -5,6 +5,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import { parseListenAddress } from '../config/formats.js';
+import { readSource, SyntaxProblem } from '../config/source.js';
 
 export type HealthTarget =
   | { readonly kind: 'url'; readonly url: string }
@@ -14,14 +15,11 @@ export type HealthTarget =
 export const HEALTH_PATHS = ['/healthz', '/readyz'] as const;
 export type HealthPath = (typeof HEALTH_PATHS)[number];
 
-export function healthTarget(configText: string, path: HealthPath): HealthTarget {
-  let document: unknown;
-  try {
-    document = JSON.parse(configText);
-  } catch (err) {
-    return { kind: 'invalid', problem: `not JSON: ${(err as Error).message}` };
-  }
-  const listen = metricsListen(document);
+/** `configFile` names the format: YAML for `.yaml`/`.yml`, JSON otherwise. */
+export function healthTarget(configText: string, path: HealthPath, configFile = 'ftp-alg.json'): HealthTarget {
+  const source = readSource(configFile, configText);
+  if (source instanceof SyntaxProblem) return { kind: 'invalid', problem: source.problem };
+  const listen = metricsListen(source.document);
   if (listen === undefined || listen === '') return { kind: 'off' };
   const address = typeof listen === 'string' ? parseListenAddress(listen) : undefined;
   if (address === undefined) return { kind: 'invalid', problem: `metrics.listen ${JSON.stringify(listen)} is not host:port` };

@@ -20,7 +20,7 @@ async function main(args: string[]): Promise<number> {
   } catch (err) {
     return fail(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const target = healthTarget(text, path);
+  const target = healthTarget(text, path, file);
   if (target.kind === 'off') return 0;
   if (target.kind === 'invalid') return fail(`${file}: ${target.problem}`);
   try {

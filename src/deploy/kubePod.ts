@@ -42,6 +42,18 @@ export function podSpec(config: GatewayConfig, shape: PodShape): YamlMap {
   };
 }
 
+/**
+ * Pod annotations that the usual Prometheus Kubernetes scrape configuration
+ * (`kubernetes_sd_configs` role pod, `prometheus.io/*` relabelling) acts on,
+ * when the metrics listener can be reached at the pod's address: a wildcard.
+ * A loopback listener is only for the pod's own health check.
+ */
+export function scrapeAnnotations(config: GatewayConfig): YamlMap | undefined {
+  const metrics = parseListenAddress(config.metrics.listen);
+  if (metrics === undefined || ipaddr.parse(metrics.host).range() !== 'unspecified') return undefined;
+  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(metrics.port), 'prometheus.io/path': '/metrics' };
+}
+
 /** Ports below 1024 the gateway binds: control ports, and port 20 for active connections from port 20. */
 export function privilegedPorts(config: GatewayConfig): number[] {
   const ports = config.sites.flatMap((site) => [

@@ -15,7 +15,7 @@
 import ipaddr from 'ipaddr.js';
 import { parseListenAddress } from '../config/formats.js';
 import type { GatewayConfig, SiteConfig } from '../config/types.js';
-import { CONFIG_FILE, controlPorts, podSpec, privilegedPorts, type PodShape } from './kubePod.js';
+import { CONFIG_FILE, controlPorts, podSpec, privilegedPorts, type PodShape, scrapeAnnotations } from './kubePod.js';
 import { formatYamlDocuments, type YamlMap, type YamlValue } from './yaml.js';
 
 export type KubePattern = 'daemonset' | 'loadbalancer';
@@ -93,7 +93,7 @@ function daemonSet(config: GatewayConfig, metadata: Metadata, shape: PodShape): 
       selector: { matchLabels: selectorLabels(metadata.name) },
       updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
       template: {
-        metadata: { labels: metadata.labels },
+        metadata: { labels: metadata.labels, annotations: scrapeAnnotations(config) },
         spec: {
           hostNetwork: true,
           dnsPolicy: 'ClusterFirstWithHostNet', // so the upstream pool's Service name resolves on the host network
@@ -115,7 +115,7 @@ function deployment(config: GatewayConfig, metadata: Metadata, shape: PodShape):
       replicas: 1, // one pod per Service: see the header
       strategy: { type: 'Recreate' }, // never two pods behind the Service, even during a rollout
       selector: { matchLabels: selectorLabels(metadata.name) },
-      template: { metadata: { labels: metadata.labels }, spec: podSpec(config, shape) },
+      template: { metadata: { labels: metadata.labels, annotations: scrapeAnnotations(config) }, spec: podSpec(config, shape) },
     },
   };
 }
@@ -231,10 +231,20 @@ function header(config: GatewayConfig, pattern: KubePattern, o: { name: string; 
       "config holding that instance's address.",
     );
   }
+  lines.push(...metricsNote(config));
   if (o.pool !== undefined) {
     lines.push(`Upstream pool: pods labelled app.kubernetes.io/name=${o.pool} in namespace ${o.namespace}, through a headless Service.`);
   }
   return lines;
+}
+
+/** How Prometheus finds the gateway (README.md, "Monitoring"). */
+function metricsNote(config: GatewayConfig): string[] {
+  if (config.metrics.listen === '') return ['Metrics are off (metrics.listen ""): set it to 0.0.0.0:9464 to be scraped and probed.'];
+  if (scrapeAnnotations(config) === undefined) {
+    return [`Metrics on ${config.metrics.listen} are only reachable inside the pod: bind 0.0.0.0 to let Prometheus scrape them.`];
+  }
+  return ['Prometheus: the pods carry prometheus.io/scrape annotations and a "metrics" port (deploy/kubernetes/podmonitor.yaml for the Prometheus Operator).'];
 }
 
 function clientPeers(site: SiteConfig): YamlMap[] {

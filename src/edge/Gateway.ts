@@ -41,9 +41,12 @@ export class Gateway {
     this.dataPlane = workers === 0 ? new InProcessDataPlane() : new WorkerDataPlane(workers, config.log.level, log);
     this.metrics.freePorts = () =>
       [...this.sites.values()].flatMap((site) => [
-        { site: site.name, dir: 'passive' as const, free: site.pools.passive.free },
-        { site: site.name, dir: 'active' as const, free: site.pools.active.free },
+        { site: site.name, dir: 'passive' as const, free: site.pools.passive.free, size: site.pools.passive.size },
+        { site: site.name, dir: 'active' as const, free: site.pools.active.free, size: site.pools.active.size },
       ]);
+    this.metrics.upstreams = () =>
+      [...this.sites.values()].flatMap((site) => site.upstreams.snapshot().map((m) => ({ site: site.name, upstream: m.host, up: m.healthy })));
+    this.metrics.initProcess('relay'); // both planes (in process, workers) relay in userspace
   }
 
   get running(): boolean {
@@ -111,6 +114,16 @@ export class Gateway {
    */
   async reload(next: GatewayConfig): Promise<void> {
     if (this.state !== 'running') return;
+    try {
+      await this.apply(next);
+    } catch (err) {
+      this.metrics.reloaded(false);
+      throw err;
+    }
+    this.metrics.reloaded(true);
+  }
+
+  private async apply(next: GatewayConfig): Promise<void> {
     const wanted = new Map(next.sites.map((s) => [s.name, s]));
     for (const [name, site] of this.sites) {
       if (wanted.has(name)) continue;

@@ -25,9 +25,20 @@ export class Metrics {
   readonly parseRejects: Counter<'site' | 'side' | 'kind'>;
   readonly commandsRefused: Counter<'site' | 'verb' | 'reason'>;
   readonly tlsHandshakes: Counter<'site' | 'side' | 'result'>;
+  readonly portsCapacity: Gauge<'site' | 'dir'>;
+  readonly upstreamUp: Gauge<'site' | 'upstream'>;
+  readonly dataPlane: Gauge<'kind'>;
+  /** Counted by the kernel (nftables) data plane; the relay-only gateway has no such plane, so none yet. */
+  readonly pinholesByPlane: Counter<'site' | 'plane' | 'reason'>;
+  readonly kernelPlaneErrors: Counter<'op'>;
+  readonly reloads: Counter<'result'>;
+  readonly lastReloadSuccessful: Gauge;
+  readonly startTime: Gauge;
 
-  /** Filled in by the gateway: the free ports of every pool, read at scrape time. */
-  freePorts: () => { site: string; dir: Direction; free: number }[] = () => [];
+  /** Filled in by the gateway: the free ports and size of every pool, read at scrape time. */
+  freePorts: () => { site: string; dir: Direction; free: number; size: number }[] = () => [];
+  /** Filled in by the gateway: every upstream of every site and whether it is in service, read at scrape time. */
+  upstreams: () => { site: string; upstream: string; up: boolean }[] = () => [];
 
   constructor() {
     const registers = [this.registry];
@@ -74,5 +85,50 @@ export class Metrics {
       labelNames: ['site', 'side', 'result'],
       registers,
     });
+    this.portsCapacity = new Gauge({
+      name: 'ftp_alg_ports_capacity',
+      help: 'Ports in the pinhole pool (its range), so that 1 - free / capacity is the share in use.',
+      labelNames: ['site', 'dir'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { site, dir, size } of metrics.freePorts()) this.set({ site, dir }, size);
+      },
+    });
+    this.upstreamUp = new Gauge({
+      name: 'ftp_alg_upstream_up',
+      help: 'Upstream in service (1) or ejected or failing its checks (0).',
+      labelNames: ['site', 'upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { site, upstream, up } of metrics.upstreams()) this.set({ site, upstream }, up ? 1 : 0);
+      },
+    });
+    // Process-wide values are set by the gateway only; `max` keeps them when the workers' registries are merged in.
+    this.dataPlane = new Gauge({ name: 'ftp_alg_data_plane', help: 'The data plane in use (1): "relay" or "nftables".', labelNames: ['kind'], aggregator: 'max', registers });
+    this.pinholesByPlane = new Counter({
+      name: 'ftp_alg_pinholes_by_plane_total',
+      help: 'Pinholes by the plane that served them, and why: "kernel", or why one went to the relay ("family", "mode-conversion", "tls", "kernel-error").',
+      labelNames: ['site', 'plane', 'reason'],
+      registers,
+    });
+    this.kernelPlaneErrors = new Counter({ name: 'ftp_alg_kernel_plane_errors_total', help: 'Failed operations of the kernel data plane, by operation.', labelNames: ['op'], registers });
+    this.reloads = new Counter({ name: 'ftp_alg_reloads_total', help: 'Configuration reloads (SIGHUP), by result: "ok" or "failed".', labelNames: ['result'], registers });
+    this.lastReloadSuccessful = new Gauge({ name: 'ftp_alg_config_last_reload_successful', help: 'Whether the last reload succeeded (1) or failed (0): the running configuration is then older than the file.', aggregator: 'max', registers });
+    this.startTime = new Gauge({ name: 'ftp_alg_start_time_seconds', help: 'Start time of the process, seconds since the Unix epoch.', aggregator: 'max', registers });
+  }
+
+  /** The process-wide values of the gateway process (not of its data workers). */
+  initProcess(plane: 'relay' | 'nftables'): void {
+    this.startTime.set(Math.round(performance.timeOrigin) / 1000);
+    this.dataPlane.set({ kind: plane }, 1);
+    this.lastReloadSuccessful.set(1);
+    for (const result of ['ok', 'failed'] as const) this.reloads.inc({ result }, 0); // both series exist from the start, so increase() sees the first failure
+  }
+
+  reloaded(ok: boolean): void {
+    this.reloads.inc({ result: ok ? 'ok' : 'failed' });
+    this.lastReloadSuccessful.set(ok ? 1 : 0);
   }
 }

@@ -7,15 +7,16 @@
  * (CI=true) nothing skips, so a missing install step fails.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { nftablesRules } from '../../src/deploy/nftables.js';
+import { findOnPath } from '../support/onPath.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
@@ -41,19 +42,6 @@ function run(command: string, args: string[], cwd = ROOT): Promise<Exit> {
 /** The TypeScript sources run as they are, so the test never sees a stale build. */
 function runSource(script: string, args: string[]): Promise<Exit> {
   return run(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args]);
-}
-
-function findOnPath(command: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    try {
-      accessSync(join(dir, command), constants.X_OK);
-      return join(dir, command);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
 }
 
 /** describe, or describe.skip with a printed reason outside CI when something is missing. */

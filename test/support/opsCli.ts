@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stringify as stringifyYaml } from 'yaml';
 
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -38,17 +39,18 @@ export interface CliProcess {
 const DEFAULT_WAIT_MS = 10_000;
 const running = new Set<ChildProcess>();
 
-/** A config file in a fresh temporary folder; `write` replaces its content. */
+/** A config file in a fresh temporary folder, JSON or (named `*.yaml`) YAML; `write` replaces its content. */
 export interface ConfigFile {
   readonly path: string;
   write(config: unknown): void;
   remove(): void;
 }
 
-export function configFile(config: unknown): ConfigFile {
+export function configFile(config: unknown, name = 'ftp-alg.json'): ConfigFile {
   const dir = mkdtempSync(join(tmpdir(), 'ftp-alg-ops-'));
-  const path = join(dir, 'ftp-alg.json');
-  const write = (value: unknown) => writeFileSync(path, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
+  const path = join(dir, name);
+  const format = (value: unknown) => (/\.ya?ml$/.test(name) ? stringifyYaml(value) : JSON.stringify(value, null, 2));
+  const write = (value: unknown) => writeFileSync(path, typeof value === 'string' ? value : format(value));
   write(config);
   return { path, write, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -68,6 +68,10 @@ describe('parseConfig refuses invalid addresses, naming the key', () => {
     ['an upstreamDataMode that does not exist', site({ upstreamDataMode: 'both' }), 'sites[0].upstreamDataMode'],
     ['an upstream pool member that is a name', site({ upstream: { hosts: ['192.0.2.10', 'ftp2.example.com'], port: 21 } }), 'sites[0].upstream.hosts'],
     ['more data-plane workers than allowed', { dataPlane: { workers: 65 }, sites: [site()] }, 'dataPlane.workers'],
+    // convict would coerce these strings ("no" to true): a typed key takes only its own type.
+    ['a boolean given as the string "no"', site({ activeMode: { enabled: 'no' } }), 'sites[0].activeMode.enabled'],
+    ['a port given as a string', site({ listen: { host: '127.0.0.1', port: '2121' } }), 'sites[0].listen.port'],
+    ['a root number given as a string', { limits: { maxSessions: '10' }, sites: [site()] }, 'limits.maxSessions'],
   ];
   it.each(rows)('%s', (_name, doc, key) => {
     expectRefusedAt('sites' in doc ? doc : { sites: [doc] }, key);

@@ -16,6 +16,12 @@ describe('healthTarget', () => {
     expect(healthTarget(text, '/healthz')).toEqual(expected);
   });
 
+  it('reads a YAML config when the file is named .yaml', () => {
+    const text = 'metrics:\n  listen: 0.0.0.0:9464  # scraped by Prometheus\nsites: []\n';
+    expect(healthTarget(text, '/healthz', '/etc/ftp-alg/ftp-alg.yaml')).toEqual({ kind: 'url', url: 'http://127.0.0.1:9464/healthz' });
+    expect(healthTarget(text, '/healthz', '/etc/ftp-alg/ftp-alg.json').kind).toBe('invalid');
+  });
+
   it('asks /readyz when told', () => {
     expect(healthTarget(config({ listen: '0.0.0.0:9464' }), '/readyz')).toEqual({ kind: 'url', url: 'http://127.0.0.1:9464/readyz' });
   });

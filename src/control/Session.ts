@@ -17,7 +17,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { ControlProtocol } from './protocol.js';
 import { ReadGate } from './ReadGate.js';
 import { farewellFor } from './replies.js';
-import type { Action, ControlSettings, EndReason, LegSpec, Note, PinholeSpec } from './types.js';
+import type { Action, ControlSettings, EndReason, LegSpec, Note, PinholeSpec, RouteVerb } from './types.js';
 
 /** How a session's attempt on an upstream member went (passive health, issue 17). */
 export type UpstreamOutcome =
@@ -38,6 +38,11 @@ export interface UpstreamChooser {
   report(host: string, outcome: UpstreamOutcome): void;
 }
 
+/** Where a greet-first session goes, or why not (forward proxies, routing by user or host). */
+export type RouteResult =
+  | { readonly ok: true; readonly host: string; readonly port: number; readonly user?: string }
+  | { readonly ok: false; readonly reason: string; readonly reply: Buffer; readonly end?: boolean };
+
 /** TLS of the site, as a session uses it (src/tls builds it from the site's files). */
 export interface SessionTls {
   /** The TLS server end over a client socket (accepted, or after AUTH TLS). */
@@ -50,8 +55,10 @@ export interface SessionContext {
   readonly id: string;
   readonly site: SiteConfig;
   readonly settings: ControlSettings;
-  /** The member the site chose for this session (already taken from `upstreams`). */
+  /** The member the site chose for this session (already taken from `upstreams`); '' on a greet-first site. */
   readonly upstream: string;
+  /** Greet-first sites: the upstream for what the client named (`verb` USER, HOST, SITE or OPEN with `arg`). */
+  readonly route?: (verb: RouteVerb, arg: string, client: string) => Promise<RouteResult>;
   readonly upstreams: UpstreamChooser;
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly dataPlane: DataPlane;
@@ -138,7 +145,8 @@ export class Session {
       this.watchClientHandshake(this.client as TLSSocket);
     }
     this.attachClient(this.client);
-    this.connectUpstream(this.upstreamHost);
+    if (this.ctx.settings.greetFirst === true) this.run(this.core.start());
+    else this.connectUpstream(this.upstreamHost);
   }
 
   // ---- sockets -------------------------------------------------------------
@@ -174,13 +182,13 @@ export class Session {
     };
   }
 
-  private connectUpstream(host: string): void {
-    const { site, metrics, upstreams, tls, settings } = this.ctx;
+  private connectUpstream(host: string, port = this.ctx.upstreams.port): void {
+    const { site, metrics, tls, settings } = this.ctx;
     this.tried.add(host);
     this.upstreamHost = host;
     const began = performance.now();
     const implicit = settings.tls?.upstream === 'implicit' && tls !== undefined;
-    const socket = implicit ? tls.connectUpstream({ host, port: upstreams.port }) : net.connect({ host, port: upstreams.port });
+    const socket = implicit ? tls.connectUpstream({ host, port }) : net.connect({ host, port });
     socket.setTimeout(site.timeouts.upstreamConnectMs);
     this.upstream = socket;
     this.upstreamGate = new ReadGate(socket);
@@ -221,6 +229,22 @@ export class Session {
     this.log.info({ failed: this.upstreamHost, outcome, next }, 'upstream failed, trying another');
     upstreams.give(this.upstreamHost);
     this.connectUpstream(next);
+  }
+
+  /** Greet-first: ask the site where `USER alice@host` (or HOST, SITE, OPEN) goes, then connect there. */
+  private async route(verb: RouteVerb, arg: string): Promise<void> {
+    const route = this.ctx.route;
+    const result: RouteResult =
+      route === undefined ? { ok: false, reason: 'no-route', reply: farewellFor('upstream-connect-failed') as Buffer, end: true } : await route(verb, arg, this.core.endpoints.client);
+    if (this.ended) return;
+    if (!result.ok) {
+      this.ctx.metrics.sessionsRefused.inc({ site: this.ctx.site.name, reason: result.reason });
+      this.log.warn({ verb, reason: result.reason }, 'route refused');
+      return this.run(this.core.routeRefused(result.reply, result.end === true));
+    }
+    this.log.info({ verb, upstream: result.host, upstreamPort: result.port }, 'route');
+    this.run(this.core.routed(result.user));
+    this.connectUpstream(result.host, result.port);
   }
 
   private dropUpstream(): void {
@@ -297,6 +321,8 @@ export class Session {
       case 'loggedIn':
         this.log.debug('logged in');
         return;
+      case 'route':
+        return void this.route(action.verb, action.arg);
       case 'upstreamRefused':
         clearTimeout(this.greetingTimer);
         return this.retryOrEnd('greeting-refused', 'upstream-refused', action.reply);

@@ -20,6 +20,7 @@ import { DataCommands } from './dataCommands.js';
 import { features } from './features.js';
 import { type RefusalReason, farewellFor, refusalReply } from './replies.js';
 import { type Entry, type EntryOptions, ReplyFifo, type ReplyHandler } from './ReplyFifo.js';
+import { Login } from './login.js';
 import { Security } from './security.js';
 import type { Action, ControlSettings, EndReason, Endpoints, FinalReply, Note, PinholePorts, PinholeSpec } from './types.js';
 
@@ -56,7 +57,7 @@ export interface Core {
 }
 
 export class ControlProtocol implements Core {
-  private phase: 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
+  private phase: 'login' | 'connecting' | 'greeting' | 'ready' | 'ended' = 'connecting';
   readonly fifo: ReplyFifo;
   private replies = new ReplyReader();
   private readonly backlog: Input[] = [];
@@ -67,7 +68,8 @@ export class ControlProtocol implements Core {
   private readonly security: Security;
   private readonly pinholeWaiters = new Map<number, { opened: (p: PinholePorts, id: number) => void; failed: (code: string) => void }>();
   private nextPinholeId = 0;
-  private greeting: Entry;
+  private greeting: Entry | undefined;
+  private readonly login: Login;
   endpoints: Endpoints;
   loggedIn = false;
 
@@ -77,10 +79,23 @@ export class ControlProtocol implements Core {
   ) {
     this.endpoints = { client: client.address, clientLocal: client.local, upstream: '', upstreamLocal: '' };
     this.fifo = new ReplyFifo((action) => this.out.push(action));
-    this.greeting = this.newGreeting();
-    this.holder = this.greeting;
     this.security = new Security(this);
     this.data = new DataCommands(this, this.security);
+    this.login = new Login(this, this.security);
+    if (settings.greetFirst === true) {
+      this.phase = 'login';
+      this.greeting = undefined;
+      this.holder = undefined;
+    } else {
+      this.greeting = this.newGreeting();
+      this.holder = this.greeting;
+    }
+  }
+
+  /** The first actions of a session: a greet-first site greets the client at once. */
+  start(): Action[] {
+    if (this.phase === 'login') this.login.greet();
+    return this.take();
   }
 
   // ---- state Session reads -------------------------------------------------
@@ -111,10 +126,26 @@ export class ControlProtocol implements Core {
   // ---- events --------------------------------------------------------------
 
   upstreamConnected(upstream: { readonly address: string; readonly local: string }): Action[] {
-    if (this.phase === 'connecting') {
+    if (this.phase === 'connecting' || this.phase === 'login') {
       this.endpoints = { ...this.endpoints, upstream: upstream.address, upstreamLocal: upstream.local };
+      // Greet-first: the client was greeted already; the upstream's greeting is the gateway's to read.
+      if (this.phase === 'login') this.greeting = this.newGreeting(true);
       this.phase = 'greeting';
     }
+    return this.take();
+  }
+
+  /** Greet-first: Session found the route the client named and connects now; `user` is the USER the upstream gets. */
+  routed(user: string | undefined): Action[] {
+    this.login.routed(user);
+    return this.take();
+  }
+
+  /** Greet-first: the route was refused; the client's command is answered with `reply` (and the session ends if `end`). */
+  routeRefused(reply: Buffer, end: boolean): Action[] {
+    this.login.refused(reply);
+    if (end) this.end('route-refused');
+    this.pump();
     return this.take();
   }
 
@@ -124,7 +155,7 @@ export class ControlProtocol implements Core {
    * to another upstream. False once the session is ready (or ended).
    */
   upstreamLost(): boolean {
-    if (this.phase !== 'connecting' && this.phase !== 'greeting') return false;
+    if (this.settings.greetFirst === true || (this.phase !== 'connecting' && this.phase !== 'greeting')) return false;
     this.phase = 'connecting';
     this.replies = new ReplyReader();
     this.fifo.clear();
@@ -188,8 +219,8 @@ export class ControlProtocol implements Core {
     return this.take();
   }
 
-  private newGreeting(): Entry {
-    return this.fifo.push('(greeting)', { collect: true, handler: (entry, reply) => this.onGreeting(entry, reply) });
+  private newGreeting(internal = false): Entry {
+    return this.fifo.push('(greeting)', { collect: true, internal, handler: (entry, reply) => this.onGreeting(entry, reply) });
   }
 
   // ---- client input ----------------------------------------------------------
@@ -239,7 +270,8 @@ export class ControlProtocol implements Core {
       this.refuse(command.verb, gate);
       return;
     }
-    this.dispatch(command, input.line);
+    if (this.phase === 'login') this.login.handle(command);
+    else this.dispatch(command, input.line);
   }
 
   /** The intercept table: every verb not named here is forwarded byte-exact. */
@@ -342,8 +374,9 @@ export class ControlProtocol implements Core {
       for (const part of reply.parts) this.fifo.deliver(entry, part);
       this.fifo.deliver(entry, reply.raw);
       this.phase = 'ready';
-      this.fifo.deliver(entry, { type: 'ready' });
+      this.emit({ type: 'ready' });
       this.finish(entry);
+      this.login.connected();
       this.pump();
     });
   }

@@ -38,6 +38,8 @@ const REFUSALS = {
   'prot-c-refused': { code: codes.AUTH_REFUSED_POLICY, text: 'Clear data connections are not allowed here, use PROT P.' },
   'prot-level': { code: codes.PROT_LEVEL_NOT_SUPPORTED, text: 'PROT level not supported, use P or C.' },
   'needs-prot-p': { code: codes.DATA_PROTECTION_REFUSED, text: 'Data connections must be protected: send PBSZ 0 and PROT P.' },
+  'login-first': { code: codes.BAD_SEQUENCE, text: 'Login with USER first.' },
+  'not-logged-in': { code: codes.NOT_LOGGED_IN, text: 'Please login with USER and PASS.' },
   'ccc-refused': { code: codes.AUTH_REFUSED_POLICY, text: 'CCC not allowed: the control connection stays protected.' },
 } as const satisfies Record<string, Reply>;
 

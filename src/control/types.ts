@@ -43,7 +43,15 @@ export interface ControlSettings {
   /** Answer to AUTH when the site has no TLS. */
   readonly ftps: 'refuse' | 'deny';
   readonly tls: ControlTls | undefined;
+  /**
+   * The gateway greets the client itself and connects upstream only when the client names a route
+   * (USER, HOST, SITE or OPEN): forward proxies and routing by user or host.
+   */
+  readonly greetFirst?: boolean;
 }
+
+/** The commands that name a route on a greet-first site. */
+export type RouteVerb = 'USER' | 'HOST' | 'SITE' | 'OPEN';
 
 /** One leg of a pinhole: it listens for its peer, or connects to it. */
 export type LegSpec =
@@ -97,6 +105,8 @@ export type Action =
   /** The newest pinhole serves this transfer command (for logs). */
   | { readonly type: 'label'; readonly verb: string }
   | { readonly type: 'loggedIn' }
+  /** Greet-first: the client named a route (`USER alice@ftp.example.org`, `HOST ftp.a.example`, ...). */
+  | { readonly type: 'route'; readonly verb: RouteVerb; readonly arg: string }
   /** The upstream's greeting was not 220: try another upstream, or end with `reply`. */
   | { readonly type: 'upstreamRefused'; readonly reply: Buffer }
   /** The upstream greeted with 2xx (and its TLS is up if configured): the session is ready. */
@@ -108,6 +118,8 @@ export type Action =
 /** Why a session ended; each has one farewell, chosen in replies.ts. */
 export type EndReason =
   | 'client-closed'
+  | 'client-quit'
+  | 'route-refused'
   | 'client-error'
   | 'upstream-closed'
   | 'upstream-closed-greeting'

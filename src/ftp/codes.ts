@@ -4,7 +4,10 @@
  */
 export const COMMAND_OK = 200; // RFC 959 4.2.2
 export const SYSTEM_STATUS = 211; // RFC 959 4.2.2, FEAT's reply (RFC 2389 3.2)
+export const HELP_MESSAGE = 214; // RFC 959 4.2.2
+export const SYSTEM_TYPE = 215; // RFC 959 4.2.2
 export const SERVICE_READY = 220; // RFC 959 4.2.2
+export const CLOSING_CONTROL = 221; // RFC 959 4.2.2
 export const LOGGED_IN = 230; // RFC 959 4.2.2
 export const AUTH_OK = 234; // RFC 2228 3, security data exchange complete
 export const ENTERING_PASSIVE = 227; // RFC 959 4.2.1

@@ -47,6 +47,8 @@ export function show(a: Action): string {
     }
     case 'end':
       return `end ${a.reason}${a.farewell === undefined ? '' : ` | ${a.farewell.toString('latin1').replace(/\r\n$/, '')}`}`;
+    case 'route':
+      return `route ${a.verb} ${a.arg}`;
     case 'upstreamRefused':
       return `upstream refused | ${a.reply.toString('latin1').replace(/\r\n$/, '')}`;
     default:
@@ -100,6 +102,22 @@ export class Driver {
 
   failed(id: number, code: string): string[] {
     return this.record(this.core.pinholeFailed(id, code));
+  }
+
+  start(): string[] {
+    return this.record(this.core.start());
+  }
+
+  routed(user: string | undefined): string[] {
+    return this.record(this.core.routed(user));
+  }
+
+  routeRefused(reply: string, end = false): string[] {
+    return this.record(this.core.routeRefused(Buffer.from(`${reply}\r\n`, 'latin1'), end));
+  }
+
+  connected(upstream = UPSTREAM4): string[] {
+    return this.record(this.core.upstreamConnected(upstream));
   }
 
   clientSecured(): string[] {

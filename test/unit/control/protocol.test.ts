@@ -421,3 +421,80 @@ describe('control core: FTPS (RFC 4217)', () => {
     expect(d.log).toEqual(['U> PBSZ 0', 'U> PROT P']);
   });
 });
+
+describe('control core: greet first, connect later (forward proxies, routing by user or host)', () => {
+  const greetFirst = (settings: Partial<ControlSettings> = {}) => {
+    const d = new Driver({ greetFirst: true, ...settings });
+    d.start();
+    return d;
+  };
+
+  it('the gateway greets at once and answers FEAT, SYST, NOOP alone; PASS first is 503, other commands 530', () => {
+    const d = greetFirst();
+    expect(d.log).toEqual(['C< 220 ftp-alg ready.']);
+    expect(d.core.wantsClientInput).toBe(true);
+    d.clear();
+    d.client('SYST', 'NOOP', 'PASS x', 'LIST');
+    expect(d.log).toEqual([
+      'C< 215 UNIX Type: L8',
+      'C< 200 NOOP ok.',
+      'note refused PASS login-first',
+      'C< 503 Login with USER first.',
+      'note refused LIST not-logged-in',
+      'C< 530 Please login with USER and PASS.',
+    ]);
+  });
+
+  it('USER names the route; once the chosen upstream greets, the login is replayed and its reply reaches the client', () => {
+    const d = greetFirst();
+    d.clear();
+    d.client('USER alice@ftp.example.org', 'PASS secret');
+    expect(d.log).toEqual(['route USER alice@ftp.example.org']);
+    expect(d.core.wantsClientInput).toBe(false);
+    d.routed('alice');
+    d.connected();
+    d.upstream('220-Welcome', '220 remote ready');
+    expect(d.log.slice(1)).toEqual(['ready', 'U> USER alice']);
+    d.upstream('331 Password required');
+    d.upstream('230 Logged in');
+    expect(d.log.slice(3)).toEqual(['C< 331 Password required', 'U> PASS secret', 'C< 230 Logged in', 'loggedIn']);
+  });
+
+  it('HOST picks the upstream, is answered 220 once it greeted; USER then goes through as usual', () => {
+    const d = greetFirst();
+    d.clear();
+    d.client('HOST ftp.a.example');
+    d.routed(undefined);
+    d.connected();
+    d.upstream('220 a');
+    d.client('USER bob');
+    expect(d.log).toEqual(['route HOST ftp.a.example', 'ready', 'C< 220 Host accepted.', 'U> USER bob']);
+  });
+
+  it('a refused route answers the command and the client may try again', () => {
+    const d = greetFirst();
+    d.clear();
+    d.client('USER eve@169.254.169.254');
+    d.routeRefused('530 Destination not allowed.');
+    d.client('USER eve@ftp.example.org');
+    expect(d.log).toEqual(['route USER eve@169.254.169.254', 'C< 530 Destination not allowed.', 'route USER eve@ftp.example.org']);
+  });
+
+  it('QUIT before a route: 221 and the end', () => {
+    const d = greetFirst();
+    d.clear();
+    expect(d.client('QUIT')).toEqual(['C< 221 Goodbye.', 'end client-quit']);
+  });
+
+  it('with TLS: AUTH TLS is answered before any upstream exists, and a required site refuses USER in cleartext', () => {
+    const d = greetFirst({ tls: REQUIRED });
+    d.clear();
+    d.client('USER alice@ftp.example.org');
+    expect(d.log).toEqual(['note refused USER login-needs-tls', 'C< 530 Login requires TLS: send AUTH TLS first.']);
+    d.clear();
+    d.client('AUTH TLS');
+    d.clientSecured();
+    d.client('USER alice@ftp.example.org');
+    expect(d.log).toEqual(['C< 234 AUTH TLS successful, proceed with negotiation.', 'secureClient', 'route USER alice@ftp.example.org']);
+  });
+});

@@ -21,6 +21,22 @@ export function assertIpList(value: unknown): void {
   value.forEach(assertIp);
 }
 
+/** A list of `{ <key>: name, upstream: IP }` (routing tables; names may hold dots, which convict keys may not). */
+export function assertRouteList(key: 'user' | 'name') {
+  return (value: unknown): void => {
+    if (!Array.isArray(value)) throw new Error(`must be a list of { ${key}, upstream }`);
+    for (const item of value) {
+      const entry = item as Record<string, unknown>;
+      const name = entry?.[key];
+      if (typeof item !== 'object' || item === null || Object.keys(entry).some((k) => k !== key && k !== 'upstream')) {
+        throw new Error(`must be a list of { ${key}, upstream }`);
+      }
+      if (typeof name !== 'string' || name.length === 0 || /[\0-\x20\x7f]/.test(name)) throw new Error(`${JSON.stringify(name)} is not a usable ${key}`);
+      if (!isIp(entry.upstream)) throw new Error(`${JSON.stringify(name)} must map to an IP address, got ${JSON.stringify(entry.upstream)}`);
+    }
+  };
+}
+
 export function assertIpOrAuto(value: unknown): void {
   if (value !== 'auto') assertIp(value);
 }

@@ -120,6 +120,11 @@ function loadSite(item: unknown, index: number): SiteConfig {
       hosts: props.upstream.hosts.map(normalise),
     },
     externalAddress,
+    routing: {
+      by: props.routing.by,
+      users: Object.fromEntries(props.routing.users.map((r) => [r.user, normalise(r.upstream)])),
+      hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
+    },
   } as SiteConfig;
 }
 

@@ -4,6 +4,7 @@
  */
 import {
   assertCidrList,
+  assertRouteList,
   assertExternalAddress,
   assertIp,
   assertIpList,
@@ -70,6 +71,19 @@ export const siteSchema = {
     doc: 'Answer to AUTH TLS/SSL: "refuse" (534, clients may fall back to cleartext) or "deny" (534 and close).',
     format: ['refuse', 'deny'],
     default: 'refuse',
+  },
+  routing: {
+    by: {
+      doc: 'Choose the upstream by what the client says before login: "none" (connect at once), "user" (by USER: the users map, else consistent hashing over the pool), "host" (by RFC 7151 HOST: the hosts map).',
+      format: ['none', 'user', 'host'],
+      default: 'none',
+    },
+    users: {
+      doc: 'For routing.by "user": a list of { user, upstream } (exact user name to upstream address); other users go by consistent hashing over the pool.',
+      format: assertRouteList('user'),
+      default: [] as { user: string; upstream: string }[],
+    },
+    hosts: { doc: 'For routing.by "host": a list of { name, upstream } (HOST name to upstream address).', format: assertRouteList('name'), default: [] as { name: string; upstream: string }[] },
   },
   clients: {
     allow: { doc: 'CIDR blocks allowed to connect (empty: everyone).', format: assertCidrList, default: [] as string[] },

@@ -20,6 +20,16 @@ export interface UpstreamConfig extends Endpoint {
 }
 
 export type UpstreamDataMode = 'client' | 'passive' | 'active';
+
+/** Routing on a reverse site by what the client says before login. */
+export interface RoutingConfig {
+  /** `none`: the gateway connects at once; `user`: by USER; `host`: by RFC 7151 HOST. */
+  readonly by: 'none' | 'user' | 'host';
+  /** User name → upstream address (exact match); other users by rendezvous hashing over the pool. */
+  readonly users: Readonly<Record<string, string>>;
+  /** HOST name (lower case) → upstream address. */
+  readonly hosts: Readonly<Record<string, string>>;
+}
 export type FtpsPolicy = 'refuse' | 'deny';
 export type ClientAddressPolicy = 'strict' | 'substitute';
 
@@ -59,6 +69,7 @@ export interface SiteConfig {
   };
   readonly ftps: FtpsPolicy;
   readonly clients: { readonly allow: readonly string[]; readonly deny: readonly string[] };
+  readonly routing: RoutingConfig;
   readonly timeouts: SiteTimeouts;
   readonly limits: SiteLimits;
 }

@@ -40,6 +40,9 @@ const REFUSALS = {
   'needs-prot-p': { code: codes.DATA_PROTECTION_REFUSED, text: 'Data connections must be protected: send PBSZ 0 and PROT P.' },
   'login-first': { code: codes.BAD_SEQUENCE, text: 'Login with USER first.' },
   'not-logged-in': { code: codes.NOT_LOGGED_IN, text: 'Please login with USER and PASS.' },
+  'unknown-host': { code: codes.NOT_IMPLEMENTED_FOR_PARAM, text: 'Unknown host.' },
+  'bad-user': { code: codes.SYNTAX_ERROR_ARGS, text: 'Syntax error in USER argument.' },
+  'no-upstream': { code: codes.SERVICE_NOT_AVAILABLE, text: 'Service not available, no upstream in service.' },
   'ccc-refused': { code: codes.AUTH_REFUSED_POLICY, text: 'CCC not allowed: the control connection stays protected.' },
 } as const satisfies Record<string, Reply>;
 

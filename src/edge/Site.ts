@@ -12,8 +12,10 @@ import { isClientAllowed, normalise } from '../common/address.js';
 import type { DataPlane } from '../data/DataPlane.js';
 import { ShardedPool } from '../data/ShardedPool.js';
 import { closeGracefully, Session } from '../control/Session.js';
-import { CONNECTION_REFUSED } from '../control/replies.js';
-import type { ControlSettings } from '../control/types.js';
+import { CONNECTION_REFUSED, refusalReply } from '../control/replies.js';
+import type { RouteResult } from '../control/Session.js';
+import type { ControlSettings, RouteVerb } from '../control/types.js';
+import { chooseRoute } from './routing.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */
@@ -125,7 +127,8 @@ export class Site {
       this.refuse(socket, client, refusal);
       return;
     }
-    const upstream = this.upstreams.take();
+    const routed = this.settings.greetFirst === true;
+    const upstream = routed ? '' : this.upstreams.take();
     if (upstream === undefined) {
       this.refuse(socket, client, 'no-upstream');
       this.deps.budget.give();
@@ -140,6 +143,7 @@ export class Site {
         settings: this.settings,
         upstream,
         upstreams: this.upstreams,
+        ...(routed && { route: (verb: RouteVerb, arg: string) => Promise.resolve(this.route(verb, arg)) }),
         tls: undefined,
         pools: this.pools,
         dataPlane: this.deps.dataPlane,
@@ -155,6 +159,19 @@ export class Site {
     session.log.info({ clientPort: socket.remotePort }, 'session start');
     void session.closed().then(() => this.forget(session, client));
     session.start();
+  }
+
+  /** Routing by USER or HOST (greet-first): the member for what the client named, counted like `take()`. */
+  private route(verb: RouteVerb, arg: string): RouteResult {
+    const inService = this.upstreams.snapshot().filter((m) => m.healthy).map((m) => m.host);
+    const choice = chooseRoute(this.config.routing, verb, arg, inService);
+    if (choice.kind === 'refused') return { ok: false, reason: `route-${choice.reason}`, reply: refusalReply(choice.reason, verb) };
+    const others = choice.kind === 'member' ? new Set(this.upstreams.snapshot().map((m) => m.host).filter((h) => h !== choice.host)) : undefined;
+    const taken = this.upstreams.take(others);
+    const host = choice.kind === 'member' ? choice.host : taken;
+    if (host === undefined) return { ok: false, reason: 'route-no-upstream', reply: refusalReply('no-upstream', verb), end: true };
+    if (taken !== undefined && taken !== host) this.upstreams.give(taken); // a mapped address outside the pool: nothing counted
+    return { ok: true, host, port: this.upstreams.port, user: choice.replayUser };
   }
 
   private pinholeBudget(client: string): { tryTake(): boolean; give(): void } {
@@ -231,5 +248,6 @@ export function controlSettings(config: SiteConfig): ControlSettings {
     privateAddress: config.privateAddress,
     ftps: config.ftps,
     tls: undefined,
+    greetFirst: config.routing.by !== 'none',
   };
 }

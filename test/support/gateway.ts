@@ -16,7 +16,7 @@ export interface TestGateway {
 }
 
 export interface TestSite {
-  readonly upstream: { readonly host: string; readonly port: number };
+  readonly upstream: { readonly host: string; readonly port: number; readonly hosts?: readonly string[] };
   readonly passivePorts: PortRange;
   readonly activePorts: PortRange;
   readonly [key: string]: unknown;

@@ -28,6 +28,9 @@ export interface ScriptedOptions {
   readonly greeting?: string | null;
   /** Default: `200 OK` to every line. */
   readonly respond?: Responder;
+  /** Where to listen; default 127.0.0.1, port 0. */
+  readonly host?: string;
+  readonly port?: number;
 }
 
 export interface ScriptedUpstream {
@@ -51,11 +54,12 @@ export async function startScriptedUpstream(options: ScriptedOptions = {}): Prom
     for (const w of arrivals.splice(0)) w();
     if (greeting !== null) conn.write(greeting);
   });
-  server.listen(0, '127.0.0.1');
+  const host = options.host ?? '127.0.0.1';
+  server.listen(options.port ?? 0, host);
   await once(server, 'listening');
   const { port } = server.address() as net.AddressInfo;
   return {
-    host: '127.0.0.1',
+    host,
     port,
     connections,
     async connection() {

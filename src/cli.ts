@@ -8,14 +8,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { EX_CONFIG, EX_FAILURE, EX_USAGE } from './common/exitCodes.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { Gateway } from './edge/Gateway.js';
 import { DEPLOY_OPTIONS, DEPLOY_USAGE, type DeployValues, deployCommand } from './deploy/command.js';
 import { createLogger } from './observe/logger.js';
-
-const EX_USAGE = 64;
-const EX_CONFIG = 78;
 
 const USAGE = `Usage: ftp-alg --config FILE        run the gateway (or set FTP_ALG_CONFIG=FILE)
        ftp-alg --check-config FILE  validate FILE (JSON, or YAML if it ends in .yaml/.yml): exit 0 valid, 1 invalid
@@ -71,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
     config = loadConfigFile(file);
   } catch (err) {
     process.stderr.write(`ftp-alg: invalid configuration: ${(err as Error).message}\n`);
-    return err instanceof ConfigError ? EX_CONFIG : 1;
+    return err instanceof ConfigError ? EX_CONFIG : EX_FAILURE;
   }
   return run(config, file);
 }

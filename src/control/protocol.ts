@@ -15,6 +15,7 @@
  */
 import * as codes from '../ftp/codes.js';
 import { type Command, parseCommand } from '../ftp/command.js';
+import type { LineFault } from '../ftp/lineSplitter.js';
 import { ReplyReader } from '../ftp/reply.js';
 import { DataCommands } from './dataCommands.js';
 import { features } from './features.js';
@@ -30,7 +31,7 @@ export const MAX_PENDING = 64;
 const TRANSFER_VERBS = new Set(['RETR', 'STOR', 'STOU', 'APPE', 'LIST', 'NLST', 'MLSD']);
 const LOGIN_VERBS = new Set(['USER', 'PASS', 'ACCT']);
 
-type Input = { readonly line: Buffer } | { readonly fault: string };
+type Input = { readonly line: Buffer } | { readonly fault: LineFault };
 
 /** What dataCommands.ts and security.ts may do with the core. */
 export interface Core {
@@ -172,7 +173,7 @@ export class ControlProtocol implements Core {
   }
 
   /** The splitter refused client input (a line too long). */
-  clientFault(kind: string): Action[] {
+  clientFault(kind: LineFault): Action[] {
     this.input({ fault: kind });
     return this.take();
   }
@@ -254,7 +255,7 @@ export class ControlProtocol implements Core {
 
   private handleInput(input: Input): void {
     if ('fault' in input) {
-      this.reject(input.fault === 'line-too-long' ? 'line-too-long' : 'bad-verb', input.fault);
+      this.reject('line-too-long', input.fault); // the splitter's one fault: a line over maxLineBytes
       return;
     }
     const parsed = parseCommand(input.line);

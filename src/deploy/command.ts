@@ -4,12 +4,10 @@
  * spreads DEPLOY_OPTIONS into its parseArgs options and hands the parsed
  * values here; the result says what to print and the exit code.
  */
+import { EX_CONFIG, EX_USAGE } from '../common/exitCodes.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { isDnsLabel, KUBE_PATTERNS, kubernetesManifests, ManifestError, type KubePattern } from './kubernetes.js';
 import { nftablesRules } from './nftables.js';
-
-const EX_USAGE = 64;
-const EX_CONFIG = 78;
 
 export const DEPLOY_OPTIONS = {
   'k8s-manifests': { type: 'boolean' },

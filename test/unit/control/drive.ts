@@ -4,6 +4,7 @@
  * row states a whole exchange.
  */
 import { ControlProtocol } from '../../../src/control/protocol.js';
+import type { LineFault } from '../../../src/ftp/lineSplitter.js';
 import type { Action, ControlSettings, LegSpec } from '../../../src/control/types.js';
 
 export const CLIENT4 = { address: '198.51.100.7', local: '203.0.113.1' };
@@ -92,7 +93,7 @@ export class Driver {
     return lines.flatMap((l) => this.record(this.core.upstreamLine(Buffer.from(`${l}\r\n`, 'latin1'))));
   }
 
-  fault(kind: string): string[] {
+  fault(kind: LineFault): string[] {
     return this.record(this.core.clientFault(kind));
   }
 

@@ -228,7 +228,7 @@ describe('control core: pipelining keeps replies in order', () => {
   it('NOOP then a line too long: the 500 comes after NOOP’s reply', () => {
     const d = Driver.ready();
     d.client('NOOP');
-    d.fault('line-too-long');
+    d.fault('too-long');
     d.upstream('200 noop');
     expect(d.log.filter((l) => l.startsWith('C<'))).toEqual(['C< 200 noop', 'C< 500 Command line too long.']);
   });
@@ -236,7 +236,7 @@ describe('control core: pipelining keeps replies in order', () => {
   it('a fault queued behind a data command waits its turn too', () => {
     const d = Driver.ready();
     d.client('PASV');
-    d.fault('line-too-long');
+    d.fault('too-long');
     d.client('NOOP');
     expect(d.log).toEqual([CLOSE_WAITING, 'U> PASV']);
     d.upstream(PASV_5001);

@@ -25,6 +25,7 @@ export class RemotePinhole implements PinholeHandle, SlotPinhole {
   /** Ports bound in the worker and not yet released, with their pools. */
   private readonly held = new Map<number, PortPool>();
   private readonly closeWaiters: (() => void)[] = [];
+  private started = false;
   private finished = false;
 
   constructor(
@@ -43,18 +44,20 @@ export class RemotePinhole implements PinholeHandle, SlotPinhole {
   }
 
   async open(): Promise<void> {
+    if (this.closedNow()) return; // closed before it was opened: nothing to bind
+    this.started = true;
     this.slot.pinholes.set(this.id, this);
     this.slot.load++;
     try {
       for (const name of ['client', 'upstream'] as const) {
-        if (this.state === 'closed') break; // closed (or the worker died) while binding
+        if (this.closedNow()) break; // closed (or the worker died) while binding
         await this.bindLeg(name, this.request[name]);
       }
     } catch (err) {
       this.abandon();
       throw err;
     }
-    if (this.state === 'closed') return this.abandon();
+    if (this.closedNow()) return this.abandon();
     const { site, dir, acceptTimeoutMs, dataIdleMs } = this.request;
     const client = this.spec(this.request.client, this.clientPort);
     const upstream = this.spec(this.request.upstream, this.upstreamPort);
@@ -67,6 +70,10 @@ export class RemotePinhole implements PinholeHandle, SlotPinhole {
     if (this.state === 'closed') return;
     const opening = this.state === 'new';
     this.state = 'closed';
+    if (!this.started) {
+      this.finished = true; // never placed in the worker
+      return;
+    }
     // While binding, open() notices and abandons once the bind in flight is answered.
     if (!opening) this.slot.post({ t: 'close', id: this.id, reason });
   }
@@ -99,6 +106,11 @@ export class RemotePinhole implements PinholeHandle, SlotPinhole {
     for (const [port, pool] of this.held) pool.release(port); // the worker's listeners died with it
     this.held.clear();
     this.finish();
+  }
+
+  /** Read afresh after each await (close() and lost() change it meanwhile). */
+  private closedNow(): boolean {
+    return this.state === 'closed';
   }
 
   private async bindLeg(name: LegName, leg: LegRequest): Promise<void> {

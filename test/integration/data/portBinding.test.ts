@@ -96,6 +96,17 @@ describe.each(planes)('port binding, data plane %s', (_name, makePlane) => {
     expect([...outcomes].filter((o) => o !== 'opened' && o !== 'ERR_ALG_PORT_EXHAUSTED')).toEqual([]);
   });
 
+  it('a pinhole closed before it was opened is closed at once, and keeps no port', async () => {
+    const range = { min: one.min + 6, max: one.min + 6 + plane.shards - 1 };
+    const pool = new ShardedPool(range, plane.shards);
+    const pinhole = plane.pinhole(passiveRequest(pool, upstream));
+    pinhole.close('session-end');
+    await within(SETTLE_MS, 'closed() of a pinhole never opened', pinhole.closed());
+    expect(await openOutcome(pinhole)).toBe('opened'); // a late open() is harmless
+    expect(pinhole.state).toBe('closed');
+    await vi.waitFor(() => expect(pool.free).toBe(rangeSize(range)), { timeout: SETTLE_MS });
+  });
+
   it('a pinhole whose second leg cannot bind gives the first leg\'s port back', async () => {
     const clientPool = new ShardedPool({ min: other.min, max: other.min + plane.shards - 1 }, plane.shards);
     const upstreamRange = { min: other.min + 3, max: other.min + 3 + plane.shards - 1 };

@@ -6,7 +6,9 @@
  * opens on the new worker and relays, and /metrics still hears from it.
  * Before the fix the second death was lost: the exit handler held its first
  * slot, so pinholes stayed open forever, ports leaked, and the next open()
- * waited for an answer from a dead worker.
+ * waited for an answer from a dead worker. A worker that stops answering
+ * is treated as dead: a bind it leaves unanswered restarts it, a scrape it
+ * leaves unanswered leaves it out.
  */
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -17,8 +19,9 @@ import { loadWorkerPlane, passiveRequest, quietLog, sendThrough } from '../../su
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { type Listener, listen, within } from '../../support/traps.js';
 
-/** Every Worker the plane starts, in order (the last one is the live one). */
+/** Every Worker the plane starts, in order (the last one is the live one); a hung one swallows what it is sent. */
 const started = vi.hoisted(() => [] as Worker[]);
+const hung = vi.hoisted(() => new Set<Worker>());
 
 vi.mock('node:worker_threads', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:worker_threads')>();
@@ -26,6 +29,10 @@ vi.mock('node:worker_threads', async (importOriginal) => {
     constructor(...args: ConstructorParameters<typeof real.Worker>) {
       super(...args);
       started.push(this);
+    }
+
+    override postMessage(...args: Parameters<InstanceType<typeof real.Worker>['postMessage']>): void {
+      if (!hung.has(this)) super.postMessage(...args);
     }
   }
   return { ...real, Worker: RecordedWorker, default: { ...real, Worker: RecordedWorker } };
@@ -100,6 +107,18 @@ describe('a data worker that dies is replaced every time', () => {
     await expectAllPortsFree();
     await openRelaying('after a death during open');
   });
+
+  it('a hung worker: a scrape leaves it out after 1 s, an unanswered bind restarts it after 10 s', async () => {
+    const stuck = started.at(-1) as Worker;
+    hung.add(stuck);
+    expect(await within(SETTLE_MS, 'metricsJson() from a hung worker', plane.metricsJson())).toEqual([[]]);
+    const pinhole = plane.pinhole(passiveRequest(pool, upstream));
+    const outcome = await within(15_000, 'open() on a hung worker', pinhole.open().then(() => 'opened', (err: Error) => err.message));
+    expect(outcome).toMatch(/data worker exited/);
+    await expectAllPortsFree();
+    await vi.waitFor(() => expect(started.at(-1)).not.toBe(stuck), { timeout: SETTLE_MS });
+    await openRelaying('after a hung worker was replaced');
+  }, 30_000);
 
   it('metrics still come from the live worker after its predecessors died', async () => {
     const parts = await within(SETTLE_MS, 'metricsJson()', plane.metricsJson());

@@ -32,7 +32,8 @@ export class BindError extends AlgError {
 }
 
 export class PortInUseError extends AlgError {
-  constructor(attempts: number) {
-    super('ERR_ALG_PORT_IN_USE', `${attempts} ports held by other programs`);
+  /** How many distinct ports were tried, each found held by another program. */
+  constructor(readonly attempts: number) {
+    super('ERR_ALG_PORT_IN_USE', attempts === 1 ? '1 port tried, held by another program' : `${attempts} ports tried, all held by other programs`);
   }
 }

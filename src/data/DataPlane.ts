@@ -6,6 +6,7 @@
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { Pinhole, type PinholeLeg, type PinholeState } from './Pinhole.js';
+import { listenOnPool, poolLabel } from './portBinding.js';
 import type { ShardedPool } from './ShardedPool.js';
 
 export interface PinholeHandle {
@@ -48,7 +49,8 @@ export class InProcessDataPlane implements DataPlane {
   readonly shards = 1;
 
   pinhole(request: PinholeRequest): PinholeHandle {
-    return new Pinhole({ ...request, client: onShard(request.client, 0), upstream: onShard(request.upstream, 0) });
+    const label = poolLabel(request.site, request.dir);
+    return new Pinhole({ ...request, client: inProcess(request.client, label), upstream: inProcess(request.upstream, label) });
   }
 
   async metricsJson(): Promise<unknown[]> {
@@ -58,6 +60,9 @@ export class InProcessDataPlane implements DataPlane {
   async close(): Promise<void> {}
 }
 
-export function onShard(leg: LegRequest, shard: number): PinholeLeg {
-  return leg.kind === 'listen' ? { ...leg, pool: leg.pool.shard(shard) } : leg;
+/** A listening leg binds on the pool's only shard, here on the control loop. */
+function inProcess(leg: LegRequest, label: string): PinholeLeg {
+  if (leg.kind !== 'listen') return leg;
+  const { pool, host, expectedPeer } = leg;
+  return { kind: 'listen', expectedPeer, bind: () => listenOnPool(pool.shard(0), host, label) };
 }

@@ -1,20 +1,24 @@
 /**
- * A one-shot data forwarder. Each leg either listens (on a port of a pool,
- * accepting exactly one connection, only from the expected peer) or
- * connects. Listening legs open first; once every listening leg has its
+ * A one-shot data forwarder. Each leg either listens (on a port its plane
+ * binds through the one allocate/bind path, portBinding.ts; accepting
+ * exactly one connection, only from the expected peer) or connects. Listening legs open first; once every listening leg has its
  * peer, the connecting legs connect; then bytes are relayed until both
  * directions end. One deadline covers everything before the relay starts.
  */
-import net, { type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { normalise } from '../common/address.js';
-import { BindError, PortExhaustedError, PortInUseError } from '../common/errors.js';
-import type { PortPool } from './PortPool.js';
+import type { BoundListener } from './portBinding.js';
 import { abort, adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
 
 export type PinholeLeg =
-  | { readonly kind: 'listen'; readonly host: string; readonly pool: PortPool; readonly expectedPeer: string }
+  | {
+      readonly kind: 'listen';
+      readonly expectedPeer: string;
+      /** Binds the leg's listener (in process: on a port of the site's pool; in a worker: the port bound for it). */
+      readonly bind: () => Promise<BoundListener>;
+    }
   | {
       readonly kind: 'connect';
       readonly host: string;
@@ -44,10 +48,10 @@ interface Leg {
   readonly spec: PinholeLeg;
   server?: Server;
   port?: number;
+  /** Gives the port back, once the listener has closed. */
+  release?: () => void;
   socket?: Socket;
 }
-
-const MAX_BIND_ATTEMPTS = 8;
 
 export type PinholeState = 'new' | 'waiting' | 'relaying' | 'closed';
 
@@ -85,7 +89,7 @@ export class Pinhole {
     return { up: this.counters?.aToB ?? 0, down: this.counters?.bToA ?? 0 };
   }
 
-  /** Bind the listening legs; throws PortExhaustedError or BindError. */
+  /** Bind the listening legs; throws PortExhaustedError, PortInUseError or BindError. */
   async open(): Promise<void> {
     try {
       for (const leg of [this.legs.client, this.legs.upstream]) {
@@ -135,31 +139,19 @@ export class Pinhole {
   }
 
   private async listen(leg: Leg, spec: Extract<PinholeLeg, { kind: 'listen' }>): Promise<void> {
-    for (let attempt = 0; attempt < MAX_BIND_ATTEMPTS; attempt++) {
-      const port = spec.pool.allocate();
-      if (port === undefined) throw new PortExhaustedError(`${this.options.dir} ports of ${this.options.site}`);
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
-      try {
-        await bind(server, spec.host, port);
-      } catch (err) {
-        spec.pool.release(port);
-        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
-        throw new BindError((err as Error).message);
-      }
-      if (this.state === 'closed') {
-        server.close(() => spec.pool.release(port));
-        return;
-      }
-      leg.server = server;
-      leg.port = port;
-      server.on('connection', (socket) => this.onConnection(leg, spec, socket));
-      server.on('error', (err) => {
-        this.log.error({ err }, 'pinhole listener failed');
-        this.close('listener-error');
-      });
+    const { server, port, release } = await spec.bind();
+    if (this.state === 'closed') {
+      server.close(release);
       return;
     }
-    throw new PortInUseError(MAX_BIND_ATTEMPTS);
+    leg.server = server;
+    leg.port = port;
+    leg.release = release;
+    server.on('connection', (socket) => this.onConnection(leg, spec, socket));
+    server.on('error', (err) => {
+      this.log.error({ err }, 'pinhole listener failed');
+      this.close('listener-error');
+    });
   }
 
   private onConnection(leg: Leg, spec: Extract<PinholeLeg, { kind: 'listen' }>, socket: Socket): void {
@@ -184,10 +176,10 @@ export class Pinhole {
 
   /** Stop listening; the port goes back to the pool once the listener is closed. */
   private closeListener(leg: Leg): void {
-    const { server, port, spec } = leg;
-    if (server === undefined || port === undefined || spec.kind !== 'listen') return;
+    const { server, release } = leg;
+    if (server === undefined || release === undefined) return;
     leg.server = undefined;
-    server.close(() => spec.pool.release(port));
+    server.close(release);
   }
 
   private maybeConnect(): void {
@@ -249,15 +241,4 @@ export class Pinhole {
       'transfer done',
     );
   }
-}
-
-function bind(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.once('error', onError);
-    server.listen({ host, port, exclusive: true }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }

@@ -31,10 +31,6 @@ export class ShardedPool {
     return this.shards[index % this.shards.length] as PortPool;
   }
 
-  get shardCount(): number {
-    return this.shards.length;
-  }
-
   get free(): number {
     return this.shards.reduce((n, s) => n + s.free, 0);
   }

@@ -11,13 +11,24 @@
  * previous chunk ended) and a slab is never written into again once given
  * out, so a chunk still held by a pending write is never overwritten. This
  * moves several times more bytes per event-loop turn than the stream's own
- * 64 KiB reads. Node 20 honours `onread` only on sockets it creates, not on
- * accepted ones, so `adoptForRelay` moves an accepted handle, before its
- * first read, into a new socket that has it. Any other duplex socket (a TLS
- * socket, one from a test) is relayed with `'data'` events.
+ * 64 KiB reads. Any other duplex socket (a TLS socket, one from a test) is
+ * relayed with `'data'` events.
+ *
+ * Accepted sockets. Node honours `onread` only in the Socket constructor: a
+ * listener builds its accepted sockets itself and passes no `onread` (Node
+ * 20, 22 and 24 alike: `onconnection` in lib/net.js of 24.22.3 passes only
+ * the handle, allowHalfOpen, pauseOnCreate, readable, writable and
+ * highWaterMark). The public `new net.Socket({ fd, onread })` needs the
+ * accepted socket's fd, which is not public either. So `adoptForRelay` moves
+ * the accepted socket's handle (`_handle`), before its first read, into a
+ * new socket that has `onread`. It is feature-detected: on a Node where the
+ * handle is not found where expected, the socket is relayed as it is (with
+ * `'data'` events: correct, slower), and test/integration/data/relay.test.ts,
+ * which checks that reads land in the slabs, fails on that Node version.
  */
 import net, { type NetConnectOpts, type Socket, type SocketConstructorOpts } from 'node:net';
 
+/** Bytes delivered: written to the destination socket (handed to its kernel), not merely read from the source. */
 export interface RelayCounters {
   /** Bytes from `a` to `b`. */
   aToB: number;
@@ -136,9 +147,9 @@ export function connectForRelay(options: NetConnectOpts): Socket {
  * moved is returned as it is.
  */
 export function adoptForRelay(accepted: Socket): Socket {
-  const inner = accepted as unknown as { _handle: object | null };
+  const inner = accepted as unknown as { _handle?: unknown };
   const handle = inner._handle;
-  if (handle === null || accepted.readableLength > 0 || accepted.readableEnded || accepted.destroyed) return accepted;
+  if (!isStreamHandle(handle) || accepted.readableLength > 0 || accepted.readableEnded || accepted.destroyed) return accepted;
   const reader = new SlabReader();
   inner._handle = null;
   const options = { handle, allowHalfOpen: true, onread: reader.onread } as SocketConstructorOpts;
@@ -150,6 +161,11 @@ export function adoptForRelay(accepted: Socket): Socket {
     accepted.destroy();
   });
   return socket;
+}
+
+/** A libuv stream handle as Node 20-24 keep it in `_handle` (what a Socket's `handle` option takes). */
+function isStreamHandle(handle: unknown): handle is object {
+  return typeof handle === 'object' && handle !== null && typeof (handle as { readStart?: unknown }).readStart === 'function';
 }
 
 /**
@@ -202,8 +218,10 @@ function pump(src: Socket, dst: Socket, count: (n: number) => void): void {
   if (reader === undefined) return pumpData(src, dst, count);
   const resume = () => src.resume();
   const sink: Sink = (chunk, written) => {
-    count(chunk.length);
-    dst.write(chunk, written);
+    dst.write(chunk, (err) => {
+      if (err == null) count(chunk.length);
+      written();
+    });
     if (dst.writableLength <= MAX_PENDING_WRITE_BYTES || dst.destroyed) return true;
     dst.once('drain', resume);
     return false;
@@ -214,10 +232,13 @@ function pump(src: Socket, dst: Socket, count: (n: number) => void): void {
 function pumpData(src: Socket, dst: Socket, count: (n: number) => void): void {
   const resume = () => src.resume();
   src.on('data', (chunk: Buffer) => {
-    count(chunk.length);
-    if (!dst.write(chunk)) {
+    const delivered = (err?: Error | null) => {
+      if (err == null) count(chunk.length);
+    };
+    if (!dst.write(chunk, delivered)) {
       src.pause();
       dst.once('drain', resume);
     }
   });
+  src.resume(); // a socket accepted with pauseOnConnect stays paused until told
 }

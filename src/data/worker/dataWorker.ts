@@ -1,14 +1,16 @@
 /**
- * A data-plane worker thread: opens the pinholes the control loop asks
- * for, on the ports it was given, and reports their life back.
+ * A data-plane worker thread: listens on the ports the control loop binds
+ * through it, opens the pinholes it is asked for, and reports their life
+ * back, down to each port's release once its listener has closed.
  */
+import type { Server } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../observe/logger.js';
 import { Metrics } from '../../observe/metrics.js';
-import { AlgError } from '../../common/errors.js';
+import { AlgError, BindError } from '../../common/errors.js';
 import { Pinhole, type PinholeLeg } from '../Pinhole.js';
-import { PortPool } from '../PortPool.js';
-import type { FromWorker, LegSpec, PinholeSpec, ToWorker } from './workerProtocol.js';
+import { listenExclusive } from '../portBinding.js';
+import type { FromWorker, LegName, LegSpec, PinholeSpec, ToWorker, WorkerRequest } from './workerProtocol.js';
 
 const port = parentPort;
 if (port === null) throw new Error('dataWorker runs only as a worker thread');
@@ -16,16 +18,22 @@ const { index, logLevel } = workerData as { index: number; logLevel: string };
 const log = createLogger(logLevel).child({ worker: index });
 const metrics = new Metrics();
 const pinholes = new Map<number, Pinhole>();
+/** Listeners bound for pinholes that are not open yet, by pinhole id and leg. */
+const bound = new Map<number, Map<LegName, Server>>();
 
 const send = (m: FromWorker) => port.postMessage(m);
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
+    case 'bind':
+      void bind(m);
+      break;
     case 'open':
       void open(m.id, m.spec);
       break;
     case 'close':
       pinholes.get(m.id)?.close(m.reason);
+      closeBound(m.id);
       break;
     case 'label': {
       const p = pinholes.get(m.id);
@@ -33,17 +41,29 @@ port.on('message', (m: ToWorker) => {
       break;
     }
     case 'metrics':
-      void metrics.registry.getMetricsAsJSON().then((data) => send({ t: 'metrics', req: m.req, data }));
+      void metrics.registry.getMetricsAsJSON().then((data) => send({ t: 'answer', req: m.req, data }));
       break;
   }
 });
+
+async function bind(m: Extract<WorkerRequest, { t: 'bind' }>): Promise<void> {
+  try {
+    const server = await listenExclusive(m.host, m.port);
+    const legs = bound.get(m.id) ?? new Map<LegName, Server>();
+    bound.set(m.id, legs.set(m.leg, server));
+    send({ t: 'answer', req: m.req });
+  } catch (err) {
+    const e = err instanceof AlgError ? err : new BindError(String(err));
+    send({ t: 'answer', req: m.req, error: { code: e.code, message: e.message } });
+  }
+}
 
 async function open(id: number, spec: PinholeSpec): Promise<void> {
   const pinhole = new Pinhole({
     site: spec.site,
     dir: spec.dir,
-    client: leg(spec.client),
-    upstream: leg(spec.upstream),
+    client: leg(id, 'client', spec.client),
+    upstream: leg(id, 'upstream', spec.upstream),
     acceptTimeoutMs: spec.acceptTimeoutMs,
     dataIdleMs: spec.dataIdleMs,
     log: log.child(spec.bindings),
@@ -54,19 +74,33 @@ async function open(id: number, spec: PinholeSpec): Promise<void> {
   try {
     await pinhole.open();
   } catch (err) {
-    pinholes.delete(id);
-    const e = err as AlgError;
-    send({ t: 'failed', id, code: e.code ?? 'ERR_ALG_BIND', message: e.message });
-    return;
+    log.error({ err, id }, 'pinhole failed to open on its bound ports'); // open() has closed it
   }
-  send({ t: 'opened', id });
   await pinhole.closed();
   pinholes.delete(id);
+  closeBound(id);
   const { up, down } = pinhole.bytes;
   send({ t: 'closed', id, up, down });
 }
 
-/** A listening leg gets a pool of exactly the port the control loop allocated. */
-function leg(spec: LegSpec): PinholeLeg {
-  return spec.kind === 'listen' ? { kind: 'listen', host: spec.host, pool: new PortPool([spec.port]), expectedPeer: spec.expectedPeer } : spec;
+/** A listening leg takes the listener bound for it; its port is released to the control loop once it closes. */
+function leg(id: number, name: LegName, spec: LegSpec): PinholeLeg {
+  if (spec.kind === 'connect') return spec;
+  const bind = async () => {
+    const server = bound.get(id)?.get(name);
+    bound.get(id)?.delete(name);
+    if (server === undefined) throw new BindError(`no listener bound for the ${name} leg`);
+    return { server, port: spec.port, release: () => send({ t: 'released', id, port: spec.port }) };
+  };
+  return { kind: 'listen', expectedPeer: spec.expectedPeer, bind };
+}
+
+/** Close listeners bound for a pinhole that will not use them. */
+function closeBound(id: number): void {
+  const legs = bound.get(id);
+  bound.delete(id);
+  for (const server of legs?.values() ?? []) {
+    const { port: p } = server.address() as { port: number };
+    server.close(() => send({ t: 'released', id, port: p }));
+  }
 }

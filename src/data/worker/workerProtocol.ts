@@ -1,8 +1,18 @@
-/** Messages between the control loop and the data-plane workers. */
+/**
+ * Messages between the control loop and the data-plane workers.
+ *
+ * Opening a pinhole: one `bind` per listening leg (the control loop picks the
+ * port from the worker's shard, through the one allocate/bind path, and the
+ * worker listens on exactly that port), then `open` with the legs. Each
+ * listener's port is given back with `released` once it has closed.
+ */
 import type { Direction } from '../../observe/metrics.js';
 
+export type LegName = 'client' | 'upstream';
+
 export type LegSpec =
-  | { readonly kind: 'listen'; readonly host: string; readonly port: number; readonly expectedPeer: string }
+  /** Listens on the port bound for this leg by an earlier `bind`. */
+  | { readonly kind: 'listen'; readonly port: number; readonly expectedPeer: string }
   | { readonly kind: 'connect'; readonly host: string; readonly port: number; readonly localAddress?: string; readonly localPort?: number };
 
 export interface PinholeSpec {
@@ -16,15 +26,28 @@ export interface PinholeSpec {
   readonly bindings: Record<string, unknown>;
 }
 
-export type ToWorker =
-  | { readonly t: 'open'; readonly id: number; readonly spec: PinholeSpec }
-  | { readonly t: 'close'; readonly id: number; readonly reason: string }
-  | { readonly t: 'label'; readonly id: number; readonly command: string }
+/** Messages that expect an `answer` carrying the same `req`. */
+export type WorkerRequest =
+  | { readonly t: 'bind'; readonly req: number; readonly id: number; readonly leg: LegName; readonly host: string; readonly port: number }
   | { readonly t: 'metrics'; readonly req: number };
 
+export type ToWorker =
+  | WorkerRequest
+  | { readonly t: 'open'; readonly id: number; readonly spec: PinholeSpec }
+  | { readonly t: 'close'; readonly id: number; readonly reason: string }
+  | { readonly t: 'label'; readonly id: number; readonly command: string };
+
+export interface WorkerAnswer {
+  readonly t: 'answer';
+  readonly req: number;
+  /** Set when the request failed: the AlgError's code and message. */
+  readonly error?: { readonly code: string; readonly message: string };
+  /** The worker's metrics (prom-client JSON), for a `metrics` request. */
+  readonly data?: unknown[];
+}
+
 export type FromWorker =
-  | { readonly t: 'opened'; readonly id: number }
-  | { readonly t: 'failed'; readonly id: number; readonly code: string; readonly message: string }
+  | WorkerAnswer
   | { readonly t: 'relaying'; readonly id: number }
   | { readonly t: 'closed'; readonly id: number; readonly up: number; readonly down: number }
-  | { readonly t: 'metrics'; readonly req: number; readonly data: unknown[] };
+  | { readonly t: 'released'; readonly id: number; readonly port: number };

@@ -106,3 +106,7 @@ export function assertCount(value: unknown): void {
     throw new Error(`must be an integer from 0 to 64, got ${JSON.stringify(value)}`);
   }
 }
+
+export function assertBooleanOrNull(value: unknown): void {
+  if (value !== null && typeof value !== 'boolean') throw new Error(`must be true, false or null, got ${JSON.stringify(value)}`);
+}

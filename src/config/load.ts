@@ -5,9 +5,10 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import ipaddr from 'ipaddr.js';
-import { rootSchema, siteSchema } from './schema.js';
+import { rootSchema, siteSchema, tlsSchema } from './schema.js';
 import { type Position, readSource, SyntaxProblem } from './source.js';
-import type { GatewayConfig, PortRange, SiteConfig } from './types.js';
+import { readTlsMaterial, TlsFileError } from './tlsFiles.js';
+import type { GatewayConfig, PortRange, SiteConfig, SiteTlsConfig } from './types.js';
 
 /**
  * One refusal: the key path it is about ('' for the whole document) and the
@@ -91,10 +92,11 @@ function loadSite(item: unknown, index: number): SiteConfig {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
     throw new ConfigError(where, 'must be an object');
   }
-  checkSections(item as Record<string, unknown>, siteSchema, `${where}.`);
+  const { tls: tlsItem, ...rest } = item as Record<string, unknown>;
+  checkSections(rest, siteSchema, `${where}.`);
   const site = convict(siteSchema, { args: [], env: {} });
   try {
-    site.load(item);
+    site.load(rest);
     site.validate({ allowed: 'strict' });
   } catch (err) {
     throw convictError((err as Error).message, `${where}.`);
@@ -125,7 +127,36 @@ function loadSite(item: unknown, index: number): SiteConfig {
       users: Object.fromEntries(props.routing.users.map((r) => [r.user, normalise(r.upstream)])),
       hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
     },
+    ...(tlsItem !== undefined && { tls: loadTls(tlsItem, `${where}.tls`) }),
   } as SiteConfig;
+}
+
+/** The optional `tls` section: its own schema, then the files (readable, key matching the certificate). */
+function loadTls(item: unknown, where: string): SiteTlsConfig {
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new ConfigError(where, 'must be an object');
+  checkSections(item as Record<string, unknown>, tlsSchema, `${where}.`);
+  const section = convict(tlsSchema, { args: [], env: {} });
+  try {
+    section.load(item);
+    section.validate({ allowed: 'strict' });
+  } catch (err) {
+    throw convictError((err as Error).message, `${where}.`);
+  }
+  const props = section.getProperties();
+  const tls = { ...props, requireProtP: props.requireProtP ?? props.client === 'required' } as SiteTlsConfig;
+  if (tls.upstream === 'plain' && tls.upstreamCaFile !== '') {
+    throw new ConfigError(`${where}.upstreamCaFile`, 'set, but upstream is "plain" (no TLS toward the upstream)');
+  }
+  if (tls.upstreamInsecure && tls.upstreamCaFile !== '') {
+    throw new ConfigError(`${where}.upstreamInsecure`, 'true disables the verification upstreamCaFile is for; set one of them');
+  }
+  try {
+    readTlsMaterial(tls);
+  } catch (err) {
+    if (err instanceof TlsFileError) throw new ConfigError(`${where}.${err.key}`, err.message);
+    throw err;
+  }
+  return tls;
 }
 
 /**

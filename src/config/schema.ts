@@ -15,6 +15,7 @@ import {
   assertCount,
   assertPositiveInt,
   assertRangePort,
+  assertBooleanOrNull,
 } from './formats.js';
 
 const positive = (doc: string, value: number) => ({ doc, format: assertPositiveInt, default: value });
@@ -108,6 +109,36 @@ export const siteSchema = {
     maxPinholesPerClient: positive('Pinholes open at once for one client address, all its sessions together (one client never drains the pool).', 16),
     maxLineBytes: positive('Longest control line accepted, CRLF included.', 2_048),
   },
+};
+
+/**
+ * `sites[].tls`: optional. Without it the site refuses or denies AUTH (the
+ * `ftps` key); with it the gateway terminates TLS on both channels.
+ */
+export const tlsSchema = {
+  certFile: { doc: 'PEM certificate chain the gateway shows its clients, on control and data connections.', format: String, default: '' },
+  keyFile: { doc: 'PEM private key of certFile (unencrypted).', format: String, default: '' },
+  client: {
+    doc: 'Clients: "optional" (AUTH TLS accepted, cleartext allowed) or "required" (login and transfers only after AUTH TLS).',
+    format: ['optional', 'required'],
+    default: 'optional',
+  },
+  implicit: { doc: 'The site listener speaks TLS from the first byte (implicit FTPS, port 990 style).', format: Boolean, default: false },
+  upstream: {
+    doc: 'TLS toward the upstream: "plain" (none), "explicit" (AUTH TLS, PBSZ 0, PROT P) or "implicit" (TLS from the first byte).',
+    format: ['plain', 'explicit', 'implicit'],
+    default: 'plain',
+  },
+  upstreamCaFile: { doc: 'PEM CA bundle the upstream certificate is verified against; "" uses the system CAs.', format: String, default: '' },
+  upstreamInsecure: { doc: 'Accept any upstream certificate, unverified (tests and labs only).', format: Boolean, default: false },
+  clientCaFile: { doc: 'PEM CA bundle; when set, clients must present a certificate it signed (control and data connections).', format: String, default: '' },
+  minVersion: { doc: 'Lowest TLS version accepted from clients and toward the upstream.', format: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' },
+  requireProtP: {
+    doc: 'Transfers need PROT P (a protected data channel); null: true when client is "required", else false.',
+    format: assertBooleanOrNull,
+    default: null as boolean | null,
+  },
+  allowCcc: { doc: 'Accept CCC (the control channel back to cleartext after login); refused with 534 otherwise.', format: Boolean, default: false },
 };
 
 export const rootSchema = {

@@ -51,6 +51,28 @@ export interface SiteLimits {
   readonly maxLineBytes: number;
 }
 
+export type TlsClientPolicy = 'optional' | 'required';
+export type TlsUpstreamMode = 'plain' | 'explicit' | 'implicit';
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** `sites[].tls`, validated: its files were readable and the key matched the certificate. */
+export interface SiteTlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly client: TlsClientPolicy;
+  readonly implicit: boolean;
+  readonly upstream: TlsUpstreamMode;
+  /** '' for the system CAs. */
+  readonly upstreamCaFile: string;
+  readonly upstreamInsecure: boolean;
+  /** '' for no client certificates. */
+  readonly clientCaFile: string;
+  readonly minVersion: TlsVersion;
+  /** Resolved: the null default became `client === 'required'`. */
+  readonly requireProtP: boolean;
+  readonly allowCcc: boolean;
+}
+
 export interface SiteConfig {
   readonly name: string;
   readonly listen: Endpoint;
@@ -68,6 +90,8 @@ export interface SiteConfig {
     readonly sourcePort20: boolean;
   };
   readonly ftps: FtpsPolicy;
+  /** TLS termination; absent: AUTH is answered per `ftps`. */
+  readonly tls?: SiteTlsConfig;
   readonly clients: { readonly allow: readonly string[]; readonly deny: readonly string[] };
   readonly routing: RoutingConfig;
   readonly timeouts: SiteTimeouts;

@@ -8,6 +8,7 @@ import type { Direction, Metrics } from '../observe/metrics.js';
 import { Pinhole, type PinholeLeg, type PinholeState } from './Pinhole.js';
 import { listenOnPool, poolLabel } from './portBinding.js';
 import type { ShardedPool } from './ShardedPool.js';
+import type { PinholeTls } from './tlsLeg.js';
 
 export interface PinholeHandle {
   readonly state: PinholeState;
@@ -34,6 +35,13 @@ export interface PinholeRequest {
   readonly dataIdleMs: number;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /**
+   * Legs that carry TLS (FTPS with PROT P): `client`, the gateway is the TLS
+   * server toward the client; `upstream`, the TLS client toward the upstream,
+   * resuming the given session. Such a pinhole always runs on the control
+   * loop, whatever the plane (its sockets and session cache live there).
+   */
+  readonly tls?: PinholeTls;
 }
 
 export interface DataPlane {
@@ -48,9 +56,9 @@ export interface DataPlane {
 export class InProcessDataPlane implements DataPlane {
   readonly shards = 1;
 
-  pinhole(request: PinholeRequest): PinholeHandle {
+  pinhole(request: PinholeRequest, shard = 0): PinholeHandle {
     const label = poolLabel(request.site, request.dir);
-    return new Pinhole({ ...request, client: inProcess(request.client, label), upstream: inProcess(request.upstream, label) });
+    return new Pinhole({ ...request, client: inProcess(request.client, label, shard), upstream: inProcess(request.upstream, label, shard) });
   }
 
   async metricsJson(): Promise<unknown[]> {
@@ -60,9 +68,14 @@ export class InProcessDataPlane implements DataPlane {
   async close(): Promise<void> {}
 }
 
-/** A listening leg binds on the pool's only shard, here on the control loop. */
-function inProcess(leg: LegRequest, label: string): PinholeLeg {
+/** A pinhole with a TLS leg: the worker plane runs it on the control loop. */
+export function needsControlLoop(request: PinholeRequest): boolean {
+  return request.tls?.client !== undefined || request.tls?.upstream !== undefined;
+}
+
+/** A listening leg binds on a shard of the pool (the only one, or one the worker plane picks), here on the control loop. */
+function inProcess(leg: LegRequest, label: string, shard: number): PinholeLeg {
   if (leg.kind !== 'listen') return leg;
   const { pool, host, expectedPeer } = leg;
-  return { kind: 'listen', expectedPeer, bind: () => listenOnPool(pool.shard(0), host, label) };
+  return { kind: 'listen', expectedPeer, bind: () => listenOnPool(pool.shard(shard), host, label) };
 }

@@ -9,8 +9,10 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { normalise } from '../common/address.js';
+import type { Handshake } from '../tls/handshake.js';
 import type { BoundListener } from './portBinding.js';
-import { abort, adoptForRelay, connectForRelay, relay, type RelayCounters } from './relay.js';
+import { abort, adoptForRelay, relay, type RelayCounters } from './relay.js';
+import { connectLeg, secureLeg, type PinholeTls } from './tlsLeg.js';
 
 export type PinholeLeg =
   | {
@@ -39,6 +41,8 @@ export interface PinholeOptions {
   readonly metrics: Metrics;
   /** Told when both legs are connected and bytes start to flow. */
   readonly onRelay?: () => void;
+  /** Legs that carry TLS (FTPS under PROT P); see tlsLeg.ts. */
+  readonly tls?: PinholeTls;
 }
 
 type LegName = 'client' | 'upstream';
@@ -51,6 +55,7 @@ interface Leg {
   /** Gives the port back, once the listener has closed. */
   release?: () => void;
   socket?: Socket;
+  handshake?: Handshake;
 }
 
 export type PinholeState = 'new' | 'waiting' | 'relaying' | 'closed';
@@ -124,6 +129,7 @@ export class Pinhole {
       metrics.pinholesExpired.inc({ site, dir });
     }
     for (const leg of [this.legs.client, this.legs.upstream]) {
+      leg.handshake?.abandon(reason === 'accept-timeout' ? 'timeout' : 'aborted');
       if (leg.socket !== undefined) abort(leg.socket); // a cut transfer must not look complete
       this.closeListener(leg);
     }
@@ -167,7 +173,7 @@ export class Pinhole {
       this.log.warn({ peer, expected: spec.expectedPeer, leg: leg.name }, 'pinhole connection from wrong peer refused');
       return;
     }
-    const relayed = adoptForRelay(socket); // onto the relay's fast read path
+    const relayed = this.secure(leg, socket) ?? adoptForRelay(socket); // TLS, or onto the relay's fast read path
     leg.socket = relayed;
     relayed.on('error', () => this.close(`${leg.name}-error`));
     this.closeListener(leg);
@@ -186,22 +192,43 @@ export class Pinhole {
     if (this.state !== 'waiting') return;
     const legs = [this.legs.client, this.legs.upstream];
     if (legs.some((l) => l.spec.kind === 'listen' && l.socket === undefined)) return;
-    let pending = 0;
     for (const leg of legs) {
       if (leg.spec.kind !== 'connect' || leg.socket !== undefined) continue;
-      pending++;
       const { host, port, localAddress, localPort } = leg.spec;
-      const socket = connectForRelay({ host, port, localAddress, localPort, allowHalfOpen: true });
+      const socket = connectLeg(this.options.tls, leg.name, { host, port, localAddress, localPort, allowHalfOpen: true });
       leg.socket = socket;
       socket.once('connect', () => {
-        if (--pending === 0) this.startRelay();
+        this.secure(leg, socket);
+        this.maybeStartRelay();
       });
       socket.on('error', (err) => {
         if (this.state === 'waiting') this.log.warn({ err, leg: leg.name, host, port }, 'pinhole connect failed');
         this.close(`${leg.name}-error`);
       });
     }
-    if (pending === 0) this.startRelay();
+    this.maybeStartRelay();
+  }
+
+  /** A TLS leg's handshake starts as soon as its TCP connection is there; its TLS socket replaces the raw one. */
+  private secure(leg: Leg, raw: Socket): Socket | undefined {
+    const handshake = secureLeg(this.options.tls, leg.name, raw);
+    if (handshake === undefined) return undefined;
+    leg.handshake = handshake;
+    leg.socket = handshake.socket;
+    handshake.socket.on('error', () => this.close(`${leg.name}-error`));
+    handshake.onSettled((outcome) => {
+      if (outcome.ok) return this.maybeStartRelay();
+      if (this.state === 'waiting') this.log.warn({ leg: leg.name, reason: outcome.reason, err: outcome.error }, 'pinhole TLS handshake failed');
+      this.close(`${leg.name}-tls-${outcome.reason}`);
+    });
+    return handshake.socket;
+  }
+
+  /** Once every leg is connected and every TLS leg has finished its handshake. */
+  private maybeStartRelay(): void {
+    const legs = [this.legs.client, this.legs.upstream];
+    if (legs.some((l) => l.socket === undefined || l.socket.connecting || (l.handshake !== undefined && !l.handshake.secured))) return;
+    this.startRelay();
   }
 
   private startRelay(): void {

@@ -27,6 +27,7 @@
  * which checks that reads land in the slabs, fails on that Node version.
  */
 import net, { type NetConnectOpts, type Socket, type SocketConstructorOpts } from 'node:net';
+import { resetTls } from '../tls/handshake.js';
 
 /** Bytes delivered: written to the destination socket (handed to its kernel), not merely read from the source. */
 export interface RelayCounters {
@@ -202,11 +203,11 @@ export function relay(a: Socket, b: Socket, done: (err?: Error) => void): RelayC
  * means "the file is complete", so a transfer that failed must never end in one.
  */
 export function abort(socket: Socket): void {
-  if (socket.destroyed) return;
+  if (socket.destroyed || resetTls(socket)) return; // a TLS leg: its TCP connection is reset
   try {
     socket.resetAndDestroy();
   } catch {
-    socket.destroy(); // not a TCP handle (a TLS or test stream): a plain close is all there is
+    socket.destroy(); // not a TCP handle (a test stream): a plain close is all there is
   }
 }
 

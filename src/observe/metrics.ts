@@ -6,6 +6,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Direction = 'passive' | 'active';
 export type Flow = 'upload' | 'download';
+/** Which connection a TLS handshake was on: the client's or the upstream's, control or data. */
+export type TlsSide = 'client' | 'upstream' | 'data-client' | 'data-upstream';
 
 export class Metrics {
   readonly registry = new Registry();

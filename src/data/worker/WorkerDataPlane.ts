@@ -7,7 +7,7 @@
  * /metrics at scrape time.
  */
 import type { Logger } from '../../observe/logger.js';
-import type { DataPlane, PinholeHandle, PinholeRequest } from '../DataPlane.js';
+import { InProcessDataPlane, needsControlLoop, type DataPlane, type PinholeHandle, type PinholeRequest } from '../DataPlane.js';
 import { RemotePinhole } from './RemotePinhole.js';
 import { WorkerSlot } from './WorkerSlot.js';
 
@@ -17,16 +17,26 @@ const METRICS_ANSWER_TIMEOUT_MS = 1_000;
 export class WorkerDataPlane implements DataPlane {
   private readonly slots: WorkerSlot[] = [];
   private nextId = 0;
+  /** TLS pinholes: their TLS sockets and session cache live on the control loop. */
+  private readonly local = new InProcessDataPlane();
+  private localShard = 0;
 
   constructor(
     readonly shards: number,
     logLevel: string,
-    log: Logger,
+    private readonly log: Logger,
   ) {
     for (let i = 0; i < shards; i++) this.slots.push(new WorkerSlot(i, logLevel, log));
   }
 
   pinhole(request: PinholeRequest): PinholeHandle {
+    if (needsControlLoop(request)) {
+      // Ports come from one worker's shard in turn; allocation is central (here), so no worker binds them.
+      if (this.localShard === 0) this.log.info('TLS pinholes run on the control loop; the data workers relay the others');
+      const shard = this.localShard++ % this.slots.length;
+      request.log.debug({ plane: 'control-loop', why: 'tls' }, 'TLS pinhole runs on the control loop, not in a data worker');
+      return this.local.pinhole(request, shard);
+    }
     // Least loaded worker; ties go round the workers in turn.
     const start = this.nextId % this.slots.length;
     let slot = this.slots[start] as WorkerSlot;

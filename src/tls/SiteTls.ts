@@ -69,12 +69,12 @@ export class SiteTls implements TlsServer, TlsClient {
   private contexts: Contexts;
 
   constructor(
-    private config: SiteTlsConfig,
+    private settings: SiteTlsConfig,
     private readonly deps: SiteTlsDeps,
   ) {
     // At most 32 bytes, the same in every process of a deployment of this site.
     this.sessionIdContext = createHash('sha256').update(`ftp-alg:${deps.site}`).digest('hex').slice(0, 32);
-    this.contexts = this.build(config);
+    this.contexts = this.build(settings);
     this.cache.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
       this.sessions.save(id, data);
       done();
@@ -84,8 +84,13 @@ export class SiteTls implements TlsServer, TlsClient {
     });
   }
 
+  /** The section in force (the last one that loaded). */
+  get config(): SiteTlsConfig {
+    return this.settings;
+  }
+
   get upstreamMode(): TlsUpstreamMode {
-    return this.config.upstream;
+    return this.settings.upstream;
   }
 
   /** For a log line: whose certificate the gateway shows, until when. */
@@ -119,7 +124,7 @@ export class SiteTls implements TlsServer, TlsClient {
       // The certificate is checked against this address; no SNI is sent for an IP (RFC 6066).
       host: target.host,
       ...(isIP(target.host) === 0 && { servername: target.host }),
-      rejectUnauthorized: !this.config.upstreamInsecure,
+      rejectUnauthorized: !this.settings.upstreamInsecure,
       session: target.session,
     });
     return new Handshake({ socket, raw, event: 'secureConnect', record: (result) => this.count(side, result) });
@@ -130,10 +135,10 @@ export class SiteTls implements TlsServer, TlsClient {
    * the new files, live connections are untouched. A bad file keeps the old
    * context; the reason names the key.
    */
-  reload(config: SiteTlsConfig = this.config): ReloadOutcome {
+  reload(config: SiteTlsConfig = this.settings): ReloadOutcome {
     try {
       this.contexts = this.build(config);
-      this.config = config;
+      this.settings = config;
     } catch (err) {
       const reason = describe(err);
       this.deps.log.error({ site: this.deps.site, reason }, 'TLS reload failed; the previous certificate stays in use');
@@ -172,7 +177,8 @@ export class SiteTls implements TlsServer, TlsClient {
  */
 function clientCertificateProblem(socket: TLSSocket): FailureReason | undefined {
   const ssl = (socket as unknown as { ssl?: { verifyError(): Error | null } | null }).ssl;
-  const error = ssl?.verifyError() ?? new Error('no TLS handle');
+  if (ssl === undefined || ssl === null) return 'closed';
+  const error = ssl.verifyError();
   socket.authorized = error === null;
   if (error === null) return undefined;
   socket.authorizationError = error;

@@ -115,12 +115,17 @@ export function resetTls(socket: Socket): boolean {
 
 /** End a TLS connection with a TCP reset (no close_notify, no FIN): what a failed or cut transfer must look like. */
 export function cut(raw: Socket, socket: TLSSocket): void {
-  if (!raw.destroyed) {
-    try {
-      raw.resetAndDestroy();
-    } catch {
-      raw.destroy();
+  socket.pause();
+  // Not from inside a TLS callback (a 'secure' handler refusing a certificate): closing
+  // the TCP handle under a TLS layer still at work crashes the process. Next turn.
+  setImmediate(() => {
+    if (!raw.destroyed) {
+      try {
+        raw.resetAndDestroy();
+      } catch {
+        raw.destroy();
+      }
     }
-  }
-  socket.destroy();
+    socket.destroy();
+  });
 }

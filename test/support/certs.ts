@@ -27,6 +27,8 @@ export interface CertFiles {
   readonly keyFile2: string;
   readonly clientCertFile: string;
   readonly clientKeyFile: string;
+  /** A CA that signed none of the server certificates: an upstream verified against it fails. */
+  readonly strangerCaFile: string;
   /** A client certificate from a CA the gateway does not trust. */
   readonly strangerCertFile: string;
   readonly strangerKeyFile: string;
@@ -68,7 +70,7 @@ async function authority(dir: string, name: string, cn: string): Promise<string>
 export async function makeCerts(): Promise<CertFiles> {
   const dir = await mkdtemp(join(tmpdir(), 'ftp-alg-certs-'));
   const caFile = await authority(dir, 'ca', 'ftp-alg test CA');
-  await authority(dir, 'stranger-ca', 'someone else');
+  const strangerCaFile = await authority(dir, 'stranger-ca', 'someone else');
   const serverExt = `basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=${SERVER_IPS.map((ip) => `IP:${ip}`).join(',')}\n`;
   const clientExt = 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n';
   const [[certFile, keyFile], [certFile2, keyFile2], [clientCertFile, clientKeyFile], [strangerCertFile, strangerKeyFile]] = await Promise.all([
@@ -87,6 +89,7 @@ export async function makeCerts(): Promise<CertFiles> {
     keyFile2,
     clientCertFile,
     clientKeyFile,
+    strangerCaFile,
     strangerCertFile,
     strangerKeyFile,
     lonelyKeyFile,

@@ -8,12 +8,12 @@
  *   and a client that keeps its control session to resume on data;
  * - helpers that send or receive a whole file on a socket, by sha256.
  */
-import { createHash } from 'node:crypto';
+import { constants, createHash } from 'node:crypto';
 import { once } from 'node:events';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls, { type SecureVersion, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import type { SiteTls } from '../../src/tls/SiteTls.js';
+import type { ServerSide, SiteTls } from '../../src/tls/SiteTls.js';
 import type { CertFiles } from './certs.js';
 
 export const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
@@ -152,13 +152,14 @@ export async function startPlainUpstream(): Promise<TlsUpstream> {
 }
 
 /** A TCP listener whose connections the gateway serves as TLS control connections (`SiteTls.serve(raw, 'client')`). */
-export async function startGatewayControl(siteTls: SiteTls): Promise<{ port: number; close(): Promise<void> }> {
+export async function startGatewayControl(siteTls: SiteTls, side: ServerSide = 'client'): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (raw) => {
     sockets.add(raw);
-    const handshake = siteTls.serve(raw, 'client');
+    const handshake = siteTls.serve(raw, side);
     handshake.socket.on('error', () => undefined);
-    handshake.socket.resume();
+    // An echo: what the client sends comes back, so a test can see the connection still works.
+    handshake.socket.on('data', (chunk: Buffer) => handshake.socket.write(chunk));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -177,6 +178,8 @@ export interface TlsClientOptions {
   /** A client certificate to present: [certFile, keyFile]. */
   readonly identity?: readonly [string, string];
   readonly localAddress?: string;
+  /** Resume by session ID only, never ask for a ticket (curl against Node under TLS 1.2). */
+  readonly noTickets?: boolean;
 }
 
 /** A TLS client connection as an FTPS client makes it (CA-verified, no SNI for an IP). */
@@ -190,13 +193,19 @@ export function tlsClient(certs: CertFiles, port: number, options: TlsClientOpti
     ca: readFileSync(certs.caFile),
     maxVersion: options.maxVersion,
     session: options.session,
+    ...(options.noTickets === true && { secureOptions: constants.SSL_OP_NO_TICKET }),
     ...(certFile !== undefined && keyFile !== undefined && { cert: readFileSync(certFile), key: readFileSync(keyFile) }),
   });
 }
 
 /** A client control connection to the gateway; its session is the last 'session' event's. */
-export async function clientControl(certs: CertFiles, port: number, maxVersion: SecureVersion): Promise<{ socket: TLSSocket; session(): Buffer }> {
-  const socket = tlsClient(certs, port, { maxVersion });
+export async function clientControl(
+  certs: CertFiles,
+  port: number,
+  maxVersion: SecureVersion,
+  options: Omit<TlsClientOptions, 'maxVersion'> = {},
+): Promise<{ socket: TLSSocket; session(): Buffer }> {
+  const socket = tlsClient(certs, port, { ...options, maxVersion });
   let latest: Buffer | undefined;
   socket.on('session', (s: Buffer) => {
     latest = s;

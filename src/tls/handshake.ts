@@ -65,6 +65,7 @@ export class Handshake {
     });
     socket.on('error', (error: Error) => this.fail(failureReason(error), error));
     socket.once('close', () => this.fail('closed'));
+    socket.once('end', () => this.fail('closed')); // half-open sockets: a FIN mid-handshake does not close
   }
 
   /** The handshake finished and the peer was accepted. */

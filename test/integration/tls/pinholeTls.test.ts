@@ -337,3 +337,43 @@ describe('the peer check and the deadline come before and around the handshake',
     await expectPortsBack();
   });
 });
+
+describe('certificate reload while a transfer runs', () => {
+  it('the running transfer completes byte-exact; the next data connection shows the new certificate and still resumes the control session', async () => {
+    setUp();
+    const first = await rig('tls', 'tls', 'TLSv1.3');
+    const data = first.connectClient();
+    const upstreamData = await first.upstream.next();
+    await data.ready;
+    const file = FILES['eight-mib.bin'];
+    const arrived = receiveAll(data.socket);
+    const half = file.length / 2;
+    upstreamData.socket.write(file.subarray(0, half));
+    // The first half is on its way (or arrived) when the files change.
+    await vi.waitFor(() => expect(first.pinhole.bytes.down).toBeGreaterThan(0));
+    expect(siteTls.reload({ ...siteTls.config, certFile: certs.certFile2, keyFile: certs.keyFile2 })).toEqual({ ok: true });
+    sendAll(upstreamData.socket, file.subarray(half));
+    expect(sha256(await arrived)).toBe(sha256(file));
+    await first.pinhole.closed();
+
+    // A fresh client data handshake (no session) sees the rotated certificate; one that resumes still resumes.
+    const second = await rig('tls', 'plain', 'TLSv1.3');
+    const fresh = tlsClient(certs, second.pinhole.clientPort as number, { maxVersion: 'TLSv1.3' });
+    fresh.on('error', () => undefined);
+    cleanup.push(() => fresh.destroy());
+    await once(fresh, 'secureConnect');
+    expect(fresh.getPeerCertificate().subject.CN).toBe('ftp-alg test server (rotated)');
+    fresh.destroy();
+    await second.pinhole.closed();
+    const third = await rig('tls', 'plain', 'TLSv1.3');
+    const resumed = third.connectClient();
+    const thirdUpstream = await third.upstream.next();
+    await resumed.ready;
+    expect(resumed.reused()).toBe(true);
+    const arrivedAgain = receiveAll(resumed.socket);
+    sendAll(thirdUpstream.socket, FILES['one-kib.bin']);
+    expect(sha256(await arrivedAgain)).toBe(sha256(FILES['one-kib.bin']));
+    await third.pinhole.closed();
+    await expectPortsBack();
+  });
+});

@@ -10,6 +10,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
+import type { SiteTlsConfig } from '../../src/config/types.js';
 
 const run = promisify(execFile);
 
@@ -95,5 +97,38 @@ export async function makeCerts(): Promise<CertFiles> {
     lonelyKeyFile,
     read: (file) => readFile(file),
     remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Certificates made once for the calling test file (beforeAll) and removed after it (afterAll). */
+export function useTestCerts(): () => CertFiles {
+  let made: CertFiles | undefined;
+  beforeAll(async () => {
+    made = await makeCerts();
+  });
+  afterAll(async () => {
+    await made?.remove();
+  });
+  return () => {
+    if (made === undefined) throw new Error('certificates are made in beforeAll');
+    return made;
+  };
+}
+
+/** A validated-looking `tls` section on these certificates: every key at its default, `extra` on top. */
+export function tlsSection(certs: CertFiles, extra: Partial<SiteTlsConfig> = {}): SiteTlsConfig {
+  return {
+    certFile: certs.certFile,
+    keyFile: certs.keyFile,
+    client: 'optional',
+    implicit: false,
+    upstream: 'plain',
+    upstreamCaFile: '',
+    upstreamInsecure: false,
+    clientCaFile: '',
+    minVersion: 'TLSv1.2',
+    requireProtP: false,
+    allowCcc: false,
+    ...extra,
   };
 }

@@ -13,8 +13,18 @@ import { once } from 'node:events';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls, { type SecureVersion, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import type { ServerSide, SiteTls } from '../../src/tls/SiteTls.js';
 import type { CertFiles } from './certs.js';
+
+/** Undo steps a test pushes; run in reverse after each test. */
+export function cleanupEachTest(): (() => unknown)[] {
+  const steps: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const undo of steps.splice(0).reverse()) await undo();
+  });
+  return steps;
+}
 
 export const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 

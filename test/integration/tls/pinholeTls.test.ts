@@ -10,7 +10,7 @@
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
 import tls, { type SecureVersion, type TLSSocket } from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { PortRange, SiteTlsConfig } from '../../../src/config/types.js';
 import { InProcessDataPlane, type PinholeHandle, type PinholeRequest } from '../../../src/data/DataPlane.js';
 import { ShardedPool } from '../../../src/data/ShardedPool.js';
@@ -18,9 +18,10 @@ import { createLogger } from '../../../src/observe/logger.js';
 import { Metrics } from '../../../src/observe/metrics.js';
 import { SiteTls } from '../../../src/tls/SiteTls.js';
 import { UpstreamSession } from '../../../src/tls/UpstreamSession.js';
-import { type CertFiles, makeCerts } from '../../support/certs.js';
+import { type CertFiles, tlsSection, useTestCerts } from '../../support/certs.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import {
+  cleanupEachTest,
   clientControl,
   closed,
   receiveAll,
@@ -38,45 +39,19 @@ const SITE = 'main';
 const [passivePorts, activePorts] = portRanges(2, 8) as [PortRange, PortRange];
 const log = createLogger(process.env.TEST_LOG ?? 'silent');
 
+const testCerts = useTestCerts();
+const cleanup = cleanupEachTest();
 let certs: CertFiles;
 let metrics: Metrics;
 let siteTls: SiteTls;
 let pools: { passive: ShardedPool; active: ShardedPool };
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  certs = await makeCerts();
-});
-afterAll(async () => {
-  await certs.remove();
-});
-
-function tlsConfig(extra: Partial<SiteTlsConfig> = {}): SiteTlsConfig {
-  return {
-    certFile: certs.certFile,
-    keyFile: certs.keyFile,
-    client: 'optional',
-    implicit: false,
-    upstream: 'explicit',
-    upstreamCaFile: certs.caFile,
-    upstreamInsecure: false,
-    clientCaFile: '',
-    minVersion: 'TLSv1.2',
-    requireProtP: false,
-    allowCcc: false,
-    ...extra,
-  };
-}
 
 function setUp(extra: Partial<SiteTlsConfig> = {}): void {
+  certs = testCerts();
   metrics = new Metrics();
-  siteTls = new SiteTls(tlsConfig(extra), { site: SITE, metrics, log });
+  siteTls = new SiteTls(tlsSection(certs, { upstream: 'explicit', upstreamCaFile: certs.caFile, ...extra }), { site: SITE, metrics, log });
   pools = { passive: new ShardedPool(passivePorts, 1), active: new ShardedPool(activePorts, 1) };
 }
-
-afterEach(async () => {
-  for (const undo of cleanup.splice(0).reverse()) await undo();
-});
 
 /** Handshakes counted per side and result, e.g. { 'data-client ok': 1 }. */
 async function handshakes(): Promise<Record<string, number>> {

@@ -8,49 +8,25 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { SiteTlsConfig } from '../../../src/config/types.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { Metrics } from '../../../src/observe/metrics.js';
 import type { ServerSide } from '../../../src/tls/SiteTls.js';
 import { SiteTls } from '../../../src/tls/SiteTls.js';
-import { type CertFiles, makeCerts } from '../../support/certs.js';
-import { clientControl, closed, startGatewayControl, startTlsUpstream, tlsClient } from '../../support/tlsPeers.js';
+import { type CertFiles, tlsSection, useTestCerts } from '../../support/certs.js';
+import { cleanupEachTest, clientControl, closed, startGatewayControl, startTlsUpstream, tlsClient } from '../../support/tlsPeers.js';
 
 const log = createLogger('silent');
+const testCerts = useTestCerts();
+const cleanup = cleanupEachTest();
 let certs: CertFiles;
 let metrics: Metrics;
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  certs = await makeCerts();
-});
-afterAll(async () => {
-  await certs.remove();
-});
-afterEach(async () => {
-  for (const undo of cleanup.splice(0).reverse()) await undo();
-});
 
 function siteTls(extra: Partial<SiteTlsConfig> = {}): SiteTls {
+  certs = testCerts();
   metrics = new Metrics();
-  return new SiteTls(
-    {
-      certFile: certs.certFile,
-      keyFile: certs.keyFile,
-      client: 'optional',
-      implicit: false,
-      upstream: 'explicit',
-      upstreamCaFile: certs.caFile,
-      upstreamInsecure: false,
-      clientCaFile: '',
-      minVersion: 'TLSv1.2',
-      requireProtP: false,
-      allowCcc: false,
-      ...extra,
-    },
-    { site: 'main', metrics, log },
-  );
+  return new SiteTls(tlsSection(certs, { upstream: 'explicit', upstreamCaFile: certs.caFile, ...extra }), { site: 'main', metrics, log });
 }
 
 async function listen(tls: SiteTls, side: ServerSide = 'client'): Promise<number> {

@@ -235,6 +235,24 @@ describe('the peer check and the deadline come before and around the handshake',
     await expectPortsBack();
   });
 
+  it('the upstream leg connects when the client TCP connection arrives, before its handshake (ftplib starts TLS only after the 150)', async () => {
+    setUp();
+    const { pinhole, upstream } = await rig('tls', 'plain', 'TLSv1.3');
+    const raw = net.connect({ host: '127.0.0.1', port: pinhole.clientPort as number });
+    cleanup.push(() => raw.destroy());
+    await once(raw, 'connect');
+    // No TLS byte sent yet, and the upstream already has its data connection (where vsftpd would send its 150).
+    const upstreamData = await upstream.next();
+    const client = tls.connect({ socket: raw, host: '127.0.0.1', ca: await certs.read(certs.caFile) });
+    client.on('error', () => undefined);
+    const arrived = receiveAll(client);
+    await once(client, 'secureConnect');
+    sendAll(upstreamData.socket, FILES['one-kib.bin']);
+    expect(sha256(await arrived)).toBe(sha256(FILES['one-kib.bin']));
+    await pinhole.closed();
+    await expectPortsBack();
+  });
+
   it('a client that connects and never starts TLS is cut at the accept deadline; the port is freed and the handshake counted', async () => {
     setUp();
     const { pinhole } = await rig('tls', 'plain', 'TLSv1.3', { acceptTimeoutMs: 300 });
@@ -349,6 +367,50 @@ describe('certificate reload while a transfer runs', () => {
     sendAll(thirdUpstream.socket, FILES['one-kib.bin']);
     expect(sha256(await arrivedAgain)).toBe(sha256(FILES['one-kib.bin']));
     await third.pinhole.closed();
+    await expectPortsBack();
+  });
+});
+
+describe('a cut is passed on as a reset, never as a clean end', () => {
+  /** How a socket ended: 'end' (a FIN or close_notify: "file complete") or an error code such as ECONNRESET. */
+  function ending(socket: Socket): Promise<string> {
+    return new Promise((resolve) => {
+      socket.on('data', () => undefined);
+      socket.once('end', () => resolve('end'));
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+    });
+  }
+
+  it('a plain upstream that resets mid-download: the TLS client sees a reset, not close_notify', async () => {
+    setUp();
+    const { pinhole, upstream, connectClient } = await rig('tls', 'plain', 'TLSv1.3');
+    const data = connectClient();
+    const upstreamData = await upstream.next();
+    await data.ready;
+    const clientEnd = ending(data.socket);
+    upstreamData.socket.write(FILES['one-kib.bin']);
+    await vi.waitFor(() => expect(pinhole.bytes.down).toBe(1024));
+    upstreamData.socket.resetAndDestroy();
+    expect(await clientEnd).toBe('ECONNRESET');
+    await pinhole.closed();
+    await expectPortsBack();
+  });
+
+  it('a TLS client whose TCP connection resets mid-upload: the TLS upstream sees a reset, not close_notify', async () => {
+    setUp();
+    const { pinhole, upstream } = await rig('tls', 'tls', 'TLSv1.3');
+    const raw = net.connect({ host: '127.0.0.1', port: pinhole.clientPort as number });
+    cleanup.push(() => raw.destroy());
+    const client = tls.connect({ socket: raw, host: '127.0.0.1', ca: await certs.read(certs.caFile) });
+    client.on('error', () => undefined);
+    const upstreamData = await upstream.next();
+    const upstreamEnd = ending(upstreamData.socket);
+    await once(client, 'secureConnect');
+    client.write(FILES['one-kib.bin']);
+    await vi.waitFor(() => expect(pinhole.bytes.up).toBe(1024));
+    raw.resetAndDestroy();
+    expect(await upstreamEnd).toBe('ECONNRESET');
+    await pinhole.closed();
     await expectPortsBack();
   });
 });

@@ -198,6 +198,7 @@ export class Pinhole {
       const socket = connectLeg(this.options.tls, leg.name, { host, port, localAddress, localPort, allowHalfOpen: true });
       leg.socket = socket;
       socket.once('connect', () => {
+        if (this.state !== 'waiting') return;
         this.secure(leg, socket);
         this.maybeStartRelay();
       });

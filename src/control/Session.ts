@@ -10,10 +10,12 @@ import type { TLSSocket } from 'node:tls';
 import { normalise } from '../common/address.js';
 import type { SiteConfig } from '../config/types.js';
 import type { DataPlane, LegRequest, PinholeHandle } from '../data/DataPlane.js';
+import type { PinholeTls } from '../data/tlsLeg.js';
 import type { ShardedPool } from '../data/ShardedPool.js';
 import { LineSplitter } from '../ftp/lineSplitter.js';
 import { type Logger, loggableLine } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { TlsClient, TlsServer } from '../tls/SiteTls.js';
 import { ControlProtocol } from './protocol.js';
 import { ReadGate } from './ReadGate.js';
 import { farewellFor } from './replies.js';
@@ -43,8 +45,8 @@ export type RouteResult =
   | { readonly ok: true; readonly host: string; readonly port: number; readonly user?: string }
   | { readonly ok: false; readonly reason: string; readonly reply: Buffer; readonly end?: boolean };
 
-/** TLS of the site, as a session uses it (src/tls builds it from the site's files). */
-export interface SessionTls {
+/** TLS of the site, as a session uses it (src/tls builds it from the site's files); data legs use it as TlsServer/TlsClient. */
+export interface SessionTls extends TlsServer, TlsClient {
   /** The TLS server end over a client socket (accepted, or after AUTH TLS). */
   serveClient(raw: Socket): TLSSocket;
   /** The TLS client end toward the upstream: over `socket` after AUTH TLS, or a new connection (implicit). */
@@ -447,6 +449,7 @@ export class Session {
       dataIdleMs: site.timeouts.dataIdleMs,
       log: this.log,
       metrics,
+      tls: this.pinholeTls(spec),
     });
     this.pinholes.set(spec.id, pinhole);
     void pinhole.closed().then(() => this.pinholeClosed(spec.id, pinhole));
@@ -460,6 +463,14 @@ export class Session {
     }
     if (this.ended) return pinhole.close('session-end'); // the session ended while the pinhole was being opened
     this.run(this.core.pinholeOpened(spec.id, { client: pinhole.clientPort, upstream: pinhole.upstreamPort }));
+  }
+
+  /** PROT P legs: the client's under the site's certificate, the upstream's resuming the upstream control session. */
+  private pinholeTls(spec: PinholeSpec): PinholeTls | undefined {
+    const tls = this.ctx.tls;
+    if (tls === undefined || (!spec.tls.client && !spec.tls.upstream)) return undefined;
+    const upstream = { via: tls, target: { host: this.ctx.upstream, session: this.upstreamTlsSession } };
+    return { ...(spec.tls.client && { client: tls }), ...(spec.tls.upstream && { upstream }) };
   }
 
   private leg(spec: LegSpec): LegRequest {

@@ -144,7 +144,10 @@ export class Gateway {
 
   private async replaceSite(siteConfig: SiteConfig): Promise<void> {
     const old = this.sites.get(siteConfig.name);
-    if (old !== undefined && isDeepStrictEqual(old.config, siteConfig)) return;
+    if (old !== undefined && isDeepStrictEqual(old.config, siteConfig)) {
+      old.tls?.reload(); // the same file names, maybe renewed certificates (ACME)
+      return;
+    }
     const site = this.newSite(siteConfig, old);
     if (old !== undefined && isDeepStrictEqual(old.config.listen, siteConfig.listen) && old.listening) {
       await site.adopt(old);

@@ -16,6 +16,7 @@ import { CONNECTION_REFUSED, refusalReply } from '../control/replies.js';
 import type { RouteResult } from '../control/Session.js';
 import type { ControlSettings, RouteVerb } from '../control/types.js';
 import { chooseRoute } from './routing.js';
+import { SiteTls } from '../tls/SiteTls.js';
 import { UpstreamPool } from './UpstreamPool.js';
 
 /** Process-wide session budget shared by every site. */
@@ -36,6 +37,8 @@ export class Site {
   private readonly log: Logger;
   /** What the control core decides with, taken from the config once. */
   private readonly settings: ControlSettings;
+  /** TLS termination (a `tls` section); kept across reloads, with its ticket keys and session cache. */
+  readonly tls: SiteTls | undefined;
 
   constructor(
     readonly config: SiteConfig,
@@ -55,6 +58,7 @@ export class Site {
     this.log = deps.log.child({ site: config.name });
     this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
     this.settings = controlSettings(config);
+    this.tls = siteTls(config, deps, predecessor?.tls);
   }
 
   /** Listening, and some upstream believed reachable. */
@@ -144,7 +148,7 @@ export class Site {
         upstream,
         upstreams: this.upstreams,
         ...(routed && { route: (verb: RouteVerb, arg: string) => Promise.resolve(this.route(verb, arg)) }),
-        tls: undefined,
+        tls: this.tls,
         pools: this.pools,
         dataPlane: this.deps.dataPlane,
         clientPinholes: this.pinholeBudget(client),
@@ -247,7 +251,14 @@ export function controlSettings(config: SiteConfig): ControlSettings {
     externalAddress: config.externalAddress,
     privateAddress: config.privateAddress,
     ftps: config.ftps,
-    tls: undefined,
+    tls: config.tls && { client: config.tls.client, implicit: config.tls.implicit, upstream: config.tls.upstream, requireProtP: config.tls.requireProtP },
     greetFirst: config.routing.by !== 'none',
   };
+}
+
+/** The site's TLS: the predecessor's, reloaded with the new files, or a new one. */
+function siteTls(config: SiteConfig, deps: { log: Logger; metrics: Metrics }, previous: SiteTls | undefined): SiteTls | undefined {
+  if (config.tls === undefined) return undefined;
+  if (previous !== undefined && previous.reload(config.tls).ok) return previous;
+  return new SiteTls(config.tls, { site: config.name, metrics: deps.metrics, log: deps.log.child({ site: config.name }) });
 }

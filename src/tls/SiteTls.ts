@@ -17,6 +17,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
+import { normalise } from '../common/address.js';
 import { readTlsMaterial, type TlsMaterial } from '../config/tlsFiles.js';
 import type { SiteTlsConfig, TlsUpstreamMode } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
@@ -100,34 +101,53 @@ export class SiteTls implements TlsServer, TlsClient {
   }
 
   serve(raw: Socket, side: ServerSide): Handshake {
-    const { server, requestCert } = this.contexts;
-    const socket = new tls.TLSSocket(raw, {
-      isServer: true,
-      server: this.cache,
-      secureContext: server,
-      requestCert,
-      rejectUnauthorized: requestCert,
-    });
-    return new Handshake({
-      socket,
-      raw,
-      event: 'secure',
-      check: requestCert ? clientCertificateProblem : undefined,
-      record: (result) => this.count(side, result),
-    });
+    const socket = this.serverSocket(raw);
+    const check = this.contexts.requestCert ? clientCertificateProblem : undefined;
+    return new Handshake({ socket, raw, event: 'secure', check, record: (result) => this.count(side, result) });
   }
 
   connect(raw: Socket, side: ClientSide, target: UpstreamTarget): Handshake {
-    const socket = tls.connect({
-      socket: raw,
-      secureContext: this.contexts.client,
-      // The certificate is checked against this address; no SNI is sent for an IP (RFC 6066).
-      host: target.host,
-      ...(isIP(target.host) === 0 && { servername: target.host }),
-      rejectUnauthorized: !this.settings.upstreamInsecure,
-      session: target.session,
-    });
+    const socket = this.clientSocket({ socket: raw, host: target.host }, target.session);
     return new Handshake({ socket, raw, event: 'secureConnect', record: (result) => this.count(side, result) });
+  }
+
+  /**
+   * For control/Session (its SessionTls): the client control connection, after
+   * AUTH TLS or from the first byte. Session watches and counts the handshake;
+   * a client certificate the CA did not sign destroys the socket with an error
+   * at 'secure', before Session's own 'secure' listener runs.
+   */
+  serveClient(raw: Socket): TLSSocket {
+    const socket = this.serverSocket(raw);
+    if (this.contexts.requestCert) {
+      socket.once('secure', () => {
+        if (clientCertificateProblem(socket) !== undefined) socket.destroy(new Error(`client certificate refused: ${String(socket.authorizationError)}`));
+      });
+    }
+    return socket;
+  }
+
+  /** For control/Session: the upstream control connection, over its TCP socket (explicit) or a new one (implicit). */
+  connectUpstream(options: { socket: Socket } | { host: string; port: number }): TLSSocket {
+    return this.clientSocket(options);
+  }
+
+  private serverSocket(raw: Socket): TLSSocket {
+    const { server, requestCert } = this.contexts;
+    return new tls.TLSSocket(raw, { isServer: true, server: this.cache, secureContext: server, requestCert, rejectUnauthorized: requestCert });
+  }
+
+  private clientSocket(where: { socket: Socket; host?: string } | { host: string; port: number }, session?: Buffer): TLSSocket {
+    // The certificate is checked against `host`, by default the address the socket is connected to; no SNI for an IP (RFC 6066).
+    const host = where.host ?? ('socket' in where ? normalise(where.socket.remoteAddress) : undefined);
+    return tls.connect({
+      ...where,
+      host,
+      secureContext: this.contexts.client,
+      ...(host !== undefined && isIP(host) === 0 && { servername: host }),
+      rejectUnauthorized: !this.settings.upstreamInsecure,
+      session,
+    });
   }
 
   /**

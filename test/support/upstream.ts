@@ -24,7 +24,8 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
-export async function startUpstream(options: { host?: string; root?: string } = {}): Promise<TestUpstream> {
+/** `tls`: the upstream speaks explicit FTPS (AUTH TLS, PROT P) with this key and certificate. */
+export async function startUpstream(options: { host?: string; root?: string; tls?: { key: Buffer; cert: Buffer } } = {}): Promise<TestUpstream> {
   const host = options.host ?? '127.0.0.1';
   const root = options.root ?? mkdtempSync(join(tmpdir(), 'ftp-alg-upstream-'));
   const port = await freePort(host);
@@ -35,6 +36,7 @@ export async function startUpstream(options: { host?: string; root?: string } = 
     pasv_min: pasvMin,
     pasv_max: Math.min(65535, pasvMin + 40),
     anonymous: true,
+    ...(options.tls !== undefined && { tls: options.tls }),
     greeting: ['ftp-alg test upstream'],
     log: silentLogger(),
   });

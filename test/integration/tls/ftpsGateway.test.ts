@@ -1,0 +1,85 @@
+/**
+ * FTPS end to end through the gateway (issue 10): basic-ftp with
+ * `secure: true` (AUTH TLS) and `secure: 'implicit'` to ftp-srv, plain and
+ * FTPS upstream, PASV and EPSV, 0 B / 1 KiB / 8 MiB both ways by sha256,
+ * every data connection under PROT P. (basic-ftp has no active mode; TLS
+ * on active pinholes is covered in pinholeTls.test.ts.)
+ */
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { Client, enterPassiveModeIPv4, enterPassiveModeIPv6, type FTPContext } from 'basic-ftp';
+import { describe, expect, it } from 'vitest';
+import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
+import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
+import { portRanges } from '../../support/ports.js';
+import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { type CertFiles, useTestCerts } from '../../support/certs.js';
+import { cleanupEachTest } from '../../support/tlsPeers.js';
+import { FILES, NAMES } from '../../support/transferFiles.js';
+
+const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
+const testCerts = useTestCerts();
+const cleanup = cleanupEachTest();
+
+type Secure = true | 'implicit';
+type Upstream = 'plain' | 'explicit';
+
+async function gatewayFor(certs: CertFiles, upstream: TestUpstream, secure: Secure, upstreamTls: Upstream): Promise<TestGateway> {
+  const gw = await startGateway({
+    upstream: { host: upstream.host, port: upstream.port },
+    passivePorts,
+    activePorts,
+    tls: {
+      certFile: certs.certFile,
+      keyFile: certs.keyFile,
+      implicit: secure === 'implicit',
+      upstream: upstreamTls,
+      ...(upstreamTls !== 'plain' && { upstreamCaFile: certs.caFile }),
+      client: 'required',
+    },
+  });
+  cleanup.push(() => gw.close());
+  return gw;
+}
+
+async function ftpsClient(certs: CertFiles, port: number, secure: Secure, mode: 'PASV' | 'EPSV'): Promise<Client> {
+  const client = new Client(10_000);
+  const enter = mode === 'PASV' ? enterPassiveModeIPv4 : enterPassiveModeIPv6;
+  client.prepareTransfer = (ftp: FTPContext) => enter(ftp);
+  cleanup.push(() => client.close());
+  await client.access({ host: '127.0.0.1', port, user: 'anonymous', password: 'ftps@example.org', secure, secureOptions: { ca: readFileSync(certs.caFile) } });
+  return client;
+}
+
+async function tlsUpstream(certs: CertFiles, tls: Upstream): Promise<TestUpstream> {
+  const upstream = tls === 'plain' ? await startUpstream() : await startUpstream({ tls: { key: readFileSync(certs.keyFile), cert: readFileSync(certs.certFile) } });
+  cleanup.push(() => upstream.close());
+  return upstream;
+}
+
+const CASES = (['implicit', true] as const).flatMap((secure) =>
+  (['plain', 'explicit'] as const).flatMap((upstream) => (['PASV', 'EPSV'] as const).map((mode) => ({ secure, upstream, mode }))),
+);
+
+describe('FTPS through the gateway', () => {
+  it.each(CASES)('secure $secure, upstream $upstream, $mode: 0 B / 1 KiB / 8 MiB both ways', async ({ secure, upstream: upstreamTls, mode }) => {
+    const certs = testCerts();
+    const upstream = await tlsUpstream(certs, upstreamTls);
+    putFiles(upstream, FILES);
+    const gw = await gatewayFor(certs, upstream, secure, upstreamTls);
+    const client = await ftpsClient(certs, gw.port, secure, mode);
+    for (const name of NAMES) {
+      expect(sha256(await downloadToBuffer(client, name))).toBe(sha256(FILES[name]));
+      await client.uploadFrom(Readable.from([FILES[name]]), `up-${name}`);
+      expect(sha256(readFileSync(`${upstream.root}/up-${name}`))).toBe(sha256(FILES[name]));
+    }
+    // Every data connection was TLS toward the client, and toward the upstream when it speaks FTPS.
+    const handshakes = (await gw.gateway.metrics.tlsHandshakes.get()).values;
+    const count = (side: string) => handshakes.filter((v) => v.labels.side === side && v.labels.result === 'ok').reduce((n, v) => n + v.value, 0);
+    expect(count('client')).toBe(1);
+    expect(count('data-client')).toBe(NAMES.length * 2);
+    expect(count('data-upstream')).toBe(upstreamTls === 'plain' ? 0 : NAMES.length * 2);
+    expect(await counterTotal(gw.gateway, 'ftp_alg_pinholes_open')).toBe(0);
+  });
+});
+

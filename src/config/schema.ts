@@ -138,7 +138,7 @@ export const tlsSchema = {
     format: assertBooleanOrNull,
     default: null as boolean | null,
   },
-  allowCcc: { doc: 'Accept CCC (the control channel back to cleartext after login); refused with 534 otherwise.', format: Boolean, default: false },
+  allowCcc: { doc: 'Accept CCC (the control channel back to cleartext after login). Reserved: CCC is refused with 534 either way for now.', format: Boolean, default: false },
 };
 
 export const rootSchema = {

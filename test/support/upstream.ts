@@ -24,14 +24,16 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
-/** `tls`: the upstream speaks explicit FTPS (AUTH TLS, PROT P) with this key and certificate. */
-export async function startUpstream(options: { host?: string; root?: string; tls?: { key: Buffer; cert: Buffer } } = {}): Promise<TestUpstream> {
+/** `tls`: the upstream speaks FTPS with this key and certificate, explicit (AUTH TLS) or, with `implicit`, from the first byte. */
+export async function startUpstream(
+  options: { host?: string; root?: string; tls?: { key: Buffer; cert: Buffer }; implicit?: boolean } = {},
+): Promise<TestUpstream> {
   const host = options.host ?? '127.0.0.1';
   const root = options.root ?? mkdtempSync(join(tmpdir(), 'ftp-alg-upstream-'));
   const port = await freePort(host);
   const pasvMin = await freePort(host);
   const server = new FtpSrv({
-    url: `ftp://${host}:${port}`,
+    url: `${options.implicit === true ? 'ftps' : 'ftp'}://${host}:${port}`,
     pasv_url: host,
     pasv_min: pasvMin,
     pasv_max: Math.min(65535, pasvMin + 40),

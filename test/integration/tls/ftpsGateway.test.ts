@@ -26,7 +26,7 @@ const testCerts = useTestCerts();
 const cleanup = cleanupEachTest();
 
 type Secure = true | 'implicit';
-type Upstream = 'plain' | 'explicit';
+type Upstream = 'plain' | 'explicit' | 'implicit';
 
 async function gatewayFor(certs: CertFiles, upstream: TestUpstream, secure: Secure, upstreamTls: Upstream): Promise<TestGateway> {
   const gw = await startGateway({
@@ -56,13 +56,14 @@ async function ftpsClient(certs: CertFiles, port: number, secure: Secure, mode: 
 }
 
 async function tlsUpstream(certs: CertFiles, tls: Upstream): Promise<TestUpstream> {
-  const upstream = tls === 'plain' ? await startUpstream() : await startUpstream({ tls: { key: readFileSync(certs.keyFile), cert: readFileSync(certs.certFile) } });
+  const pem = { key: readFileSync(certs.keyFile), cert: readFileSync(certs.certFile) };
+  const upstream = tls === 'plain' ? await startUpstream() : await startUpstream({ tls: pem, implicit: tls === 'implicit' });
   cleanup.push(() => upstream.close());
   return upstream;
 }
 
 const CASES = (['implicit', true] as const).flatMap((secure) =>
-  (['plain', 'explicit'] as const).flatMap((upstream) => (['PASV', 'EPSV'] as const).map((mode) => ({ secure, upstream, mode }))),
+  (['plain', 'explicit', 'implicit'] as const).flatMap((upstream) => (['PASV', 'EPSV'] as const).map((mode) => ({ secure, upstream, mode }))),
 );
 
 describe('FTPS through the gateway', () => {

@@ -469,7 +469,7 @@ export class Session {
   private pinholeTls(spec: PinholeSpec): PinholeTls | undefined {
     const tls = this.ctx.tls;
     if (tls === undefined || (!spec.tls.client && !spec.tls.upstream)) return undefined;
-    const upstream = { via: tls, target: { host: this.ctx.upstream, session: this.upstreamTlsSession } };
+    const upstream = { via: tls, target: { host: this.upstreamHost, session: this.upstreamTlsSession } };
     return { ...(spec.tls.client && { client: tls }), ...(spec.tls.upstream && { upstream }) };
   }
 

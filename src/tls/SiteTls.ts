@@ -7,9 +7,10 @@
  * newSession/resumeSession, so that a client resumes its control session on
  * its data connections under TLS 1.2 (by session ID or ticket) and TLS 1.3
  * (by ticket). Toward the upstream it is the TLS client: one client context
- * (the CA file or the system CAs, minVersion), no SNI for IP literals, and
- * the upstream control connection's session, taken from its last 'session'
- * event, resumed by every data connection (vsftpd's require_ssl_reuse).
+ * (the CA file or the system CAs, minVersion), no SNI for IP literals; each
+ * data connection resumes the session the caller gives it: the upstream
+ * control connection's, from its last 'session' event (control/Session keeps
+ * it), as vsftpd's require_ssl_reuse demands.
  *
  * `reload()` reads the files again: new handshakes use the new context,
  * live connections keep theirs; a bad file keeps the old context.

@@ -15,6 +15,7 @@ import type { ShardedPool } from '../data/ShardedPool.js';
 import { LineSplitter } from '../ftp/lineSplitter.js';
 import { type Logger, loggableLine } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { failureReason } from '../tls/handshake.js';
 import type { TlsClient, TlsServer } from '../tls/SiteTls.js';
 import { ControlProtocol } from './protocol.js';
 import { ReadGate } from './ReadGate.js';
@@ -391,14 +392,16 @@ export class Session {
     const { metrics, site } = this.ctx;
     // The gate takes the TLS socket only once its handshake is done: a paused TLS socket would stall it.
     secure.once('secure', () => {
+      if (secure.destroyed) return; // refused after the handshake (a client certificate the CA did not sign): counted below
       this.clientGate.retarget(secure);
       metrics.tlsHandshakes.inc({ site: site.name, side: 'client', result: 'ok' });
       this.log.info({ tls: secure.getProtocol(), cipher: secure.getCipher().name, resumed: secure.isSessionReused() }, 'client TLS');
       this.run(this.core.clientSecured());
     });
     secure.once('error', (err: Error) => {
-      if (secure.getProtocol() !== null && secure.getProtocol() !== undefined) return;
-      metrics.tlsHandshakes.inc({ site: site.name, side: 'client', result: tlsFailure(err) });
+      const refusedPeer = /client certificate refused/.test(err.message);
+      if (!refusedPeer && secure.getProtocol() !== null && secure.getProtocol() !== undefined) return;
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'client', result: refusedPeer ? 'certificate' : failureReason(err) });
     });
   }
 
@@ -428,7 +431,7 @@ export class Session {
     });
     secure.once('error', (err: Error) => {
       if (secure.getProtocol() !== null && secure.getProtocol() !== undefined) return;
-      metrics.tlsHandshakes.inc({ site: site.name, side: 'upstream', result: tlsFailure(err) });
+      metrics.tlsHandshakes.inc({ site: site.name, side: 'upstream', result: failureReason(err) });
       this.log.warn({ err: errFields(err) }, 'upstream TLS failed');
       if (this.upstream === secure && !this.upstreamReady) this.end('upstream-tls-failed');
     });
@@ -560,15 +563,6 @@ export class Session {
 
 function errFields(err: Error): { code: unknown; message: string } {
   return { code: (err as NodeJS.ErrnoException).code, message: err.message };
-}
-
-/** A short, bounded reason for a failed handshake (a metric label). */
-function tlsFailure(err: Error): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (typeof code !== 'string') return 'error';
-  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
-  if (code.startsWith('ERR_SSL_')) return code.slice(8, 48).toLowerCase();
-  return code.slice(0, 40).toLowerCase();
 }
 
 /** Flush what is written, send FIN, and destroy if the peer does not finish in time. */

@@ -5,6 +5,7 @@
 //   sessions --ctl H:P --concurrency C --duration-ms D [--max N]
 //   noop     --ctl H:P --count N [--warmup N]
 //   idle     --ctl H:P --n N [--concurrency C] [--hold-ms MS]   (holds until stdin ends)
+//   paced    --ctl H:P --gap-ms G --duration-ms D   (one session every G ms: greeting, login, QUIT)
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
@@ -25,6 +26,7 @@ const { positionals, values: opt } = parseArgs({
     warmup: { type: 'string', default: '100' },
     n: { type: 'string', default: '100' },
     'hold-ms': { type: 'string', default: '120000' },
+    'gap-ms': { type: 'string', default: '450' },
     'timeout-ms': { type: 'string', default: '120000' },
     verify: { type: 'boolean', default: false },
     user: { type: 'string', default: 'anonymous' },
@@ -318,7 +320,44 @@ async function idle() {
   return { closed: held.length };
 }
 
-const commands = { flows, sessions, noop, idle };
+// ---- paced: sequential sessions at a steady pace, setup times -----------
+
+/** Sessions started every --gap-ms (or as soon as the last ended): time to the 220 greeting and to logged in. */
+async function paced() {
+  const target = hostPort(opt.ctl);
+  const gap = Number(opt['gap-ms']);
+  const t0 = performance.now();
+  const until = t0 + Number(opt['duration-ms']);
+  const greeted = [];
+  const loggedIn = [];
+  let errors = 0;
+  let firstError = '';
+  for (let next = t0; performance.now() < until && greeted.length + errors < Number(opt.max); next += gap) {
+    const wait = next - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const s0 = performance.now();
+    try {
+      const ctl = await Control.open(target);
+      const s1 = performance.now();
+      await ctl.login();
+      const s2 = performance.now();
+      await ctl.quit();
+      greeted.push(s1 - s0);
+      loggedIn.push(s2 - s0);
+    } catch (err) {
+      errors++;
+      firstError ||= err.message;
+    }
+  }
+  const summary = (xs) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
+    return { p50ms: pct(sorted, 0.5), p90ms: pct(sorted, 0.9), p99ms: pct(sorted, 0.99), maxMs: sorted.at(-1) ?? 0, meanMs: mean, over100ms: sorted.filter((x) => x > 100).length };
+  };
+  return { sessions: greeted.length, errors, firstError, gapMs: gap, greeting: summary(greeted), login: summary(loggedIn) };
+}
+
+const commands = { flows, sessions, noop, idle, paced };
 const command = commands[positionals[0]];
 if (command === undefined) {
   process.stderr.write(`usage: agent.mjs ${Object.keys(commands).join('|')} ...\n`);

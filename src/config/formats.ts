@@ -84,6 +84,25 @@ export function assertPositiveInt(value: unknown): void {
   }
 }
 
+export function assertNonNegativeInt(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0) {
+    throw new Error(`must be an integer of 0 or more, got ${JSON.stringify(value)}`);
+  }
+}
+
+export function assertPercent(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 100) {
+    throw new Error(`must be an integer from 1 to 100, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Text the gateway will write on a control connection: no CR, LF or NUL, at most 256 characters. */
+export function assertLineText(value: unknown): void {
+  if (typeof value !== 'string' || /[\r\n\0]/.test(value) || value.length > 256) {
+    throw new Error('must be a string of at most 256 characters without CR, LF or NUL');
+  }
+}
+
 /** `host:port` or `[v6]:port`, or "" for off. */
 export function parseListenAddress(text: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);

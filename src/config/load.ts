@@ -8,7 +8,7 @@ import ipaddr from 'ipaddr.js';
 import { rootSchema, siteSchema, tlsSchema } from './schema.js';
 import { type Position, readSource, SyntaxProblem } from './source.js';
 import { readTlsMaterial, TlsFileError } from './tlsFiles.js';
-import type { GatewayConfig, PortRange, SiteConfig, SiteTlsConfig } from './types.js';
+import type { GatewayConfig, PortRange, SiteConfig, SiteTlsConfig, UpstreamHealthConfig } from './types.js';
 
 /**
  * One refusal: the key path it is about ('' for the whole document) and the
@@ -111,15 +111,19 @@ function loadSite(item: unknown, index: number): SiteConfig {
   if (up.host === '' && up.hosts.length === 0 && up.dns === '') {
     throw new ConfigError(`${where}.upstream.host`, 'must be an IP address (or give upstream.hosts or upstream.dns)');
   }
+  // The deprecated key is folded into health and not kept: the loaded config (and what is generated from it) has one.
+  const { healthCheckIntervalMs, ...upstream } = props.upstream;
+  const health = upstreamHealth(upstream.health, healthCheckIntervalMs, where);
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
     ...props,
     listen: { ...props.listen, host: normalise(props.listen.host) },
     upstream: {
-      ...props.upstream,
-      host: props.upstream.host === '' ? '' : normalise(props.upstream.host),
-      hosts: props.upstream.hosts.map(normalise),
+      ...upstream,
+      host: upstream.host === '' ? '' : normalise(upstream.host),
+      hosts: upstream.hosts.map(normalise),
+      health,
     },
     externalAddress,
     routing: {
@@ -157,6 +161,21 @@ function loadTls(item: unknown, where: string): SiteTlsConfig {
     throw err;
   }
   return tls;
+}
+
+/** The deprecated healthCheckIntervalMs becomes idleProbeMs; the ejection times must make sense together. */
+function upstreamHealth(health: UpstreamHealthConfig, legacyIntervalMs: number, where: string): UpstreamHealthConfig {
+  if (health.baseEjectionMs > health.maxEjectionMs) {
+    throw new ConfigError(`${where}.upstream.health.baseEjectionMs`, `${health.baseEjectionMs} is greater than maxEjectionMs ${health.maxEjectionMs}`);
+  }
+  if (health.check.password !== '' && health.check.user === '') {
+    throw new ConfigError(`${where}.upstream.health.check.password`, 'set without check.user');
+  }
+  if (legacyIntervalMs === 0) return health;
+  if (health.idleProbeMs !== 0 && health.idleProbeMs !== legacyIntervalMs) {
+    throw new ConfigError(`${where}.upstream.healthCheckIntervalMs`, 'deprecated, and contradicts health.idleProbeMs (give only health.idleProbeMs)');
+  }
+  return { ...health, idleProbeMs: legacyIntervalMs };
 }
 
 /**

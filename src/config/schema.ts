@@ -16,6 +16,9 @@ import {
   assertPositiveInt,
   assertRangePort,
   assertBooleanOrNull,
+  assertNonNegativeInt,
+  assertPercent,
+  assertLineText,
 } from './formats.js';
 
 const positive = (doc: string, value: number) => ({ doc, format: assertPositiveInt, default: value });
@@ -36,7 +39,29 @@ export const siteSchema = {
     hosts: { doc: 'An upstream pool: addresses of several FTP servers; each session picks one.', format: assertIpList, default: [] as string[] },
     dns: { doc: 'An upstream pool by DNS name (e.g. a Kubernetes headless Service), re-resolved periodically.', format: String, default: '' },
     resolveIntervalMs: positive('How often the dns name is resolved again.', 30_000),
-    healthCheckIntervalMs: positive('How often each upstream is probed with a TCP connect; failing ones get no new sessions.', 10_000),
+    healthCheckIntervalMs: {
+      doc: 'Deprecated: the former TCP-connect check interval, now read as health.idleProbeMs when that is 0; 0: not set.',
+      format: assertNonNegativeInt,
+      default: 0,
+    },
+    maxAttempts: positive('Pool members one session may try before its client hears 421: a member that refuses, resets or does not greet is retried on another.', 3),
+    health: {
+      enabled: { doc: 'Passive health from real sessions, ejection and probes; false: every member always takes sessions.', format: Boolean, default: true },
+      consecutiveFailures: positive('Failures in a row (connect refused or timed out, reset or no greeting, a 4xx/5xx greeting) that eject a member.', 3),
+      baseEjectionMs: positive('First ejection time; it doubles with each ejection that follows within maxEjectionMs of the last return.', 10_000),
+      maxEjectionMs: positive('Longest ejection time; also how long a member must stay back before its ejection time starts again from the base.', 300_000),
+      maxEjectedPercent: { doc: 'Most of a pool ejected at once, in percent; at least one member may go, the last in service never does.', format: assertPercent, default: 50 },
+      idleProbeMs: {
+        doc: 'Probe a member no session reached successfully for this long; 0: only ejected or failing members are probed.',
+        format: assertNonNegativeInt,
+        default: 0,
+      },
+      probeTimeoutMs: positive('Deadline for a whole probe: connect, greeting, login if any, QUIT and 221.', 5_000),
+      check: {
+        user: { doc: 'Probes log in as this user and send NOOP before QUIT; "": greeting and QUIT only.', format: assertLineText, default: '' },
+        password: { doc: 'Password of health.check.user.', format: assertLineText, default: '' },
+      },
+    },
   },
   externalAddress: {
     doc: 'Address written into 227 replies and shown to clients: "auto" (local address of the client connection), an IP, or one IPv4 and one IPv6.',

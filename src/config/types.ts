@@ -16,7 +16,20 @@ export interface UpstreamConfig extends Endpoint {
   /** DNS name whose addresses form the pool; '' if none. */
   readonly dns: string;
   readonly resolveIntervalMs: number;
-  readonly healthCheckIntervalMs: number;
+  /** Members one session may try. */
+  readonly maxAttempts: number;
+  readonly health: UpstreamHealthConfig;
+}
+
+export interface UpstreamHealthConfig {
+  readonly enabled: boolean;
+  readonly consecutiveFailures: number;
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  readonly maxEjectedPercent: number;
+  readonly idleProbeMs: number;
+  readonly probeTimeoutMs: number;
+  readonly check: { readonly user: string; readonly password: string };
 }
 
 export type UpstreamDataMode = 'client' | 'passive' | 'active';

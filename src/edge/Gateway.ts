@@ -13,6 +13,7 @@ import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
 import { WorkerDataPlane } from '../data/worker/WorkerDataPlane.js';
+import { ProbeRegistry } from './health/ProbeRegistry.js';
 
 const MIN_SWEEP_MS = 25;
 const MAX_SWEEP_MS = 1_000;
@@ -30,6 +31,8 @@ export class Gateway {
   private readonly retired = new Set<Site>();
   private http: Server | undefined;
   private readonly dataPlane: DataPlane;
+  /** The upstream health probers of the whole process, shared by every site (and kept across reloads). */
+  private readonly probes: ProbeRegistry;
   private sessionsInUse = 0;
   private state: 'new' | 'running' | 'draining' | 'closed' = 'new';
 
@@ -44,8 +47,8 @@ export class Gateway {
         { site: site.name, dir: 'passive' as const, free: site.pools.passive.free, size: site.pools.passive.size },
         { site: site.name, dir: 'active' as const, free: site.pools.active.free, size: site.pools.active.size },
       ]);
-    this.metrics.upstreams = () =>
-      [...this.sites.values()].flatMap((site) => site.upstreams.snapshot().map((m) => ({ site: site.name, upstream: m.host, up: m.healthy })));
+    this.metrics.upstreams = () => [...this.sites.values()].flatMap((site) => site.upstreams.gauges());
+    this.probes = new ProbeRegistry({ observe: (upstream, seconds) => this.metrics.upstreamProbeSeconds.observe({ upstream }, seconds) });
     this.metrics.initProcess('relay'); // both planes (in process, workers) relay in userspace
   }
 
@@ -161,7 +164,7 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
-    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane }, predecessor);
+    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes }, predecessor);
   }
 
   private retire(site: Site): void {
@@ -230,6 +233,7 @@ export class Gateway {
     await this.settled();
     await this.stopHttp();
     await this.dataPlane.close();
+    this.probes.close();
     clearInterval(this.sweepTimer);
     this.state = 'closed';
   }

@@ -18,6 +18,7 @@ import type { ControlSettings, RouteVerb } from '../control/types.js';
 import { chooseRoute } from './routing.js';
 import { SiteTls } from '../tls/SiteTls.js';
 import { UpstreamPool } from './UpstreamPool.js';
+import type { ProbeRegistry } from './health/ProbeRegistry.js';
 
 /** Process-wide session budget shared by every site. */
 export interface SessionBudget {
@@ -42,7 +43,7 @@ export class Site {
 
   constructor(
     readonly config: SiteConfig,
-    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane },
+    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry },
     /** The site of the same name this one replaces on reload: its live sessions' ports and counts carry over. */
     predecessor?: Site,
   ) {
@@ -56,7 +57,8 @@ export class Site {
     this.perClient = predecessor?.perClient ?? new Map();
     this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
-    this.upstreams = new UpstreamPool(config.upstream, config.timeouts.upstreamConnectMs, this.log);
+    this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes });
+    if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
     this.settings = controlSettings(config);
     this.tls = siteTls(config, deps, predecessor?.tls);
   }
@@ -167,7 +169,7 @@ export class Site {
 
   /** Routing by USER or HOST (greet-first): the member for what the client named, counted like `take()`. */
   private route(verb: RouteVerb, arg: string): RouteResult {
-    const inService = this.upstreams.snapshot().filter((m) => m.healthy).map((m) => m.host);
+    const inService = this.upstreams.snapshot().filter((m) => m.state !== 'ejected').map((m) => m.host);
     const choice = chooseRoute(this.config.routing, verb, arg, inService);
     if (choice.kind === 'refused') return { ok: false, reason: `route-${choice.reason}`, reply: refusalReply(choice.reason, verb) };
     const others = choice.kind === 'member' ? new Set(this.upstreams.snapshot().map((m) => m.host).filter((h) => h !== choice.host)) : undefined;

@@ -1,107 +1,177 @@
 /**
- * The upstream servers of a site. Each new session takes the member with
- * the fewest sessions among those that pass their health check; the
- * session keeps that host for its whole life, data connections included
- * (they go to the control connection's peer address). Members come from
- * the config, or from a DNS name resolved again periodically (a Kubernetes
- * headless Service).
+ * The upstream servers of a site. Each new session takes the member in
+ * service with the fewest sessions (members failing but not ejectable come
+ * last); the session keeps that host for its whole life, data connections
+ * included, unless its attempt fails before the greeting, when it may take
+ * another (`take(exclude)`, at most `maxAttempts` members). Members come
+ * from the config, or from a DNS name resolved again periodically (a
+ * Kubernetes headless Service).
+ *
+ * Health costs the upstream nothing while it works: sessions report what
+ * each attempt came to (`report`), the OutlierDetector ejects a member after
+ * consecutive failures, and the only probes sent are for ejected or failing
+ * members (to bring them back) and, if configured, for members no session
+ * reached within `idleProbeMs`. Probes go through the process's
+ * ProbeRegistry, one prober per distinct upstream. One log line per state
+ * change.
  */
 import { lookup } from 'node:dns/promises';
-import net from 'node:net';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
+import type { MemberGauge, Metrics } from '../observe/metrics.js';
 import { normalise } from '../common/address.js';
-import type { UpstreamOutcome } from '../control/Session.js';
+import type { UpstreamChooser, UpstreamOutcome } from '../control/Session.js';
+import { OutlierDetector, type MemberState, type Transition } from './health/outlier.js';
+import type { ProbeRegistry, ProbeSubscription } from './health/ProbeRegistry.js';
 
-const MAX_ATTEMPTS = 3;
+export type { UpstreamOutcome } from '../control/Session.js';
 
-interface Member {
-  readonly host: string;
-  sessions: number;
-  healthy: boolean;
+export interface UpstreamPoolDeps {
+  readonly site: string;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly probes: ProbeRegistry;
 }
 
-export class UpstreamPool {
-  private members = new Map<string, Member>();
+export class UpstreamPool implements UpstreamChooser {
+  readonly maxAttempts: number;
+  private hosts: string[] = [];
+  private readonly sessions = new Map<string, number>();
+  /** Undefined when health is off: every member always takes sessions. */
+  private readonly health: OutlierDetector | undefined;
+  private readonly probing = new Map<string, ProbeSubscription>();
   private timers: NodeJS.Timeout[] = [];
+  private running = false;
 
   constructor(
     private readonly config: UpstreamConfig,
-    private readonly connectTimeoutMs: number,
-    private readonly log: Logger,
+    private readonly deps: UpstreamPoolDeps,
   ) {
-    for (const host of [config.host, ...config.hosts]) {
-      if (host !== '') this.members.set(host, { host, sessions: 0, healthy: true });
-    }
+    this.maxAttempts = config.maxAttempts;
+    this.health = config.health.enabled ? new OutlierDetector(config.health) : undefined;
+    this.setHosts(configured(config));
   }
 
   get port(): number {
     return this.config.port;
   }
 
-  /** Resolve the DNS name once, then keep re-resolving and health-checking in the background. */
+  /** Resolve the DNS name once, then keep re-resolving, and probe where it tells something. */
   async start(): Promise<void> {
+    this.running = true;
     if (this.config.dns !== '') {
       await this.resolve();
-      this.every(this.config.resolveIntervalMs, () => this.resolve());
+      const timer = setInterval(() => void this.resolve(), this.config.resolveIntervalMs);
+      timer.unref();
+      this.timers.push(timer);
     }
-    this.every(this.config.healthCheckIntervalMs, () => this.checkAll());
+    this.subscribeProbes();
   }
 
   stop(): void {
+    this.running = false;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    for (const sub of this.probing.values()) sub.cancel();
+    this.probing.clear();
   }
 
-  /** True when at least one member is believed reachable. */
+  /** A reload replaced the site: keep what was learnt about members that are still in the pool. */
+  inherit(old: UpstreamPool): void {
+    if (this.health === undefined || old.health === undefined) return;
+    this.health.adopt(old.health);
+    for (const sub of this.probing.values()) sub.wake();
+  }
+
+  /** True when some member is in service and not failing. */
   get ready(): boolean {
-    for (const m of this.members.values()) if (m.healthy) return true;
-    return false;
+    if (this.health === undefined) return this.hosts.length > 0;
+    return this.hosts.some((h) => this.health?.health(h)?.state === 'up');
   }
 
-  snapshot(): { host: string; sessions: number; healthy: boolean }[] {
-    return [...this.members.values()].map((m) => ({ ...m }));
+  /** Every member with its sessions and health, for logs and metrics. */
+  snapshot(): { host: string; sessions: number; state: MemberState; consecutiveFailures: number }[] {
+    return this.hosts.map((host) => {
+      const h = this.health?.health(host);
+      return { host, sessions: this.sessions.get(host) ?? 0, state: h?.state ?? 'up', consecutiveFailures: h?.consecutiveFailures ?? 0 };
+    });
   }
 
-  /** How many members one session may try before its client gets 421. */
-  get maxAttempts(): number {
-    return Math.min(MAX_ATTEMPTS, Math.max(1, this.members.size));
+  gauges(): MemberGauge[] {
+    return this.snapshot().map((m) => ({
+      site: this.deps.site,
+      upstream: m.host,
+      up: m.state === 'up',
+      consecutiveFailures: m.consecutiveFailures,
+    }));
   }
 
-  /** The member for a new session or a retry (least sessions, healthy first, none of `exclude`), now counted. */
+  /** The member for a new session or a retry (not one of `exclude`), now counted; undefined if none is in service. */
   take(exclude?: ReadonlySet<string>): string | undefined {
-    let best: Member | undefined;
-    for (const m of this.members.values()) {
-      if (exclude?.has(m.host) === true) continue;
-      if (best === undefined || rank(m) < rank(best)) best = m;
+    let best: string | undefined;
+    let bestRank = Infinity;
+    for (const host of this.hosts) {
+      if (exclude?.has(host) === true || (this.health !== undefined && !this.health.inService(host))) continue;
+      const rank = (this.sessions.get(host) ?? 0) + (this.health?.health(host)?.state === 'failing' ? 1e9 : 0);
+      if (rank < bestRank) {
+        best = host;
+        bestRank = rank;
+      }
     }
-    if (best === undefined) return undefined;
-    best.sessions++;
-    return best.host;
+    if (best !== undefined) this.sessions.set(best, (this.sessions.get(best) ?? 0) + 1);
+    return best;
   }
 
+  /** The session is done with `host` (it ended, or moved on to another member). */
   give(host: string): void {
-    const m = this.members.get(host);
-    if (m !== undefined && m.sessions > 0) m.sessions--;
+    const n = this.sessions.get(host) ?? 0;
+    if (n > 1) this.sessions.set(host, n - 1);
+    else this.sessions.delete(host);
   }
 
-  /** What a session met on `host`: a failure marks it down until a health check passes. */
+  /** What a real session's attempt on `host` came to (passive health). */
   report(host: string, outcome: UpstreamOutcome): void {
-    if (outcome !== 'ok') this.markFailed(host);
+    if (this.health === undefined) return;
+    this.changed(this.health.report(host, outcome, performance.now()));
+    if (outcome === 'ok') this.probing.get(host)?.reached();
   }
 
-  private markFailed(host: string): void {
-    const m = this.members.get(host);
-    if (m !== undefined && m.healthy) {
-      m.healthy = false;
-      this.log.warn({ upstream: host }, 'upstream marked down');
+  private changed(t: Transition | undefined): void {
+    if (t === undefined) return;
+    const { log, metrics, site } = this.deps;
+    const fields = { upstream: t.host, from: t.from, to: t.to, reason: t.reason, consecutiveFailures: t.consecutiveFailures, retryInMs: t.retryInMs };
+    if (t.to === 'up') log.info(fields, 'upstream health changed');
+    else log.warn(fields, 'upstream health changed');
+    if (t.to === 'ejected') metrics.upstreamEjections.inc({ site, upstream: t.host });
+    if (t.to !== 'up') this.probing.get(t.host)?.wake();
+  }
+
+  private setHosts(hosts: string[]): void {
+    this.hosts = hosts;
+    for (const t of this.health?.setMembers(hosts, performance.now()) ?? []) this.changed(t);
+    if (this.running) this.subscribeProbes();
+  }
+
+  /** One subscription per member with the process's probers; members gone are let go. */
+  private subscribeProbes(): void {
+    const health = this.health;
+    if (health === undefined) return;
+    for (const [host, sub] of this.probing) {
+      if (this.hosts.includes(host)) continue;
+      sub.cancel();
+      this.probing.delete(host);
     }
-  }
-
-  private every(ms: number, work: () => Promise<void>): void {
-    const timer = setInterval(() => void work(), ms);
-    timer.unref();
-    this.timers.push(timer);
+    const { check, probeTimeoutMs } = this.config.health;
+    const login = check.user === '' ? undefined : { user: check.user, password: check.password };
+    for (const host of this.hosts) {
+      if (this.probing.has(host)) continue;
+      const sub = this.deps.probes.subscribe({ host, port: this.port, login }, probeTimeoutMs, {
+        probeAt: () => health.health(host)?.probeAt,
+        probed: (result, now) => this.changed(health.probed(host, result.ok ? 'ok' : result.reason, now)),
+        reachedElsewhere: (now) => this.changed(health.report(host, 'ok', now)),
+      });
+      this.probing.set(host, sub);
+    }
   }
 
   private async resolve(): Promise<void> {
@@ -109,38 +179,13 @@ export class UpstreamPool {
     try {
       found = (await lookup(this.config.dns, { all: true })).map((a) => normalise(a.address));
     } catch (err) {
-      this.log.warn({ dns: this.config.dns, err: { code: (err as NodeJS.ErrnoException).code } }, 'upstream name did not resolve; keeping the last members');
+      this.deps.log.warn({ dns: this.config.dns, err: { code: (err as NodeJS.ErrnoException).code } }, 'upstream name did not resolve; keeping the last members');
       return;
     }
-    const next = new Map<string, Member>();
-    for (const host of [this.config.host, ...this.config.hosts, ...found]) {
-      if (host === '') continue;
-      next.set(host, this.members.get(host) ?? { host, sessions: 0, healthy: true });
-    }
-    this.members = next;
-  }
-
-  private async checkAll(): Promise<void> {
-    await Promise.all([...this.members.values()].map((m) => this.check(m)));
-  }
-
-  private check(member: Member): Promise<void> {
-    return new Promise((resolve) => {
-      const socket = net.connect({ host: member.host, port: this.config.port, timeout: this.connectTimeoutMs });
-      const done = (healthy: boolean) => {
-        socket.destroy();
-        if (healthy !== member.healthy) this.log.info({ upstream: member.host, healthy }, 'upstream health changed');
-        member.healthy = healthy;
-        resolve();
-      };
-      socket.once('connect', () => done(true));
-      socket.once('timeout', () => done(false));
-      socket.once('error', () => done(false));
-    });
+    this.setHosts([...new Set([...configured(this.config), ...found])]);
   }
 }
 
-/** Healthy before unhealthy, then fewest sessions. */
-function rank(m: Member): number {
-  return (m.healthy ? 0 : 1_000_000_000) + m.sessions;
+function configured(config: UpstreamConfig): string[] {
+  return [...new Set([config.host, ...config.hosts])].filter((h) => h !== '');
 }

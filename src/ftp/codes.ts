@@ -3,6 +3,7 @@
  * Everything else is forwarded untouched and needs no name.
  */
 export const COMMAND_OK = 200; // RFC 959 4.2.2
+export const COMMAND_SUPERFLUOUS = 202; // RFC 959 4.2.2
 export const SYSTEM_STATUS = 211; // RFC 959 4.2.2, FEAT's reply (RFC 2389 3.2)
 export const HELP_MESSAGE = 214; // RFC 959 4.2.2
 export const SYSTEM_TYPE = 215; // RFC 959 4.2.2
@@ -12,6 +13,7 @@ export const LOGGED_IN = 230; // RFC 959 4.2.2
 export const AUTH_OK = 234; // RFC 2228 3, security data exchange complete
 export const ENTERING_PASSIVE = 227; // RFC 959 4.2.1
 export const ENTERING_EXTENDED_PASSIVE = 229; // RFC 2428 3
+export const NEED_PASSWORD = 331; // RFC 959 4.2.2
 export const SERVICE_NOT_AVAILABLE = 421; // RFC 959 4.2.1
 export const CANT_OPEN_DATA = 425; // RFC 959 4.2.1
 export const SYNTAX_ERROR = 500; // RFC 959 4.2.1

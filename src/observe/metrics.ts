@@ -9,6 +9,14 @@ export type Flow = 'upload' | 'download';
 /** Which connection a TLS handshake was on: the client's or the upstream's, control or data. */
 export type TlsSide = 'client' | 'upstream' | 'data-client' | 'data-upstream';
 
+/** One upstream pool member as the health metrics show it; `upstream` is its address. */
+export interface MemberGauge {
+  readonly site: string;
+  readonly upstream: string;
+  readonly up: boolean;
+  readonly consecutiveFailures: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly sessionsActive: Gauge<'site'>;
@@ -29,6 +37,9 @@ export class Metrics {
   readonly tlsHandshakes: Counter<'site' | 'side' | 'result'>;
   readonly portsCapacity: Gauge<'site' | 'dir'>;
   readonly upstreamUp: Gauge<'site' | 'upstream'>;
+  readonly upstreamEjections: Counter<'site' | 'upstream'>;
+  readonly upstreamConsecutiveFailures: Gauge<'site' | 'upstream'>;
+  readonly upstreamProbeSeconds: Histogram<'upstream'>;
   readonly dataPlane: Gauge<'kind'>;
   /** Counted by the kernel (nftables) data plane; the relay-only gateway has no such plane, so none yet. */
   readonly pinholesByPlane: Counter<'site' | 'plane' | 'reason'>;
@@ -39,8 +50,8 @@ export class Metrics {
 
   /** Filled in by the gateway: the free ports and size of every pool, read at scrape time. */
   freePorts: () => { site: string; dir: Direction; free: number; size: number }[] = () => [];
-  /** Filled in by the gateway: every upstream of every site and whether it is in service, read at scrape time. */
-  upstreams: () => { site: string; upstream: string; up: boolean }[] = () => [];
+  /** Filled in by the gateway: every upstream member of every site, its health, read at scrape time. */
+  upstreams: () => MemberGauge[] = () => [];
 
   constructor() {
     const registers = [this.registry];
@@ -97,15 +108,30 @@ export class Metrics {
         for (const { site, dir, size } of metrics.freePorts()) this.set({ site, dir }, size);
       },
     });
-    this.upstreamUp = new Gauge({
-      name: 'ftp_alg_upstream_up',
-      help: 'Upstream in service (1) or ejected or failing its checks (0).',
-      labelNames: ['site', 'upstream'],
+    const members = (name: string, help: string, value: (m: MemberGauge) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['site', 'upstream'] as const,
+        registers,
+        collect() {
+          this.reset();
+          for (const m of metrics.upstreams()) this.set({ site: m.site, upstream: m.upstream }, value(m));
+        },
+      });
+    this.upstreamUp = members('ftp_alg_upstream_up', 'Upstream in service (1) or ejected or failing its checks (0).', (m) => (m.up ? 1 : 0));
+    this.upstreamConsecutiveFailures = members(
+      'ftp_alg_upstream_consecutive_failures',
+      'Failures in a row met by sessions and probes of an upstream member.',
+      (m) => m.consecutiveFailures,
+    );
+    this.upstreamEjections = new Counter({ name: 'ftp_alg_upstream_ejections_total', help: 'Upstream members taken out of service by passive health.', labelNames: ['site', 'upstream'], registers });
+    this.upstreamProbeSeconds = new Histogram({
+      name: 'ftp_alg_upstream_probe_seconds',
+      help: 'Duration of successful health probes (connect to 221), per upstream.',
+      labelNames: ['upstream'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers,
-      collect() {
-        this.reset();
-        for (const { site, upstream, up } of metrics.upstreams()) this.set({ site, upstream }, up ? 1 : 0);
-      },
     });
     // Process-wide values are set by the gateway only; `max` keeps them when the workers' registries are merged in.
     this.dataPlane = new Gauge({ name: 'ftp_alg_data_plane', help: 'The data plane in use (1): "relay" or "nftables".', labelNames: ['kind'], aggregator: 'max', registers });

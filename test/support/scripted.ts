@@ -24,8 +24,8 @@ export interface ScriptedConnection {
 export type Responder = (line: string, connection: ScriptedConnection) => string | Buffer | undefined;
 
 export interface ScriptedOptions {
-  /** Sent on connect; null: never greet. Default `220 scripted\r\n`. */
-  readonly greeting?: string | null;
+  /** Sent on connect; null: never greet; a function is asked at each connection. Default `220 scripted\r\n`. */
+  readonly greeting?: string | null | (() => string | null);
   /** Default: `200 OK` to every line. */
   readonly respond?: Responder;
   /** Where to listen; default 127.0.0.1, port 0. */
@@ -52,7 +52,8 @@ export async function startScriptedUpstream(options: ScriptedOptions = {}): Prom
     const conn = scriptedConnection(socket, respond);
     connections.push(conn);
     for (const w of arrivals.splice(0)) w();
-    if (greeting !== null) conn.write(greeting);
+    const text = typeof greeting === 'function' ? greeting() : greeting;
+    if (text !== null) conn.write(text);
   });
   const host = options.host ?? '127.0.0.1';
   server.listen(options.port ?? 0, host);

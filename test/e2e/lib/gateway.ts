@@ -21,7 +21,7 @@ export interface GatewayConfig {
   sites: Array<{
     name: string;
     listen: { host: string; port: number };
-    upstream: { host: string; port: number };
+    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number };
     /** One address, or one IPv4 and one IPv6. */
     externalAddress: string | string[];
     passivePorts: { min: number; max: number };
@@ -70,11 +70,12 @@ function parseJsonLine(line: string): Record<string, unknown> | null {
   }
 }
 
-export async function startGateway(topo: Topology, config: GatewayConfig = e2eConfig()): Promise<RunningGateway> {
+/** Starts `cli` (the build under test unless told otherwise: a bench compares builds) with `config` in the edge namespace. */
+export async function startGateway(topo: Topology, config: GatewayConfig = e2eConfig(), cli = GATEWAY_CLI): Promise<RunningGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-gw-'));
   const configFile = join(dir, 'gateway.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));
-  const child: ChildProcess = topo.spawn('edge', process.execPath, [GATEWAY_CLI, '--config', configFile]);
+  const child: ChildProcess = topo.spawn('edge', process.execPath, [cli, '--config', configFile]);
   let output = '';
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   const append = (s: string): void => {

@@ -166,6 +166,8 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
   const passwd = join(dir, 'ftpd.passwd');
   const group = join(dir, 'ftpd.group');
   const log = join(dir, 'proftpd.log');
+  // Every command with its reply code and the peer (health probes must be seen to end with QUIT / 221).
+  const commandLog = join(dir, 'proftpd-commands.log');
   await writeFile(passwd, `${VIRTUAL_USER}:${VIRTUAL_HASH}:${NOBODY_UID}:${NOGROUP_GID}::${rootDir}:/bin/false\n`, {
     mode: 0o600,
   });
@@ -185,6 +187,8 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
     `ScoreboardFile ${join(dir, 'proftpd.scoreboard')}`,
     `SystemLog ${log}`,
     'TransferLog none',
+    'LogFormat commands "%a %m %s"',
+    `ExtendedLog ${commandLog} ALL commands`,
     'WtmpLog off',
     'UseReverseDNS off',
     'DelayEngine off',
@@ -203,7 +207,7 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
   ].join('\n');
   const file = join(dir, 'proftpd.conf');
   await writeFile(file, conf, { mode: 0o600 });
-  return { args: ['--nodaemon', '-c', file], user: VIRTUAL_USER, password: VIRTUAL_PASSWORD, logFiles: [log] };
+  return { args: ['--nodaemon', '-c', file], user: VIRTUAL_USER, password: VIRTUAL_PASSWORD, logFiles: [log, commandLog] };
 }
 
 /** True when /proc/<pid>/net/tcp (the pid's namespace) has our listener. */

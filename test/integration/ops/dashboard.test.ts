@@ -136,7 +136,8 @@ describe.skipIf(prereq.skip)('the dashboard against a live Prometheus scraping a
         site('files', passive, active, { clients: { allow: [], deny: ['127.0.0.2'] } }),
         // One passive port and a short accept deadline: a second PASV is refused, the first expires.
         site('tight', { min: tightPassive.min, max: tightPassive.min }, tightActive, { timeouts: { pinholeAcceptMs: 300 } }),
-        site('dead', deadPassive, deadActive, { upstream: { host: '127.0.0.1', port: await freeLoopbackPort() } }),
+        // Passive health: the one session that meets the dead upstream takes it out (it is the last member: failing).
+        site('dead', deadPassive, deadActive, { upstream: { host: '127.0.0.1', port: await freeLoopbackPort(), health: { consecutiveFailures: 1 } } }),
       ],
     };
     const g = (rig.gw = await startOpsGateway(document, 'silent'));

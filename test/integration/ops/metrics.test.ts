@@ -156,7 +156,8 @@ describe('metrics after real transfers', () => {
   });
 
   it('counts upstream connect failures with a dead upstream, and /readyz turns unready', async () => {
-    const g = await start({ upstream: { host: '127.0.0.1', port: await deadPort() } });
+    // One failure takes the lone member to "failing" (never ejected: it is the last in service).
+    const g = await start({ upstream: { host: '127.0.0.1', port: await deadPort(), health: { consecutiveFailures: 1 } } });
     const address = g.metrics();
     expect((await httpGet(address, '/readyz')).status).toBe(200);
 

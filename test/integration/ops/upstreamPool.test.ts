@@ -2,10 +2,11 @@
  * A site whose upstream is a pool of three ftp-srv servers, one on each of
  * 127.0.0.1, 127.0.0.2 and 127.0.0.3 (all local on Linux), sharing one
  * control port as the pool's members do. Sessions spread over the three; a
- * dead member is skipped after one failed connect, or as soon as the health
- * check finds it down; and every data connection of a session reaches the
- * upstream its control connection chose (each server's own login and
- * transfer events say so, and each serves different bytes).
+ * dead member costs no client a 421 (its attempts are retried on another
+ * member) and is ejected after `consecutiveFailures`, or found down by idle
+ * probes before any session pays; and every data connection of a session
+ * reaches the upstream its control connection chose (each server's own
+ * login and transfer events say so, and each serves different bytes).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
 import { counterTotal } from '../../support/gateway.js';
+import type { CapturedLine } from '../../support/opsGateway.js';
 import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
 import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
 import { portRanges } from '../../support/ports.js';
@@ -55,13 +57,13 @@ afterEach(async () => {
   upstreams.clear();
 });
 
-async function startPool(healthCheckIntervalMs: number): Promise<OpsGateway> {
+async function startPool(health: Record<string, unknown> = {}): Promise<OpsGateway> {
   gw = await startOpsGateway({
     sites: [
       {
         name: SITE,
         listen: { host: '127.0.0.1', port: 0 },
-        upstream: { hosts: [...HOSTS], port, healthCheckIntervalMs },
+        upstream: { hosts: [...HOSTS], port, health },
         passivePorts,
         activePorts,
         limits: { maxSessionsPerClient: 50 },
@@ -69,6 +71,11 @@ async function startPool(healthCheckIntervalMs: number): Promise<OpsGateway> {
     ],
   });
   return gw;
+}
+
+/** The "upstream health changed" line that took `host` to `to`, if logged. */
+function healthChange(lines: readonly CapturedLine[], host: Host, to: string): CapturedLine | undefined {
+  return lines.find((l) => l.msg === 'upstream health changed' && l.upstream === host && l.to === to);
 }
 
 function member(host: Host): OpsFtpServer {
@@ -101,7 +108,7 @@ async function greetingCode(): Promise<{ code: number; client: ControlClient }> 
 
 describe('upstream pool', () => {
   it('spreads sessions over the three members, and every data connection of a session reaches its member', async () => {
-    await startPool(60_000);
+    await startPool();
     const sessions = 6;
     const clients: Client[] = [];
     for (let i = 0; i < sessions; i++) clients.push(await ftpClient(`session-${i}`)); // held open: least-sessions spreads them
@@ -130,8 +137,8 @@ describe('upstream pool', () => {
     }
   });
 
-  it('a dead member costs no session: the one that meets it is retried on another member, then the member is skipped', async () => {
-    const g = await startPool(60_000); // no health check in time: the failure itself must take it out
+  it('a dead member costs no client a 421: each attempt on it is retried on another, and it is ejected after 3 failures', async () => {
+    const g = await startPool(); // defaults: no probes at all, the sessions' failures must take it out
     await member('127.0.0.2').close();
     const codes: number[] = [];
     for (let i = 0; i < 7; i++) {
@@ -142,18 +149,18 @@ describe('upstream pool', () => {
     expect(codes).toEqual([220, 220, 220, 220, 220, 220, 220]);
     const logins = loginsPerMember();
     expect(logins['127.0.0.2']).toBe(0);
-    expect((logins['127.0.0.1'] ?? 0) + (logins['127.0.0.3'] ?? 0)).toBe(7);
-    expect(await counterTotal(g.gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(1);
-    expect(g.lines.some((l) => l.msg === 'upstream marked down' && l.upstream === '127.0.0.2')).toBe(true);
-    expect(g.lines.some((l) => l.msg === 'upstream failed, trying another' && l.failed === '127.0.0.2')).toBe(true);
+    expect(logins['127.0.0.1'] + logins['127.0.0.3']).toBe(7);
+    // Least sessions sends every new session to the empty dead member first, until it is ejected.
+    expect(await counterTotal(g.gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(3);
+    expect(await counterTotal(g.gateway, 'ftp_alg_upstream_ejections_total')).toBe(1);
+    expect(healthChange(g.lines, '127.0.0.2', 'ejected')).toMatchObject({ from: 'up', reason: 'connect-refused', consecutiveFailures: 3, retryInMs: 10_000 });
+    expect(g.lines.filter((l) => l.msg === 'upstream health changed')).toHaveLength(1);
   });
 
-  it('skips a member the health check finds down, and takes it back when it returns', async () => {
-    const g = await startPool(100);
+  it('skips a member idle probes find down, and takes it back when it returns', async () => {
+    const g = await startPool({ idleProbeMs: 100, baseEjectionMs: 100, maxEjectionMs: 400 });
     await member('127.0.0.2').close();
-    await vi.waitFor(() => expect(g.lines.some((l) => l.msg === 'upstream health changed' && l.upstream === '127.0.0.2' && l.healthy === false)).toBe(true), {
-      timeout: 5_000,
-    });
+    await vi.waitFor(() => expect(healthChange(g.lines, '127.0.0.2', 'ejected')).toBeDefined(), { timeout: 5_000 });
     for (let i = 0; i < 4; i++) {
       const { code, client } = await greetingCode();
       expect(code).toBe(220); // no session pays for the dead member
@@ -163,9 +170,7 @@ describe('upstream pool', () => {
     expect(await counterTotal(g.gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(0);
 
     await startMember('127.0.0.2', 1);
-    await vi.waitFor(() => expect(g.lines.some((l) => l.msg === 'upstream health changed' && l.upstream === '127.0.0.2' && l.healthy === true)).toBe(true), {
-      timeout: 5_000,
-    });
+    await vi.waitFor(() => expect(healthChange(g.lines, '127.0.0.2', 'up')).toMatchObject({ from: 'ejected', reason: 'probe-ok' }), { timeout: 5_000 });
     const { code, client } = await greetingCode();
     expect(code).toBe(220);
     await client.login();

@@ -128,10 +128,13 @@ export const siteSchema = {
     dataIdleMs: positive('Data connection idle time before the transfer is cut.', 120_000),
   },
   limits: {
-    maxSessions: positive('Sessions at once on this site.', 1_000),
-    maxSessionsPerClient: positive('Sessions at once from one client address.', 20),
+    maxSessions: positive('Sessions at once on this site; when full, the oldest idle session not logged in makes room.', 1_000),
+    maxSessionsPerClient: positive(
+      'Sessions at once from one client address (a whole office behind one NAT, a sync tool with many connections); when full, its oldest idle session not logged in makes room.',
+      128,
+    ),
     maxPinholesPerSession: positive('Pinholes open at once in one session.', 2),
-    maxPinholesPerClient: positive('Pinholes open at once for one client address, all its sessions together (one client never drains the pool).', 16),
+    maxPinholesPerClient: positive('Pinholes open at once for one client address, all its sessions together (one client never drains the pool).', 128),
     maxLineBytes: positive('Longest control line accepted, CRLF included.', 2_048),
   },
 };
@@ -185,7 +188,7 @@ export const rootSchema = {
     drainTimeoutMs: positive('On SIGTERM, how long running sessions may finish before they are closed.', 30_000),
   },
   limits: {
-    maxSessions: positive('Sessions at once in the whole process.', 10_000),
+    maxSessions: positive('Sessions at once in the whole process; when full, the oldest idle session not logged in makes room.', 10_000),
   },
   dataPlane: {
     workers: {

@@ -101,6 +101,8 @@ export class Session {
   private lastLineAt = performance.now();
   private draining = false;
   private ended = false;
+  /** Why the session ended (the first reason given to `end`); undefined while it runs. */
+  endReason: EndReason | undefined;
   private readonly pinholes = new Map<number, PinholeHandle>();
   private readonly endWaiters: (() => void)[] = [];
   private transfers = 0;
@@ -544,6 +546,7 @@ export class Session {
   end(reason: EndReason, farewell: Buffer | undefined = farewellFor(reason), err?: Error): void {
     if (this.ended) return;
     this.ended = true;
+    this.endReason = reason;
     clearTimeout(this.greetingTimer);
     this.core.end(reason);
     const normal = reason === 'client-closed' || reason === 'upstream-closed';

@@ -12,6 +12,7 @@ import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
+import { PreLoginQueue } from './eviction.js';
 import { WorkerDataPlane } from '../data/worker/WorkerDataPlane.js';
 import { ProbeRegistry } from './health/ProbeRegistry.js';
 
@@ -262,13 +263,14 @@ export class Gateway {
 
   private readonly budget: SessionBudget = {
     tryTake: () => {
-      if (this.sessionsInUse >= this.config.limits.maxSessions) return false;
+      if (this.sessionsInUse >= this.config.limits.maxSessions && !this.budget.preLogin.evictOldest('process')) return false;
       this.sessionsInUse++;
       return true;
     },
     give: () => {
       this.sessionsInUse--;
     },
+    preLogin: new PreLoginQueue(),
   };
 }
 

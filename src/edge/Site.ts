@@ -19,11 +19,36 @@ import { chooseRoute } from './routing.js';
 import { SiteTls } from '../tls/SiteTls.js';
 import { UpstreamPool } from './UpstreamPool.js';
 import type { ProbeRegistry } from './health/ProbeRegistry.js';
+import { type Evictable, type EvictionScope, PreLoginQueue } from './eviction.js';
 
 /** Process-wide session budget shared by every site. */
 export interface SessionBudget {
+  /** A slot for a newcomer, evicting the process's oldest idle session not logged in when full; false: refuse. */
   tryTake(): boolean;
   give(): void;
+  /** Every session of the process not yet logged in, oldest first (the process scope of eviction). */
+  readonly preLogin: PreLoginQueue<Evictable>;
+}
+
+/** One admitted session, with what it counts against; the unit of eviction. */
+class Tenant implements Evictable {
+  constructor(
+    readonly session: Session,
+    readonly client: string,
+    private readonly site: Site,
+  ) {}
+
+  get loggedIn(): boolean {
+    return this.session.loggedIn;
+  }
+
+  get quiet(): boolean {
+    return this.session.quiet;
+  }
+
+  evict(scope: EvictionScope): void {
+    this.site.evict(this, scope);
+  }
 }
 
 export class Site {
@@ -33,6 +58,10 @@ export class Site {
   /** Sessions and pinholes per client address; shared with the site this one replaces on reload. */
   private readonly perClient: Map<string, number>;
   private readonly pinholesPerClient: Map<string, number>;
+  /** Sessions not logged in, oldest first: of each client address (shared on reload, as the counts are), and of this site. */
+  private readonly preLoginByClient: Map<string, PreLoginQueue<Tenant>>;
+  private readonly preLogin = new PreLoginQueue<Tenant>();
+  private readonly tenants = new Map<Session, Tenant>();
   private server: Server | undefined;
   private nextId = 0;
   private readonly log: Logger;
@@ -56,6 +85,7 @@ export class Site {
     };
     this.perClient = predecessor?.perClient ?? new Map();
     this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
+    this.preLoginByClient = predecessor?.preLoginByClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
     this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes });
     if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
@@ -140,7 +170,6 @@ export class Site {
       this.deps.budget.give();
       return;
     }
-    this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
     const id = (++this.nextId).toString(36);
     const session = new Session(
       {
@@ -159,11 +188,10 @@ export class Site {
       },
       socket,
     );
-    this.sessions.add(session);
+    this.enlist(new Tenant(session, client, this));
     this.deps.metrics.sessionsTotal.inc({ site: this.name });
     this.deps.metrics.sessionsActive.inc({ site: this.name });
     session.log.info({ clientPort: socket.remotePort }, 'session start');
-    void session.closed().then(() => this.forget(session, client));
     session.start();
   }
 
@@ -178,6 +206,29 @@ export class Site {
     if (host === undefined) return { ok: false, reason: 'route-no-upstream', reply: refusalReply('no-upstream', verb), end: true };
     if (taken !== undefined && taken !== host) this.upstreams.give(taken); // a mapped address outside the pool: nothing counted
     return { ok: true, host, port: this.upstreams.port, user: choice.replayUser };
+  }
+
+  /** Count a new session against its client, this site and the process (the budget slot is already taken). */
+  private enlist(tenant: Tenant): void {
+    const { session, client } = tenant;
+    this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
+    this.sessions.add(session);
+    this.tenants.set(session, tenant);
+    let byClient = this.preLoginByClient.get(client);
+    if (byClient === undefined) this.preLoginByClient.set(client, (byClient = new PreLoginQueue()));
+    byClient.add(tenant);
+    this.preLogin.add(tenant);
+    this.deps.budget.preLogin.add(tenant);
+    void session.closed().then(() => this.forget(tenant));
+  }
+
+  /** End `tenant` with 421 to make room in `scope`, and give back its counts at once (the newcomer takes them). */
+  evict(tenant: Tenant, scope: EvictionScope): void {
+    const { session } = tenant;
+    this.deps.metrics.sessionsEvicted.inc({ site: this.name, scope });
+    session.log.warn({ scope, ms: Date.now() - session.startedAt }, 'session evicted');
+    session.end('evicted');
+    this.forget(tenant);
   }
 
   private pinholeBudget(client: string): { tryTake(): boolean; give(): void } {
@@ -207,19 +258,36 @@ export class Site {
     closeGracefully(socket);
   }
 
+  /**
+   * Why the newcomer is refused, if it is. At a full cap the oldest idle
+   * session not logged in of that scope is evicted instead; the client's
+   * own scope first, since evicting there frees a place in the others too.
+   */
   private refusalFor(client: string): string | undefined {
     const { clients, limits } = this.config;
     if (client === '' || !isClientAllowed(client, clients.allow, clients.deny)) return 'denied';
-    if (this.sessions.size >= limits.maxSessions) return 'site-limit';
-    if ((this.perClient.get(client) ?? 0) >= limits.maxSessionsPerClient) return 'client-limit';
+    if ((this.perClient.get(client) ?? 0) >= limits.maxSessionsPerClient && this.preLoginByClient.get(client)?.evictOldest('client') !== true) {
+      return 'client-limit';
+    }
+    if (this.sessions.size >= limits.maxSessions && !this.preLogin.evictOldest('site')) return 'site-limit';
     if (!this.deps.budget.tryTake()) return 'process-limit';
     return undefined;
   }
 
-  private forget(session: Session, client: string): void {
+  /** Give back what a session counted against; once, whether it was evicted or ended by itself. */
+  private forget(tenant: Tenant): void {
+    const { session, client } = tenant;
+    if (this.tenants.get(session) !== tenant) return;
+    this.tenants.delete(session);
     this.sessions.delete(session);
+    const byClient = this.preLoginByClient.get(client);
+    byClient?.delete(tenant);
+    if (byClient?.size === 0) this.preLoginByClient.delete(client);
+    this.preLogin.delete(tenant);
+    this.deps.budget.preLogin.delete(tenant);
     this.deps.budget.give();
     this.deps.metrics.sessionsActive.dec({ site: this.name });
+    this.deps.metrics.sessionEnds.inc({ site: this.name, reason: session.endReason ?? 'unknown' });
     const left = (this.perClient.get(client) ?? 1) - 1;
     if (left === 0) this.perClient.delete(client);
     else this.perClient.set(client, left);

@@ -47,6 +47,8 @@ export class Metrics {
   readonly reloads: Counter<'result'>;
   readonly lastReloadSuccessful: Gauge;
   readonly startTime: Gauge;
+  readonly sessionsEvicted: Counter<'site' | 'scope'>;
+  readonly sessionEnds: Counter<'site' | 'reason'>;
 
   /** Filled in by the gateway: the free ports and size of every pool, read at scrape time. */
   freePorts: () => { site: string; dir: Direction; free: number; size: number }[] = () => [];
@@ -145,6 +147,13 @@ export class Metrics {
     this.reloads = new Counter({ name: 'ftp_alg_reloads_total', help: 'Configuration reloads (SIGHUP), by result: "ok" or "failed".', labelNames: ['result'], registers });
     this.lastReloadSuccessful = new Gauge({ name: 'ftp_alg_config_last_reload_successful', help: 'Whether the last reload succeeded (1) or failed (0): the running configuration is then older than the file.', aggregator: 'max', registers });
     this.startTime = new Gauge({ name: 'ftp_alg_start_time_seconds', help: 'Start time of the process, seconds since the Unix epoch.', aggregator: 'max', registers });
+    this.sessionsEvicted = new Counter({
+      name: 'ftp_alg_sessions_evicted_total',
+      help: 'Sessions not logged in ended with 421 to admit a newcomer at a full cap, by scope (client, site, process).',
+      labelNames: ['site', 'scope'],
+      registers,
+    });
+    this.sessionEnds = new Counter({ name: 'ftp_alg_session_ends_total', help: 'Sessions ended, by reason (login-timeout, evicted, control-idle, ...).', labelNames: ['site', 'reason'], registers });
   }
 
   /** The process-wide values of the gateway process (not of its data workers). */

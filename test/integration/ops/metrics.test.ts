@@ -136,6 +136,7 @@ describe('metrics after real transfers', () => {
     const port = g.port(SITE);
     const held = [await control(port), await control(port)];
     for (const c of held) expect((await c.reply()).code).toBe(220);
+    for (const c of held) await c.login(); // logged in: never evicted for a newcomer
     const third = await control(port);
     expect((await third.reply()).code).toBe(421);
     await third.closed;

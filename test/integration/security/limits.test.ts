@@ -117,11 +117,13 @@ describe('PASV floods', () => {
 });
 
 describe('session caps', () => {
+  // Sessions that hold a place are logged in: an idle one not logged in would be evicted instead (test/integration/fairness/eviction.test.ts).
   it('site maxSessions: the next connection, from any address, gets 421 before any upstream connection', async () => {
     const { gw, fake } = await start({ limits: { maxSessions: 2 } });
     const a = await connect(gw.port);
     const b = await connect(gw.port, OTHER_CLIENT);
     expect([a.code, b.code]).toEqual([220, 220]);
+    for (const held of [a, b]) await held.client.login();
     for (const from of [CLIENT, THIRD_HOST]) {
       const c = await connect(gw.port, from);
       expect(c.code).toBe(421);
@@ -136,8 +138,11 @@ describe('session caps', () => {
 
   it('process-wide limits.maxSessions', async () => {
     const { gw } = await start({ limits: { maxSessions: 100 } }, { limits: { maxSessions: 2 } });
-    expect((await connect(gw.port)).code).toBe(220);
-    expect((await connect(gw.port, OTHER_CLIENT)).code).toBe(220);
+    for (const from of [CLIENT, OTHER_CLIENT]) {
+      const held = await connect(gw.port, from);
+      expect(held.code).toBe(220);
+      await held.client.login();
+    }
     const c = await connect(gw.port, THIRD_HOST);
     expect(c.code).toBe(421);
     await expectRefused(c.client);
@@ -147,8 +152,9 @@ describe('session caps', () => {
   it('maxSessionsPerClient: one address is capped, another is not; the count comes back when a session ends', async () => {
     const { gw } = await start({ limits: { maxSessionsPerClient: 2 } });
     const first = await connect(gw.port);
-    expect(first.code).toBe(220);
-    expect((await connect(gw.port)).code).toBe(220);
+    const second = await connect(gw.port);
+    expect([first.code, second.code]).toEqual([220, 220]);
+    for (const held of [first, second]) await held.client.login();
     const third = await connect(gw.port);
     expect(third.code).toBe(421);
     await expectRefused(third.client);

@@ -13,6 +13,7 @@ import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import { Site, type SessionBudget } from './Site.js';
 import { PreLoginQueue } from './eviction.js';
+import { Admissions } from './admission.js';
 import { WorkerDataPlane } from '../data/worker/WorkerDataPlane.js';
 import { ProbeRegistry } from './health/ProbeRegistry.js';
 
@@ -35,6 +36,8 @@ export class Gateway {
   /** The upstream health probers of the whole process, shared by every site (and kept across reloads). */
   private readonly probes: ProbeRegistry;
   private sessionsInUse = 0;
+  /** Connections accepted by every site are admitted a few per event-loop turn, the sites in turn. */
+  private readonly admissions = new Admissions();
   private state: 'new' | 'running' | 'draining' | 'closed' = 'new';
 
   constructor(
@@ -165,7 +168,11 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
-    return new Site(siteConfig, { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes }, predecessor);
+    return new Site(
+      siteConfig,
+      { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes, admissions: this.admissions },
+      predecessor,
+    );
   }
 
   private retire(site: Site): void {

@@ -20,6 +20,10 @@ import { SiteTls } from '../tls/SiteTls.js';
 import { UpstreamPool } from './UpstreamPool.js';
 import type { ProbeRegistry } from './health/ProbeRegistry.js';
 import { type Evictable, type EvictionScope, PreLoginQueue } from './eviction.js';
+import { type AdmissionQueue, type Admissions, Arrivals } from './admission.js';
+
+/** Accepted connections a site keeps waiting for admission; beyond them a connection is refused at once ("busy"). */
+const MAX_WAITING = 1_024;
 
 /** Process-wide session budget shared by every site. */
 export interface SessionBudget {
@@ -51,7 +55,7 @@ class Tenant implements Evictable {
   }
 }
 
-export class Site {
+export class Site implements AdmissionQueue {
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly sessions = new Set<Session>();
   readonly upstreams: UpstreamPool;
@@ -62,6 +66,8 @@ export class Site {
   private readonly preLoginByClient: Map<string, PreLoginQueue<Tenant>>;
   private readonly preLogin = new PreLoginQueue<Tenant>();
   private readonly tenants = new Map<Session, Tenant>();
+  /** Accepted, paused, not yet admitted: admitted a few per event-loop turn (admission.ts). */
+  private readonly arrivals = new Arrivals<Socket>();
   private server: Server | undefined;
   private nextId = 0;
   private readonly log: Logger;
@@ -72,7 +78,7 @@ export class Site {
 
   constructor(
     readonly config: SiteConfig,
-    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry },
+    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry; admissions: Admissions },
     /** The site of the same name this one replaces on reload: its live sessions' ports and counts carry over. */
     predecessor?: Site,
   ) {
@@ -114,7 +120,7 @@ export class Site {
 
   async listen(): Promise<void> {
     await this.upstreams.start();
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.admit(socket));
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.arrive(socket));
     server.on('error', (err) => this.log.error({ err }, 'listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -136,8 +142,9 @@ export class Site {
     await this.upstreams.start();
     old.server = undefined;
     server.removeAllListeners('connection');
-    server.on('connection', (socket: Socket) => this.admit(socket));
+    server.on('connection', (socket: Socket) => this.arrive(socket));
     this.server = server;
+    for (const socket of old.arrivals.drain()) this.arrive(socket); // waiting connections are admitted on the new settings
   }
 
   /** Replaced by a reload: no new sessions; live ones finish here. */
@@ -153,7 +160,25 @@ export class Site {
     this.server = undefined;
     // close() stops accepting at once; its callback would wait for every live session, so it is not awaited.
     server.close();
+    for (const socket of this.arrivals.drain()) this.refuse(socket, normalise(socket.remoteAddress), 'shutdown');
     return Promise.resolve();
+  }
+
+  /** An accepted connection joins the queue; nothing is read from it until it is admitted. */
+  private arrive(socket: Socket): void {
+    if (this.arrivals.length >= MAX_WAITING) return this.refuse(socket, normalise(socket.remoteAddress), 'busy');
+    socket.on('error', waitingError);
+    this.arrivals.push(socket);
+    this.deps.admissions.wake(this);
+  }
+
+  admitNext(): boolean {
+    const socket = this.arrivals.shift();
+    if (socket === undefined) return false;
+    socket.off('error', waitingError);
+    if (socket.destroyed) return true; // reset while it waited
+    this.admit(socket);
+    return true;
   }
 
   private admit(socket: Socket): void {
@@ -311,6 +336,11 @@ export class Site {
   async settled(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.closed()));
   }
+}
+
+/** A connection reset while it waits for admission: closed; admitNext skips it. */
+function waitingError(this: Socket): void {
+  this.destroy();
 }
 
 /** The part of a site's config the control core needs. */

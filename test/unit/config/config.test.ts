@@ -286,7 +286,7 @@ describe('parseConfig fills in defaults', () => {
       ftps: 'refuse',
       clients: { allow: [], deny: [] },
       timeouts: { upstreamConnectMs: 5_000, greetingMs: 10_000, controlIdleMs: 300_000, pinholeAcceptMs: 15_000, dataIdleMs: 120_000 },
-      limits: { maxSessions: 1_000, maxSessionsPerClient: 20, maxPinholesPerSession: 2, maxLineBytes: 2_048 },
+      limits: { maxSessions: 1_000, maxSessionsPerClient: 128, maxPinholesPerSession: 2, maxPinholesPerClient: 128, maxLineBytes: 2_048 },
     });
   });
 

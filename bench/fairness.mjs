@@ -9,11 +9,13 @@
 //   connect     --rate new connections/s on the flood site, each closed at its first reply
 //   pasv        32 logged-in sessions on the flood site sending PASV back to back
 //   transfers   64 downloads looping through the flood site
-// In the idle and transfers phases a NOOP straight to a second raw upstream that no load reaches
-// (same machine, same scheduler) is interleaved: bystander p99 minus direct p99 is the added latency.
+// The bystander site's upstream is a second raw upstream that no load reaches; in every phase a NOOP
+// straight to it (same machine, same scheduler, no gateway) is interleaved with the bystander's:
+// bystander p99 minus direct p99 is the latency the gateway adds.
 //
 // Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--workers 0,1] [--json out.json]
 //        [--cli path/to/cli.js]   (another build, e.g. of the commit before a change, for a before/after figure)
+//        [--phases idle,transfers] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,8 @@ const { values: opt } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '2000' },
     workers: { type: 'string', default: '0,1' },
+    phases: { type: 'string', default: 'idle,connect,pasv,transfers' },
+    'node-arg': { type: 'string', multiple: true, default: [] },
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
     json: { type: 'string' },
@@ -108,10 +112,10 @@ async function startRawServer() {
   return { child, port: base };
 }
 
-async function startGateway(upstreamPort, workers) {
+async function startGateway(floodPort, quietPort, workers) {
   const block = await freeBlock(800);
   const range = (i) => ({ min: block + i * 200, max: block + i * 200 + 199 });
-  const site = (name, i) => ({
+  const site = (name, i, upstreamPort) => ({
     name,
     listen: { host: HOST, port: 0 },
     upstream: { host: HOST, port: upstreamPort },
@@ -119,11 +123,11 @@ async function startGateway(upstreamPort, workers) {
     passivePorts: range(i * 2),
     activePorts: range(i * 2 + 1),
   });
-  const config = { log: { level: 'info' }, metrics: { listen: `${HOST}:0` }, dataPlane: { workers }, sites: [site('flood', 0), site('bystander', 1)] };
+  const config = { log: { level: 'info' }, metrics: { listen: `${HOST}:0` }, dataPlane: { workers }, sites: [site('flood', 0, floodPort), site('bystander', 1, quietPort)] };
   const configPath = join(dir, `gateway-${workers}.json`);
   writeFileSync(configPath, JSON.stringify(config));
   const logPath = join(dir, `gateway-${workers}.log`);
-  const child = spawnTracked([CLI, '--config', configPath], openSync(logPath, 'w'));
+  const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], openSync(logPath, 'w'));
   const lines = () => readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
   const ports = await until('gateway listening', () => {
     const ls = lines();
@@ -227,13 +231,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---- the run -------------------------------------------------------------------
 
 async function runFor(workers, upstream, quiet) {
-  const gw = await startGateway(upstream.port, workers);
+  const gw = await startGateway(upstream.port, quiet.port, workers);
   const bystander = await noopSession(gw.bystander);
   const direct = await noopSession(quiet.port);
   const probes = { noop: () => bystander.noop(), healthz: () => healthz(gw.metrics) };
   const target = `${HOST}:${gw.flood}`;
   const phases = {};
+  const wanted = new Set(opt.phases.split(','));
   const phase = async (name, extraProbes, load) => {
+    if (!wanted.has(name)) return;
     const cpu0 = cpuSeconds(gw.child.pid);
     const t0 = performance.now();
     const loadDone = load();
@@ -287,7 +293,7 @@ function report(all) {
 
 try {
   const upstream = await startRawServer();
-  const quiet = await startRawServer(); // the direct probe's: no load ever reaches it
+  const quiet = await startRawServer(); // the bystander site's and the direct probe's: no load ever reaches it
   const all = {};
   for (const w of opt.workers.split(',').map(Number)) all[w] = await runFor(w, upstream, quiet);
   upstream.child.kill('SIGTERM');

@@ -131,7 +131,7 @@ async function run(config: GatewayConfig, file: string): Promise<number> {
     gateway.destroy();
     return 1;
   }
-  if (!stopping) log.info({ sites: config.sites.length }, 'started');
+  if (!stopping) log.info({ sites: config.sites.length, dataPlane: gateway.dataPlaneKind }, 'started');
   return finished; // a signal during start drains once the start is done (Gateway.close waits for it)
 }
 

@@ -37,3 +37,13 @@ export class PortInUseError extends AlgError {
     super('ERR_ALG_PORT_IN_USE', attempts === 1 ? '1 port tried, held by another program' : `${attempts} ports tried, all held by other programs`);
   }
 }
+
+/** The kernel data plane refused or could not run a command (nft, conntrack). */
+export class KernelPlaneError extends AlgError {
+  constructor(
+    readonly op: string,
+    detail: string,
+  ) {
+    super('ERR_ALG_KERNEL', `kernel data plane ${op} failed: ${detail}`);
+  }
+}

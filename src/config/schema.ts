@@ -196,6 +196,11 @@ export const rootSchema = {
       format: assertCount,
       default: 0,
     },
+    kind: {
+      doc: 'What forwards data connections: "relay" (userspace, no privilege), "nftables" (the kernel forwards them; needs CAP_NET_ADMIN, IP forwarding, nft and conntrack), "auto" (nftables when the process has CAP_NET_ADMIN and forwarding is on, else relay).',
+      format: ['relay', 'nftables', 'auto'],
+      default: 'relay',
+    },
   },
   sites: {
     doc: 'The sites: one listener and upstream each.',

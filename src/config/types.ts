@@ -32,6 +32,7 @@ export interface UpstreamHealthConfig {
   readonly check: { readonly user: string; readonly password: string };
 }
 
+export type DataPlaneKind = 'relay' | 'nftables' | 'auto';
 export type UpstreamDataMode = 'client' | 'passive' | 'active';
 
 /** Routing on a reverse site by what the client says before login. */
@@ -116,6 +117,6 @@ export interface GatewayConfig {
   readonly metrics: { readonly listen: string };
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxSessions: number };
-  readonly dataPlane: { readonly workers: number };
+  readonly dataPlane: { readonly workers: number; readonly kind: DataPlaneKind };
   readonly sites: readonly SiteConfig[];
 }

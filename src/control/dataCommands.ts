@@ -118,7 +118,9 @@ export class DataCommands {
       if (reply.code !== expected) return this.passOnFailure(entry, wish, sent, reply);
       const port = this.upstreamDataPort(sent, reply.text);
       if (port === undefined) return this.fail(entry, LOCAL.cantOpen);
-      this.open(entry, wish, { kind: 'connect', host: this.core.endpoints.upstream, port }, (ports) => this.answer(entry, wish, ports));
+      // From the upstream control connection's own address: servers refuse data from another one, and the kernel plane SNATs to it.
+      const { upstream, upstreamLocal } = this.core.endpoints;
+      this.open(entry, wish, { kind: 'connect', host: upstream, port, localAddress: upstreamLocal }, (ports) => this.answer(entry, wish, ports));
     };
   }
 

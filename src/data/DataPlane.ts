@@ -45,8 +45,12 @@ export interface PinholeRequest {
 }
 
 export interface DataPlane {
+  /** What carries the bytes, for the start log line and `ftp_alg_data_plane{kind}`. */
+  readonly kind: 'relay' | 'nftables';
   /** How many disjoint port shards the pools need (one per worker). */
   readonly shards: number;
+  /** Set up what the plane needs before the first pinhole (a kernel table, helper processes). */
+  start?(): Promise<void>;
   pinhole(request: PinholeRequest): PinholeHandle;
   /** Metrics kept by the data plane outside the gateway's own registry, as prom-client JSON. */
   metricsJson(): Promise<unknown[]>;
@@ -54,6 +58,7 @@ export interface DataPlane {
 }
 
 export class InProcessDataPlane implements DataPlane {
+  readonly kind = 'relay';
   readonly shards = 1;
 
   pinhole(request: PinholeRequest, shard = 0): PinholeHandle {

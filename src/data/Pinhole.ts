@@ -13,6 +13,7 @@ import type { Handshake } from '../tls/handshake.js';
 import type { BoundListener } from './portBinding.js';
 import { abort, adoptForRelay, relay, type RelayCounters } from './relay.js';
 import { connectLeg, secureLeg, type PinholeTls } from './tlsLeg.js';
+import { logTransfer } from './transferLog.js';
 
 export type PinholeLeg =
   | {
@@ -248,25 +249,8 @@ export class Pinhole {
   }
 
   private logTransfer(): void {
-    const ms = Math.round(performance.now() - this.startedAt);
     const { up, down } = this.bytes;
     const { site, metrics } = this.options;
-    metrics.bytes.inc({ site, flow: 'upload' }, up);
-    metrics.bytes.inc({ site, flow: 'download' }, down);
-    metrics.transferSeconds.observe({ site }, ms / 1000);
-    const bytes = up + down;
-    const rate = ms > 0 ? Math.round((bytes * 1000) / ms) : bytes;
-    this.log.info(
-      {
-        command: this.command || undefined,
-        flow: up > down ? 'upload' : 'download',
-        upBytes: up,
-        downBytes: down,
-        ms,
-        bytesPerSec: rate,
-        reason: this.closeReason,
-      },
-      'transfer done',
-    );
+    logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
 }

@@ -16,6 +16,7 @@ import { PreLoginQueue } from './eviction.js';
 import { Admissions } from './admission.js';
 import { WorkerDataPlane } from '../data/worker/WorkerDataPlane.js';
 import { ProbeRegistry } from './health/ProbeRegistry.js';
+import { KernelDataPlane, kernelPlaneUsable } from '../data/nftables/KernelDataPlane.js';
 
 const MIN_SWEEP_MS = 25;
 const MAX_SWEEP_MS = 1_000;
@@ -32,7 +33,7 @@ export class Gateway {
   /** Sites replaced or removed by a reload, kept until their last session ends. */
   private readonly retired = new Set<Site>();
   private http: Server | undefined;
-  private readonly dataPlane: DataPlane;
+  private dataPlane: DataPlane;
   /** The upstream health probers of the whole process, shared by every site (and kept across reloads). */
   private readonly probes: ProbeRegistry;
   private sessionsInUse = 0;
@@ -56,6 +57,11 @@ export class Gateway {
     this.metrics.initProcess('relay'); // both planes (in process, workers) relay in userspace
   }
 
+  /** The plane that carries data connections ("relay" until start() has set up the kernel plane). */
+  get dataPlaneKind(): 'relay' | 'nftables' {
+    return this.dataPlane.kind;
+  }
+
   get running(): boolean {
     return this.state === 'running';
   }
@@ -69,6 +75,7 @@ export class Gateway {
   }
 
   private async startSites(): Promise<void> {
+    await this.startDataPlane();
     for (const siteConfig of this.config.sites) this.sites.set(siteConfig.name, this.newSite(siteConfig));
     try {
       for (const site of this.sites.values()) await site.listen();
@@ -80,6 +87,32 @@ export class Gateway {
     }
     this.state = 'running';
     this.startSweep();
+  }
+
+  /**
+   * `nftables`: the kernel plane or a failed start. `auto`: the kernel plane
+   * when the process may drive it (CAP_NET_ADMIN, forwarding on) and it
+   * starts; else the relay, with the reason logged.
+   */
+  private async startDataPlane(): Promise<void> {
+    const wanted = this.config.dataPlane.kind;
+    const check = kernelPlaneUsable();
+    if (wanted === 'nftables' || (wanted === 'auto' && check.usable)) {
+      const ranges = this.config.sites.flatMap((s) => [s.passivePorts, s.activePorts]);
+      const kernel = new KernelDataPlane({ fallback: this.dataPlane, log: this.log, metrics: this.metrics, ranges });
+      try {
+        await kernel.start();
+        this.dataPlane = kernel;
+      } catch (err) {
+        if (wanted === 'nftables') throw err;
+        this.log.warn({ err }, 'kernel data plane unavailable; relaying');
+      }
+    } else if (wanted === 'auto') {
+      this.log.info({ why: check.why }, 'kernel data plane not usable; relaying');
+    }
+    this.metrics.dataPlane.reset();
+    this.metrics.dataPlane.set({ kind: this.dataPlane.kind }, 1);
+    this.log.info({ dataPlane: this.dataPlane.kind, configured: wanted }, 'data plane');
   }
 
   private sweepTimer: NodeJS.Timeout | undefined;

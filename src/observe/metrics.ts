@@ -139,7 +139,7 @@ export class Metrics {
     this.dataPlane = new Gauge({ name: 'ftp_alg_data_plane', help: 'The data plane in use (1): "relay" or "nftables".', labelNames: ['kind'], aggregator: 'max', registers });
     this.pinholesByPlane = new Counter({
       name: 'ftp_alg_pinholes_by_plane_total',
-      help: 'Pinholes by the plane that served them, and why: "kernel", or why one went to the relay ("family", "mode-conversion", "tls", "kernel-error").',
+      help: 'Pinholes by the plane that served them, and why: "kernel", or why one went to the relay ("family", "mode-conversion", "tls", "kernel-error", "source-port").',
       labelNames: ['site', 'plane', 'reason'],
       registers,
     });

@@ -15,6 +15,7 @@ import { WorkerSlot } from './WorkerSlot.js';
 const METRICS_ANSWER_TIMEOUT_MS = 1_000;
 
 export class WorkerDataPlane implements DataPlane {
+  readonly kind = 'relay';
   private readonly slots: WorkerSlot[] = [];
   private nextId = 0;
   /** TLS pinholes: their TLS sockets and session cache live on the control loop. */

@@ -1,0 +1,69 @@
+/**
+ * Conntrack events of the gateway's network namespace from one long-lived
+ * `conntrack -E` child, handed to whoever watches a (pinhole address, port).
+ * Events rather than polling: a flow's start and end arrive within
+ * milliseconds, cost nothing while nothing happens, and an ended flow (both
+ * FINs, a reset, or gone) is the signal that gives a port back to its pool.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { endChild, onLines } from './child.js';
+import { type FlowEvent, parseFlowEvent } from './flowEvents.js';
+
+export type FlowListener = (event: FlowEvent) => void;
+
+
+export class FlowWatch {
+  private child: ChildProcess | undefined;
+  private readonly listeners = new Map<string, FlowListener>();
+  onExit: (reason: string) => void = () => undefined;
+
+  constructor(private readonly binary = 'conntrack') {}
+
+  /** Resolves once conntrack is listening (it prints a banner on stderr first). */
+  start(): Promise<void> {
+    const child = spawn(this.binary, ['-E', '-p', 'tcp', '-o', 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    onLines(child.stdout, (line) => this.onLine(line));
+    return new Promise((resolve, reject) => {
+      let stderr = '';
+      const ready = setTimeout(() => resolve(), 300); // conntrack -E prints nothing when it works
+      ready.unref();
+      child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+        stderr += s;
+      });
+      child.once('error', (err) => {
+        clearTimeout(ready);
+        reject(err);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(ready);
+        const reason = `conntrack exited (${code ?? signal}) ${stderr.trim()}`;
+        if (this.child === child) {
+          this.child = undefined;
+          reject(new Error(reason));
+          this.onExit(reason);
+        }
+      });
+    });
+  }
+
+  watch(address: string, port: number, listener: FlowListener): void {
+    this.listeners.set(`${address}|${port}`, listener);
+  }
+
+  unwatch(address: string, port: number): void {
+    this.listeners.delete(`${address}|${port}`);
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (child === undefined) return;
+    this.child = undefined;
+    await endChild(child, () => child.kill('SIGTERM'));
+  }
+
+  private onLine(line: string): void {
+    const event = parseFlowEvent(line);
+    if (event !== undefined) this.listeners.get(`${event.orig.dst}|${event.orig.dport}`)?.(event);
+  }
+}

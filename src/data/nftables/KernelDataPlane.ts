@@ -1,0 +1,196 @@
+/**
+ * The kernel data plane: pinholes as elements of the gateway's own nftables
+ * table (see ruleset.ts), driven through one long-lived `nft -i`, with flow
+ * starts and ends from one `conntrack -E`. What the kernel cannot do alone
+ * goes to the relay plane, per pinhole, logged and counted: legs of two
+ * families, mode conversion (both legs listen or both connect), TLS data, a
+ * fixed source port, and everything while nft or conntrack is down.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { familyOf } from '../../common/address.js';
+import { KernelPlaneError } from '../../common/errors.js';
+import type { PortRange } from '../../config/types.js';
+import type { Logger } from '../../observe/logger.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { DataPlane, PinholeHandle, PinholeRequest } from '../DataPlane.js';
+import { parseFlowEvent, type Tuple } from './flowEvents.js';
+import { FlowWatch } from './FlowWatch.js';
+import { type KernelLegs, KernelPinhole } from './KernelPinhole.js';
+import { NftShell } from './NftShell.js';
+import { deleteTableCommand, tableScript } from './ruleset.js';
+
+const RESTART_DELAY_MS = 1_000;
+const TOOL_TIMEOUT_MS = 10_000;
+
+/** Why a pinhole is relayed instead: the metric's `reason`. */
+export type RelayReason = 'family' | 'mode-conversion' | 'tls' | 'kernel-error' | 'source-port';
+
+export interface KernelPlaneOptions {
+  readonly fallback: DataPlane;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Every pinhole range of every site: flows a killed predecessor left on them are cut at start. */
+  readonly ranges: readonly PortRange[];
+}
+
+export class KernelDataPlane implements DataPlane {
+  readonly kind = 'nftables';
+  private readonly nft = new NftShell();
+  private readonly flows = new FlowWatch();
+  private healthy = false;
+  private closing = false;
+
+  constructor(private readonly options: KernelPlaneOptions) {}
+
+  get shards(): number {
+    return this.options.fallback.shards;
+  }
+
+  /**
+   * Install the table (replacing a stale one), cut flows left on the ranges,
+   * start nft and conntrack. On failure nothing of it is left running (the
+   * relay plane it falls back to stays open).
+   */
+  async start(): Promise<void> {
+    try {
+      await runTool('nft', ['-f', '-'], tableScript(), 'install');
+      await this.cutStaleFlows();
+      await this.flows.start().catch((err: Error) => {
+        throw new KernelPlaneError('conntrack', err.message);
+      });
+      this.startShell();
+      await this.nft.run('probe', 'list table inet ftp_alg_dp');
+    } catch (err) {
+      await this.stopTools();
+      throw err;
+    }
+    this.flows.onExit = (reason) => this.lost('conntrack', reason);
+    this.healthy = true;
+  }
+
+  pinhole(request: PinholeRequest): PinholeHandle {
+    const { site, metrics } = request;
+    const plan = this.plan(request);
+    if (typeof plan === 'string') {
+      metrics.pinholesByPlane.inc({ site, plane: 'relay', reason: plan });
+      request.log.info({ dir: request.dir, reason: plan }, 'pinhole relayed');
+      return this.options.fallback.pinhole(request);
+    }
+    metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
+    const deps = { nft: this.nft, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
+    return new KernelPinhole(deps, request, plan);
+  }
+
+  metricsJson(): Promise<unknown[]> {
+    return this.options.fallback.metricsJson();
+  }
+
+  /** Remove the table, end nft and conntrack, close the relay plane. */
+  async close(): Promise<void> {
+    await this.stopTools();
+    await this.options.fallback.close();
+  }
+
+  private async stopTools(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.healthy = false;
+    const teardown = deleteTableCommand();
+    await this.nft.run('teardown', teardown).catch(() => runTool('nft', teardown.split(' '), undefined, 'teardown').catch(() => undefined));
+    await Promise.all([this.nft.close(), this.flows.close()]);
+  }
+
+  /** The kernel's legs, or why the relay must carry this pinhole. */
+  private plan(request: PinholeRequest): KernelLegs | RelayReason {
+    if (request.tls?.client !== undefined || request.tls?.upstream !== undefined) return 'tls';
+    if (!this.healthy) return 'kernel-error';
+    const { client, upstream } = request;
+    if (client.kind === upstream.kind) return 'mode-conversion';
+    const [listenReq, connect] = client.kind === 'listen' ? [client, upstream] : [upstream, client];
+    if (listenReq.kind !== 'listen' || connect.kind !== 'connect') return 'mode-conversion';
+    if (connect.localPort !== undefined) return 'source-port';
+    const source = connect.localAddress;
+    const families = [listenReq.host, listenReq.expectedPeer, connect.host, source ?? ''].map(familyOrZero);
+    if (source === undefined || families.some((f) => f !== families[0] || f === 0)) return 'family';
+    const name = listenReq === client ? 'client' : 'upstream';
+    return { listen: { name, host: listenReq.host, pool: listenReq.pool, expectedPeer: listenReq.expectedPeer }, connect: { ...connect, localAddress: source } };
+  }
+
+  private startShell(): void {
+    this.nft.onExit = (reason) => this.lost('nft', reason);
+    this.nft.start();
+  }
+
+  /** nft or conntrack died: new pinholes go to the relay until nft runs again (conntrack loss is final). */
+  private lost(tool: 'nft' | 'conntrack', reason: string): void {
+    if (this.closing) return;
+    this.healthy = false;
+    this.countError(tool);
+    this.options.log.error({ tool, reason }, 'kernel data plane tool exited; new pinholes are relayed');
+    if (tool !== 'nft') return;
+    const timer = setTimeout(() => {
+      if (this.closing) return;
+      this.startShell();
+      this.healthy = true;
+      this.options.log.info('kernel data plane: nft restarted');
+    }, RESTART_DELAY_MS);
+    timer.unref();
+  }
+
+  private countError(op: string): void {
+    this.options.metrics.kernelPlaneErrors.inc({ op });
+  }
+
+  /** Delete one flow from conntrack: its next segment, either way, meets no NAT and is refused. */
+  private async cut(family: 4 | 6, flow: Tuple): Promise<void> {
+    const args = ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'tcp', '-s', flow.src, '-d', flow.dst, '--sport', `${flow.sport}`, '--dport', `${flow.dport}`];
+    await runTool('conntrack', args, undefined, 'cut').catch(() => undefined); // gone already: fine
+  }
+
+  /** NATed flows on our ranges outlive a killed gateway in conntrack; a new one must not share their ports. */
+  private async cutStaleFlows(): Promise<void> {
+    const listing = await runTool('conntrack', ['-L', '-p', 'tcp'], undefined, 'list').catch(() => '');
+    const inRange = (port: number) => this.options.ranges.some((r) => port >= r.min && port <= r.max);
+    for (const line of listing.split('\n')) {
+      const e = parseFlowEvent(line);
+      if (e === undefined || e.reply.src === e.orig.dst || !inRange(e.orig.dport)) continue;
+      await this.cut(familyOf(e.orig.src), e.orig);
+      this.options.log.warn({ src: e.orig.src, port: e.orig.dport }, 'stale forwarded flow from an earlier run cut');
+    }
+  }
+}
+
+function familyOrZero(address: string): 4 | 6 | 0 {
+  try {
+    return familyOf(address);
+  } catch {
+    return 0;
+  }
+}
+
+function runTool(cmd: string, args: readonly string[], stdin: string | undefined, op: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, [...args], { timeout: TOOL_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      if (err === null) resolve(stdout);
+      else reject(new KernelPlaneError(op, `${cmd}: ${stderr.trim() || err.message}`));
+    });
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
+}
+
+/** Can this process run the kernel plane? CAP_NET_ADMIN in effect, and IPv4 forwarding on. */
+export function kernelPlaneUsable(): { usable: boolean; why: string } {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0';
+    const CAP_NET_ADMIN = 12n;
+    if (((BigInt(`0x${capEff}`) >> CAP_NET_ADMIN) & 1n) === 0n) return { usable: false, why: 'no CAP_NET_ADMIN' };
+    const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+    if (forwarding !== '1') return { usable: false, why: 'net.ipv4.ip_forward is 0' };
+    return { usable: true, why: 'CAP_NET_ADMIN and forwarding' };
+  } catch (err) {
+    return { usable: false, why: (err as Error).message };
+  }
+}
+

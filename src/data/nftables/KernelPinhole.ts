@@ -1,0 +1,254 @@
+/**
+ * A pinhole forwarded by the kernel: nftables elements admit exactly one
+ * connection from the expected peer and NAT it to the target; the gateway
+ * never touches a byte. Conntrack events say when the flow starts (state
+ * `relaying`) and ends; only then, once the byte counters are read and the
+ * elements removed, does the port go back to its pool.
+ */
+import { familyOf } from '../../common/address.js';
+import { PortExhaustedError } from '../../common/errors.js';
+import type { Logger } from '../../observe/logger.js';
+import type { PinholeHandle, PinholeRequest } from '../DataPlane.js';
+import type { PinholeLeg, PinholeState } from '../Pinhole.js';
+import type { PortPool } from '../PortPool.js';
+import type { ShardedPool } from '../ShardedPool.js';
+import { logTransfer } from '../transferLog.js';
+import { type FlowEvent, type Tuple, flowEnded } from './flowEvents.js';
+import type { FlowWatch } from './FlowWatch.js';
+import type { NftShell } from './NftShell.js';
+import {
+  type PinholeKey,
+  type PinholeTarget,
+  closeCommand,
+  counterCommand,
+  openCommand,
+  parseCounter,
+  payloadBytes,
+} from './ruleset.js';
+
+/** After a pinhole closed unused, how long a flow the kernel admitted just before may still show up. */
+const LATE_FLOW_GRACE_MS = 250;
+/** A flow the gateway cut must be gone from conntrack within this bound, or the port is given back anyway. */
+const CUT_WAIT_MS = 5_000;
+
+export interface KernelPinholeDeps {
+  readonly nft: NftShell;
+  readonly flows: FlowWatch;
+  /** Ends a flow now (conntrack -D); resolves whether or not it existed. */
+  readonly cut: (family: 4 | 6, flow: Tuple) => Promise<void>;
+  readonly onError: (op: string) => void;
+  /** How many shards the pools have (one per relay worker). */
+  readonly shards: number;
+}
+
+export interface KernelLegs {
+  /** The leg the peer connects to (its port comes from the pool). */
+  readonly listen: { readonly name: 'client' | 'upstream'; readonly host: string; readonly pool: ShardedPool; readonly expectedPeer: string };
+  readonly connect: Extract<PinholeLeg, { kind: 'connect' }> & { readonly localAddress: string };
+}
+
+export class KernelPinhole implements PinholeHandle {
+  state: PinholeState = 'new';
+  command = '';
+  bytes = { up: 0, down: 0 };
+  private key: PinholeKey | undefined;
+  private held: { pool: PortPool; port: number } | undefined;
+  private readonly target: PinholeTarget;
+  private flow: Tuple | undefined;
+  private flowOver = false;
+  private deadline: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private closeReason = '';
+  private finished = false;
+  private finishing = false;
+  private readonly closeWaiters: (() => void)[] = [];
+  private log: Logger;
+
+  constructor(
+    private readonly deps: KernelPinholeDeps,
+    private readonly request: PinholeRequest,
+    private readonly legs: KernelLegs,
+  ) {
+    const { host, port, localAddress } = legs.connect;
+    this.target = { host, port, source: localAddress };
+    this.log = request.log;
+  }
+
+  get clientPort(): number | undefined {
+    return this.legs.listen.name === 'client' ? this.held?.port : undefined;
+  }
+
+  get upstreamPort(): number | undefined {
+    return this.legs.listen.name === 'upstream' ? this.held?.port : undefined;
+  }
+
+  async open(): Promise<void> {
+    const { listen } = this.legs;
+    const { site, dir, metrics, acceptTimeoutMs } = this.request;
+    this.held = allocate(listen.pool, this.deps.shards);
+    if (this.held === undefined) throw new PortExhaustedError(`${dir} ports of ${site}`);
+    const port = this.held.port;
+    const key: PinholeKey = { family: familyOf(listen.host), peer: listen.expectedPeer, address: listen.host, port };
+    this.key = key;
+    this.deps.flows.watch(key.address, port, (e) => this.onFlow(e));
+    try {
+      await this.deps.nft.run('open', openCommand(key, this.target, acceptTimeoutMs));
+    } catch (err) {
+      this.deps.onError('open');
+      this.deps.flows.unwatch(key.address, port);
+      this.held.pool.release(port);
+      this.held = undefined;
+      this.state = 'closed';
+      this.wake();
+      throw err;
+    }
+    if (this.state === 'closed') return; // closed while opening: close() removes the elements
+    this.state = 'waiting';
+    metrics.pinholesOpened.inc({ site, dir });
+    metrics.pinholesOpen.inc({ site, dir });
+    this.log = this.log.child({ port, dir, plane: 'nftables' });
+    this.log.debug({ peer: key.peer, target: `${this.target.host}:${this.target.port}` }, 'pinhole open');
+    this.deadline = setTimeout(() => this.close('accept-timeout'), acceptTimeoutMs);
+  }
+
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state !== 'new';
+    this.state = 'closed';
+    this.closeReason = reason;
+    clearTimeout(this.deadline);
+    const { site, dir, metrics } = this.request;
+    if (wasOpen) metrics.pinholesOpen.dec({ site, dir });
+    if (reason === 'accept-timeout' && this.flow === undefined) metrics.pinholesExpired.inc({ site, dir });
+    if (this.key === undefined) return; // open() failed or never ran
+    if (this.flow !== undefined && !this.flowOver) {
+      void this.cutFlow(); // ABOR, REIN, session killed: the transfer is cut (the peers see a reset)
+      return;
+    }
+    if (this.flow !== undefined) {
+      void this.finish();
+      return;
+    }
+    void this.closeUnused();
+  }
+
+  closed(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  private onFlow(e: FlowEvent): void {
+    const key = this.key as PinholeKey;
+    if (e.type === 'NEW') {
+      const natted = e.reply.src === this.target.host && e.reply.sport === this.target.port;
+      if (e.orig.src !== key.peer) return this.wrongPeer(e.orig.src);
+      if (!natted || this.flow !== undefined) {
+        this.log.debug({ sport: e.orig.sport }, 'pinhole second connection refused');
+        return;
+      }
+      this.flow = e.orig;
+      if (this.state === 'waiting') {
+        clearTimeout(this.deadline);
+        this.state = 'relaying';
+        this.startedAt = performance.now();
+      } else {
+        void this.cutFlow(); // admitted just before the pinhole closed: it must not run on
+      }
+      return;
+    }
+    const flow = this.flow;
+    if (flow === undefined || e.orig.src !== flow.src || e.orig.sport !== flow.sport || !flowEnded(e)) return;
+    if (this.flowOver) return;
+    this.flowOver = true;
+    if (this.state === 'relaying') this.close('done');
+    else void this.finish();
+  }
+
+  private wrongPeer(peer: string): void {
+    const { site, dir, metrics } = this.request;
+    metrics.pinholesWrongPeer.inc({ site, dir });
+    this.log.warn({ peer, expected: this.key?.peer, leg: this.legs.listen.name }, 'pinhole connection from wrong peer refused');
+  }
+
+  /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
+  private async closeUnused(): Promise<void> {
+    await this.removeElements();
+    await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
+    if (this.flow === undefined) void this.finish();
+    this.log.debug({ reason: this.closeReason }, 'pinhole closed unused');
+  }
+
+  private async cutFlow(): Promise<void> {
+    const flow = this.flow as Tuple;
+    await this.deps.cut((this.key as PinholeKey).family, flow);
+    const bound = setTimeout(() => {
+      this.flowOver = true;
+      void this.finish();
+    }, CUT_WAIT_MS);
+    bound.unref();
+    const done = this.closed().then(() => clearTimeout(bound));
+    void done;
+  }
+
+  /** The flow is over (or never came): read the counters, remove the elements, give the port back. */
+  private async finish(): Promise<void> {
+    if (this.finishing) return;
+    this.finishing = true;
+    const key = this.key as PinholeKey;
+    if (this.flow !== undefined) await this.readCounters(key);
+    await this.removeElements();
+    this.deps.flows.unwatch(key.address, key.port);
+    this.held?.pool.release(key.port);
+    this.held = undefined;
+    if (this.flow !== undefined) this.logTransfer();
+    this.wake();
+  }
+
+  private async readCounters(key: PinholeKey): Promise<void> {
+    try {
+      const [orig, reply] = await Promise.all([
+        this.deps.nft.run('counters', counterCommand(key, 'orig')),
+        this.deps.nft.run('counters', counterCommand(key, 'reply')),
+      ]);
+      const fromPeer = payloadBytes(key.family, parseCounter(orig));
+      const toPeer = payloadBytes(key.family, parseCounter(reply));
+      // The peer is the client on a passive pinhole (its bytes go up) and the upstream on an active one.
+      this.bytes = this.legs.listen.name === 'client' ? { up: fromPeer, down: toPeer } : { up: toPeer, down: fromPeer };
+    } catch (err) {
+      this.deps.onError('counters');
+      this.log.warn({ err }, 'pinhole byte counters unreadable');
+    }
+  }
+
+  private async removeElements(): Promise<void> {
+    try {
+      await this.deps.nft.run('close', closeCommand(this.key as PinholeKey, this.target));
+    } catch (err) {
+      this.deps.onError('close');
+      this.log.warn({ err }, 'pinhole elements not removed (they time out by themselves)');
+    }
+  }
+
+  private wake(): void {
+    this.finished = true;
+    for (const wake of this.closeWaiters.splice(0)) wake();
+  }
+
+  private logTransfer(): void {
+    const { up, down } = this.bytes;
+    const { site, metrics } = this.request;
+    logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
+  }
+
+}
+
+/** A free port from any shard of the pool (the kernel plane binds nothing, so any shard will do). */
+function allocate(pool: ShardedPool, shards: number): { pool: PortPool; port: number } | undefined {
+  const start = Math.floor(Math.random() * shards);
+  for (let i = 0; i < shards; i++) {
+    const shard = pool.shard(start + i);
+    const port = shard.allocate();
+    if (port !== undefined) return { pool: shard, port };
+  }
+  return undefined;
+}

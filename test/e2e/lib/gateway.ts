@@ -18,6 +18,8 @@ export const GATEWAY_PORT = 21;
 
 export interface GatewayConfig {
   log: { level: string };
+  dataPlane?: { kind: 'relay' | 'nftables' | 'auto' };
+  metrics?: { listen: string };
   sites: Array<{
     name: string;
     listen: { host: string; port: number };
@@ -28,6 +30,8 @@ export interface GatewayConfig {
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
     privateAddress?: string;
+    timeouts?: { pinholeAcceptMs?: number };
+    limits?: { maxPinholesPerSession?: number };
   }>;
 }
 

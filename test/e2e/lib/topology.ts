@@ -245,3 +245,9 @@ export async function listNamespaces(): Promise<string[]> {
     .map((line) => line.split(' ')[0] ?? '')
     .filter((name) => name.length > 0);
 }
+
+/** The kernel data plane forwards: IPv4 and IPv6 forwarding on in the edge (the client still has no route inside). */
+export async function enableForwarding(topo: Topology): Promise<void> {
+  const r = await topo.exec('edge', 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'], { timeoutMs: 10_000 });
+  if (r.code !== 0) throw new Error(`sysctl forwarding in the edge failed: ${r.stderr.trim()}`);
+}

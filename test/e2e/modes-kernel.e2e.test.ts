@@ -4,18 +4,8 @@
 // the "passive" site's PORT/EPRT converted to PASV/EPSV) are relayed and say
 // so in the log.
 import { expect } from 'vitest';
+import { jsonLines } from './lib/gateway.js';
 import { defineModesMatrix } from './lib/modesMatrix.js';
-
-function jsonLines(output: string): Record<string, unknown>[] {
-  return output.split('\n').flatMap((line) => {
-    try {
-      const v: unknown = JSON.parse(line);
-      return typeof v === 'object' && v !== null ? [v as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 defineModesMatrix('nftables', (output) => {
   const lines = jsonLines(output);

@@ -74,6 +74,14 @@ function parseJsonLine(line: string): Record<string, unknown> | null {
   }
 }
 
+/** The gateway's pino lines, parsed (other lines left out). */
+export function jsonLines(output: string): Record<string, unknown>[] {
+  return output.split('\n').flatMap((line) => {
+    const v = parseJsonLine(line);
+    return v === null ? [] : [v];
+  });
+}
+
 /** Starts `cli` (the build under test unless told otherwise: a bench compares builds) with `config` in the edge namespace. */
 export async function startGateway(topo: Topology, config: GatewayConfig = e2eConfig(), cli = GATEWAY_CLI): Promise<RunningGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-gw-'));

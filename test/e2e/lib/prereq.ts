@@ -23,6 +23,8 @@ export interface Needs {
   servers?: boolean;
   clients?: boolean;
   gateway?: boolean;
+  /** Other commands the suite runs (nft, conntrack…). */
+  tools?: readonly string[];
 }
 
 function onPath(cmd: string): boolean {
@@ -69,6 +71,9 @@ export function checkPrereq(needs: Needs = {}): Prereq {
     for (const [kind, bin] of Object.entries(CLIENT_BINARIES)) {
       if (!onPath(bin)) missing.push(`${kind} client ${bin} (run: sudo bash .ci/install-e2e.sh)`);
     }
+  }
+  for (const tool of needs.tools ?? []) {
+    if (!onPath(tool)) missing.push(`${tool} on PATH (run: sudo bash .ci/install-e2e.sh)`);
   }
   if (needs.gateway === true && !existsSync(GATEWAY_CLI)) {
     missing.push(`the gateway at ${GATEWAY_CLI} (run: npm run build)`);

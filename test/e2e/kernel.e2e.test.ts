@@ -1,0 +1,294 @@
+// Issue 9: the pinhole guarantees on the kernel data plane (nftables), in the
+// client / edge / server namespaces with forwarding on in the edge.
+//
+// The upstream is scripted (lib/scriptedUpstream.mjs): its passive data
+// listener accepts every connection and sends each one the whole payload, so
+// a connection that fails was refused by the gateway's table, not by the
+// server. Steps run from inside the client or server namespace with
+// lib/ftpProbe.mjs. After every test the gateway's table holds no element and
+// every pool is full again.
+import { createHash } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
+import { suitePrereq } from './lib/prereq.js';
+import { useE2eSuite } from './lib/suite.js';
+import { ADDR, enableForwarding, stopChild, type Role, type Topology } from './lib/topology.js';
+
+const HOOK_TIMEOUT_MS = 60_000;
+const TEST_TIMEOUT_MS = 30_000;
+const LIB = join(dirname(fileURLToPath(import.meta.url)), 'lib');
+const PROBE = join(LIB, 'ftpProbe.mjs');
+const UPSTREAM = join(LIB, 'scriptedUpstream.mjs');
+const PAYLOAD_BYTES = 1 << 20;
+const ACCEPT_MS = 1_500;
+const PASSIVE = { min: 50000, max: 50099 };
+const ACTIVE = { min: 50100, max: 50199 };
+/** A second address in the client and in the server namespace: the wrong peers. */
+const OTHER_CLIENT = '203.0.113.11';
+const OTHER_SERVER = '192.0.2.11';
+const SETTLE_MS = 5_000;
+
+const prereq = suitePrereq('kernel.e2e', { gateway: true, servers: false, clients: false, tools: ['nft', 'conntrack', 'curl'] });
+
+function payloadSha(): string {
+  const payload = Buffer.alloc(PAYLOAD_BYTES);
+  for (let i = 0; i < PAYLOAD_BYTES; i++) payload[i] = (i * 31 + 7) & 0xff;
+  return createHash('sha256').update(payload).digest('hex');
+}
+
+function kernelConfig(acceptMs = ACCEPT_MS): GatewayConfig {
+  return {
+    log: { level: 'debug' },
+    dataPlane: { kind: 'nftables' },
+    metrics: { listen: '127.0.0.1:0' },
+    sites: [
+      {
+        name: 'kernel',
+        listen: { host: ADDR.edgePublic, port: 21 },
+        upstream: { host: ADDR.server, port: 21 },
+        externalAddress: ADDR.edgePublic,
+        passivePorts: { ...PASSIVE },
+        activePorts: { ...ACTIVE },
+        timeouts: { pinholeAcceptMs: acceptMs },
+        limits: { maxPinholesPerSession: 4 },
+      },
+    ],
+  };
+}
+
+type Step =
+  | { op: 'control' }
+  | { op: 'send'; line: string }
+  | { op: 'dial'; host?: string; port: number | 'last' | 'last-1'; from?: string; slot?: string }
+  | { op: 'read'; slot?: string }
+  | { op: 'listen'; host: string }
+  | { op: 'sleep'; ms: number };
+
+type StepResult = string | number | { bytes: number; sha256: string; peer?: string };
+
+const LOGIN: Step[] = [{ op: 'control' }, { op: 'send', line: 'USER e2e' }, { op: 'send', line: 'PASS e2e' }];
+
+describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables (issue 9)', () => {
+  const env = useE2eSuite({ prereq, workPrefix: 'ftpalg-e2e-kernel-', hookTimeoutMs: HOOK_TIMEOUT_MS });
+  let upstream: ChildProcess | undefined;
+  let upstreamOutput = '';
+  let gateway: RunningGateway | undefined;
+  const topo = (): Topology => env.t();
+
+  async function probe(role: Role, steps: Step[]): Promise<StepResult[]> {
+    const filled = steps.map((s) => (s.op === 'control' ? { ...s, host: ADDR.edgePublic, port: 21 } : s.op === 'dial' ? { host: ADDR.edgePublic, ...s } : s));
+    const r = await topo().exec(role, process.execPath, [PROBE, JSON.stringify(filled)], { timeoutMs: 25_000 });
+    if (r.code !== 0) throw new Error(`probe failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]') as StepResult[];
+  }
+
+  async function edge(cmd: string, args: string[]): Promise<string> {
+    const r = await topo().exec('edge', cmd, args, { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async function tableListing(): Promise<string> {
+    return (await topo().exec('edge', 'nft', ['list', 'table', 'inet', 'ftp_alg_dp'])).stdout;
+  }
+
+  async function metrics(gw: RunningGateway): Promise<string> {
+    const line = jsonLines(gw.output()).find((l) => l.msg === 'metrics listening');
+    return edge('curl', ['-sf', `http://${String(line?.http)}/metrics`]);
+  }
+
+  function metric(text: string, name: string, labels: string): number {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  }
+
+  /** No element left in the table and every port back in its pool, within a bound. */
+  async function expectSettled(gw: RunningGateway): Promise<void> {
+    const deadline = Date.now() + SETTLE_MS;
+    let listing = '';
+    let text = '';
+    for (;;) {
+      listing = await tableListing();
+      text = await metrics(gw);
+      const full =
+        metric(text, 'ftp_alg_ports_free', 'dir="passive"') === PASSIVE.max - PASSIVE.min + 1 &&
+        metric(text, 'ftp_alg_ports_free', 'dir="active"') === ACTIVE.max - ACTIVE.min + 1;
+      if (!listing.includes('elements =') && full && listing.includes('table inet ftp_alg_dp')) return;
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(listing).toContain('table inet ftp_alg_dp');
+    expect(listing).not.toContain('elements =');
+    expect(text.split('\n').filter((l) => l.startsWith('ftp_alg_ports_free'))).toEqual([
+      `ftp_alg_ports_free{site="kernel",dir="passive"} ${PASSIVE.max - PASSIVE.min + 1}`,
+      `ftp_alg_ports_free{site="kernel",dir="active"} ${ACTIVE.max - ACTIVE.min + 1}`,
+    ]);
+  }
+
+  function gatewayLines(msg: string): Record<string, unknown>[] {
+    return jsonLines(gateway?.output() ?? '').filter((l) => l.msg === msg);
+  }
+
+  async function waitFor<T>(what: string, get: () => T | undefined | Promise<T | undefined>): Promise<T> {
+    const deadline = Date.now() + SETTLE_MS;
+    for (;;) {
+      const v = await get();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new Error(`no ${what} within ${SETTLE_MS} ms\n${env.gatewayLog(30)}${gateway?.output().split('\n').slice(-30).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  beforeAll(async () => {
+    await enableForwarding(topo());
+    await edge('ip', ['addr', 'show']); // the edge exists
+    for (const [role, addr, dev] of [['client', OTHER_CLIENT, 'to-edge'], ['server', OTHER_SERVER, 'to-edge']] as const) {
+      const r = await topo().exec(role, 'ip', ['addr', 'add', `${addr}/24`, 'dev', dev]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+    upstream = topo().spawn('server', process.execPath, [UPSTREAM, ADDR.server, String(PAYLOAD_BYTES)]);
+    upstream.stdout?.setEncoding('utf8').on('data', (s: string) => {
+      upstreamOutput += s;
+    });
+    await waitFor('upstream ready', () => (upstreamOutput.includes('ready') ? true : undefined));
+    gateway = await startGateway(topo(), kernelConfig());
+  }, HOOK_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await gateway?.stop();
+    if (upstream !== undefined) await stopChild(upstream);
+  }, HOOK_TIMEOUT_MS);
+
+  describe('one gateway', () => {
+    afterEach(async () => {
+      if (gateway !== undefined) await expectSettled(gateway);
+    }, HOOK_TIMEOUT_MS);
+
+    it('passive: the kernel forwards the expected peer byte-exact, from the private address, and logs the bytes', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const before = upstreamOutput.length;
+      const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last' }, { op: 'read' }]);
+      expect(r[3]).toMatch(/^227 .*\(203,0,113,1,/);
+      expect(r[4]).toBe('connected');
+      expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
+      expect(upstreamOutput.slice(before)).toContain(`data from ${ADDR.edgePrivate}`);
+      const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));
+      expect(done).toMatchObject({ reason: 'done', flow: 'download' });
+      // Payload estimated from the elements' IP byte counters (headers taken off): within 1 % and a few ACK options.
+      expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+      expect(Number(done.upBytes)).toBeLessThan(1_024);
+      expect(gatewayLines('pinhole relayed')).toEqual([]);
+    });
+
+    it('passive: a wrong peer is refused by the kernel, logged and counted; the right one still connects', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const r = await probe('client', [
+        ...LOGIN,
+        { op: 'send', line: 'PASV' },
+        { op: 'dial', port: 'last', from: OTHER_CLIENT },
+        { op: 'dial', port: 'last' },
+        { op: 'read' },
+      ]);
+      expect(r.slice(4)).toEqual(['refused', 'connected', expect.objectContaining({ bytes: PAYLOAD_BYTES })]);
+      const warn = await waitFor('wrong peer line', () => gatewayLines('pinhole connection from wrong peer refused')[0]);
+      expect(warn).toMatchObject({ peer: OTHER_CLIENT, expected: ADDR.client, plane: 'nftables' });
+      expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_pinholes_wrong_peer_total', 'dir="passive"')).toBe(1);
+    });
+
+    it('one connection only: the arm is consumed by the first SYN in the packet path, a second connection is refused', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const r = await probe('client', [
+        ...LOGIN,
+        { op: 'send', line: 'PASV' },
+        { op: 'dial', port: 'last', slot: 'first' },
+        { op: 'dial', port: 'last', slot: 'second' },
+        { op: 'read', slot: 'first' },
+      ]);
+      // The scripted upstream would have accepted the second one too: the refusal is the gateway's.
+      expect(r.slice(4)).toEqual(['connected', 'refused', expect.objectContaining({ bytes: PAYLOAD_BYTES })]);
+      await waitFor('second connection line', () => gatewayLines('pinhole second connection refused')[0]);
+    });
+
+    it('the accept deadline is the element timeout: a late peer is refused and the pinhole counted as expired', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'sleep', ms: ACCEPT_MS + 500 }, { op: 'dial', port: 'last' }]);
+      expect(r[5]).toBe('refused');
+      expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_pinholes_expired_total', 'dir="passive"')).toBe(1);
+    });
+
+    it('a new PASV closes the waiting pinhole, ABOR closes the current one', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const r = await probe('client', [
+        ...LOGIN,
+        { op: 'send', line: 'PASV' },
+        { op: 'send', line: 'PASV' },
+        { op: 'dial', port: 'last-1' },
+        { op: 'dial', port: 'last' },
+        { op: 'read' },
+        { op: 'send', line: 'PASV' },
+        { op: 'send', line: 'ABOR' },
+        { op: 'dial', port: 'last' },
+      ]);
+      expect(r.slice(5, 8)).toEqual(['refused', 'connected', expect.objectContaining({ bytes: PAYLOAD_BYTES })]);
+      expect(r[10]).toBe('refused');
+    });
+
+    it('active: only the upstream may connect to the active pinhole; its data reaches the client from the external address', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const before = upstreamOutput.length;
+      const setup = probe('client', [
+        ...LOGIN,
+        { op: 'listen', host: ADDR.client },
+        { op: 'send', line: 'PORT {listen}' },
+        { op: 'sleep', ms: 1_000 },
+        { op: 'send', line: 'RETR f' },
+        { op: 'read', slot: 'listen' },
+      ]);
+      const announced = await waitFor('PORT upstream', () => /port 192\.0\.2\.1:(\d+)/.exec(upstreamOutput.slice(before))?.[1]);
+      const port = Number(announced);
+      expect(port).toBeGreaterThanOrEqual(ACTIVE.min);
+      const wrong = await probe('server', [{ op: 'dial', host: ADDR.edgePrivate, port, from: OTHER_SERVER }]);
+      expect(wrong).toEqual(['refused']);
+      const r = await setup;
+      expect(r[4]).toMatch(/^200 /);
+      expect(r[7]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha(), peer: ADDR.edgePublic });
+      const warn = await waitFor('active wrong peer', () => gatewayLines('pinhole connection from wrong peer refused').find((l) => l.peer === OTHER_SERVER));
+      expect(warn).toMatchObject({ expected: ADDR.server, leg: 'upstream' });
+    });
+  });
+
+  describe('failures and restarts', () => {
+    it('nft refusing a pinhole answers that client 425 with a log line, and the session goes on', { timeout: TEST_TIMEOUT_MS }, async () => {
+      await edge('nft', ['delete', 'table', 'inet', 'ftp_alg_dp']); // every element command now fails
+      const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'send', line: 'NOOP' }]);
+      expect(r[3]).toMatch(/^425 /);
+      expect(r[4]).toMatch(/^200 /);
+      const line = await waitFor('refusal line', () => gatewayLines('data connection refused')[0]);
+      expect(line).toMatchObject({ reason: 'kernel-error' });
+      expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_kernel_plane_errors_total', 'op="open"')).toBe(1);
+    });
+
+    it('after SIGKILL and a restart nothing stale forwards; SIGTERM removes the table', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
+      await gateway?.stop();
+      const LONG_ACCEPT_MS = 20_000; // the element must outlive the restart, so only the purge can remove it
+      const first = await startGateway(topo(), kernelConfig(LONG_ACCEPT_MS));
+      const session = probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'sleep', ms: 4_000 }]);
+      let listing = '';
+      await waitFor('pinhole elements', async () => {
+        listing = await tableListing();
+        return listing.includes('elements =') ? true : undefined;
+      });
+      process.kill(first.pid, 'SIGKILL');
+      await waitFor('SIGKILL', () => (first.alive() ? undefined : true));
+      await first.stop();
+      const second = await startGateway(topo(), kernelConfig(LONG_ACCEPT_MS));
+      gateway = second;
+      const opened = await session;
+      const port = /\((?:\d+,){4}(\d+),(\d+)\)/.exec(String(opened[3]));
+      expect(listing).toContain(`. ${Number(port?.[1]) * 256 + Number(port?.[2])} `);
+      const stale = await probe('client', [{ op: 'dial', port: Number(port?.[1]) * 256 + Number(port?.[2]) }]);
+      expect(stale).toEqual(['refused']);
+      expect(await tableListing()).not.toContain('elements =');
+      await second.stop();
+      expect(second.exit()).toEqual({ code: 0, signal: null });
+      expect((await topo().exec('edge', 'nft', ['list', 'tables'])).stdout).not.toContain('ftp_alg_dp');
+    });
+  });
+});

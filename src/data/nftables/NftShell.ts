@@ -31,7 +31,10 @@ export class NftShell {
   /** Called once when the process ends (it is not restarted here). */
   onExit: (reason: string) => void = () => undefined;
 
-  constructor(private readonly binary = 'nft') {}
+  constructor(
+    private readonly binary = 'nft',
+    private readonly commandTimeoutMs = COMMAND_TIMEOUT_MS,
+  ) {}
 
   get alive(): boolean {
     return this.child !== undefined;
@@ -45,7 +48,7 @@ export class NftShell {
     child.stdin?.on('error', () => undefined); // reported through 'exit'
     child.once('exit', (code, signal) => this.onGone(`nft exited (${code ?? signal})`));
     child.once('error', (err) => this.onGone(`nft failed to start: ${err.message}`));
-    this.watchdog = setInterval(() => this.checkStuck(), COMMAND_TIMEOUT_MS / 5);
+    this.watchdog = setInterval(() => this.checkStuck(), this.commandTimeoutMs / 5);
     this.watchdog.unref();
   }
 
@@ -82,7 +85,7 @@ export class NftShell {
 
   private checkStuck(): void {
     const oldest = this.pending[0];
-    if (oldest !== undefined && performance.now() - oldest.sentAt > COMMAND_TIMEOUT_MS) {
+    if (oldest !== undefined && performance.now() - oldest.sentAt > this.commandTimeoutMs) {
       this.child?.kill('SIGKILL'); // 'exit' fails everything pending
     }
   }

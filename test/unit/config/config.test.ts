@@ -72,6 +72,7 @@ describe('parseConfig refuses invalid addresses, naming the key', () => {
     ['a boolean given as the string "no"', site({ activeMode: { enabled: 'no' } }), 'sites[0].activeMode.enabled'],
     ['a port given as a string', site({ listen: { host: '127.0.0.1', port: '2121' } }), 'sites[0].listen.port'],
     ['a root number given as a string', { limits: { maxSessions: '10' }, sites: [site()] }, 'limits.maxSessions'],
+    ['a data plane kind that does not exist', { dataPlane: { kind: 'kernel' }, sites: [site()] }, 'dataPlane.kind'],
   ];
   it.each(rows)('%s', (_name, doc, key) => {
     expectRefusedAt('sites' in doc ? doc : { sites: [doc] }, key);
@@ -106,6 +107,13 @@ describe('parseConfig refuses port ranges that cannot work', () => {
   ];
   it.each(rows)('%s', (_name, doc, key, problem) => {
     expectRefusedAt({ sites: [doc] }, key, problem);
+  });
+
+  it('dataPlane.kind is "relay" unless set, and takes exactly relay, nftables and auto', () => {
+    expect(parseConfig({ sites: [site()] }).dataPlane.kind).toBe('relay');
+    for (const kind of ['relay', 'nftables', 'auto'] as const) {
+      expect(parseConfig({ dataPlane: { kind }, sites: [site()] }).dataPlane).toEqual({ workers: 0, kind });
+    }
   });
 
   it('accepts the edges 1024 and 65535', () => {

@@ -20,6 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 apt_packages=(
   iproute2 procps coreutils
+  # the kernel data plane (test/e2e/kernel.e2e.test.ts, modes-kernel.e2e.test.ts)
+  nftables conntrack
   vsftpd
   curl lftp python3
   # runtime libraries of the unpacked pure-ftpd and proftpd-core

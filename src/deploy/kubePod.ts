@@ -25,14 +25,30 @@ export interface PodShape {
   readonly lowPorts: 'none' | 'sysctl' | 'capability';
 }
 
+/** The kernel data plane is wanted (`nftables`, or `auto` which uses it when it may): it needs CAP_NET_ADMIN and forwarding. */
+export function wantsKernelPlane(config: GatewayConfig): boolean {
+  return config.dataPlane.kind !== 'relay';
+}
+
+/** The forwarding the kernel plane needs, as pod sysctls (namespaced, but "unsafe": the kubelet must allow them). */
+export const FORWARDING_SYSCTLS = [
+  { name: 'net.ipv4.ip_forward', value: '1' },
+  { name: 'net.ipv6.conf.all.forwarding', value: '1' },
+] as const;
+
 export function podSpec(config: GatewayConfig, shape: PodShape): YamlMap {
+  const sysctls = [
+    ...(shape.lowPorts === 'sysctl' ? [{ name: 'net.ipv4.ip_unprivileged_port_start', value: String(lowestPort(config)) }] : []),
+    // On the host network the node's own forwarding counts (set it on the node: deploy/README.md).
+    ...(wantsKernelPlane(config) && !shape.hostNetwork ? FORWARDING_SYSCTLS : []),
+  ];
   return {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     terminationGracePeriodSeconds: Math.ceil(config.shutdown.drainTimeoutMs / 1000) + STOP_MARGIN_S,
     securityContext: {
       seccompProfile: { type: 'RuntimeDefault' },
-      sysctls: shape.lowPorts === 'sysctl' ? [{ name: 'net.ipv4.ip_unprivileged_port_start', value: String(lowestPort(config)) }] : undefined,
+      sysctls: sysctls.length > 0 ? sysctls : undefined,
     },
     containers: [container(config, shape)],
     volumes: [
@@ -69,7 +85,10 @@ export function controlPorts(config: GatewayConfig): number[] {
 
 function container(config: GatewayConfig, shape: PodShape): YamlMap {
   const metrics = parseListenAddress(config.metrics.listen);
-  const root = shape.lowPorts === 'capability';
+  // Kubernetes gives a non-root container no ambient capabilities: NET_ADMIN (kernel plane) needs uid 0, with every other capability dropped.
+  const kernel = wantsKernelPlane(config);
+  const root = shape.lowPorts === 'capability' || kernel;
+  const add = [...(shape.lowPorts === 'capability' ? ['NET_BIND_SERVICE'] : []), ...(kernel ? ['NET_ADMIN'] : [])];
   return {
     name: 'ftp-alg',
     image: shape.image,
@@ -85,7 +104,7 @@ function container(config: GatewayConfig, shape: PodShape): YamlMap {
       runAsGroup: root ? 0 : IMAGE_UID,
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
-      capabilities: root ? { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } : { drop: ['ALL'] },
+      capabilities: add.length > 0 ? { drop: ['ALL'], add } : { drop: ['ALL'] },
     },
     volumeMounts: [
       { name: 'config', mountPath: CONFIG_DIR, readOnly: true },

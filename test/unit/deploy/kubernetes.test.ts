@@ -330,3 +330,31 @@ describe('refusals', () => {
     expect(() => kubernetesManifests(config, { pattern: 'daemonset', ...options })).toThrow(ManifestError);
   });
 });
+
+describe('kernel data plane (dataPlane.kind "nftables" or "auto")', () => {
+  const kernel = (kind: string, port = 21) => configWith({ listen: { host: '0.0.0.0', port } }, { dataPlane: { kind } });
+
+  it.each(['nftables', 'auto'])('%s: the DaemonSet gets NET_ADMIN as uid 0 with every other capability dropped, and no pod sysctl (the node forwards)', (kind) => {
+    const ds = only(generate(kernel(kind), { pattern: 'daemonset' }), (o) => o.kind === 'DaemonSet');
+    expect(containerOf(ds).securityContext).toMatchObject({ runAsNonRoot: false, runAsUser: 0, capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE', 'NET_ADMIN'] } });
+    expect(podOf(ds).securityContext.sysctls).toBeUndefined();
+  });
+
+  it('the Deployment turns forwarding on in its pod network namespace', () => {
+    const deployment = only(generate(kernel('nftables'), { pattern: 'loadbalancer' }), (o) => o.kind === 'Deployment');
+    expect(podOf(deployment).securityContext.sysctls).toEqual([
+      { name: 'net.ipv4.ip_unprivileged_port_start', value: '21' },
+      { name: 'net.ipv4.ip_forward', value: '1' },
+      { name: 'net.ipv6.conf.all.forwarding', value: '1' },
+    ]);
+    expect(containerOf(deployment).securityContext).toMatchObject({ runAsUser: 0, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
+  });
+
+  it('the relay (the default) gets neither, on either pattern', () => {
+    for (const pattern of ['daemonset', 'loadbalancer'] as const) {
+      const text = kubernetesManifests(kernel('relay', 2121), { pattern });
+      expect(text).not.toContain('NET_ADMIN');
+      expect(text).not.toContain('forward');
+    }
+  });
+});

@@ -115,3 +115,18 @@ describe('nftablesRules', () => {
     }
   });
 });
+
+describe('the forward chain of the kernel data plane', () => {
+  it('is absent for the relay (the default)', () => {
+    expect(nftablesRules(configWith({}))).not.toContain('hook forward');
+  });
+
+  it.each(['nftables', 'auto'])('%s: forwards only DNATed flows to the pinhole ranges, drops the rest', (kind) => {
+    const text = nftablesRules(configWith({}, { dataPlane: { kind } }));
+    const chain = /chain forward \{\n([\s\S]*?)\n\t\}/.exec(text)?.[1] ?? '';
+    expect(chain.split('\n').map((l) => l.trim())).toEqual([
+      'type filter hook forward priority filter; policy drop;',
+      'ct status dnat meta l4proto tcp ct original proto-dst { 50000-50099, 50100-50199 } accept comment "ftp-alg kernel data plane pinholes"',
+    ]);
+  });
+});

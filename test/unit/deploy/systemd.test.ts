@@ -76,3 +76,23 @@ describe('deploy/systemd/ftp-alg.service', () => {
     expect(stopMs).toBeGreaterThan(example.shutdown.drainTimeoutMs);
   });
 });
+
+describe('deploy/systemd/kernel-plane.conf and the forwarding sysctls (kernel data plane only)', () => {
+  const dropIn = readFileSync(new URL('deploy/systemd/kernel-plane.conf', ROOT), 'utf8');
+  const sysctl = readFileSync(new URL('deploy/systemd/90-ftp-alg-forwarding.conf', ROOT), 'utf8');
+  const settings = (text: string) => text.split('\n').filter((line) => /^[A-Za-z.0-9_]+\s*=/.test(line));
+
+  it('adds CAP_NET_ADMIN and netlink to the service, nothing else', () => {
+    expect(settings(dropIn)).toEqual(['AmbientCapabilities=CAP_NET_ADMIN', 'CapabilityBoundingSet=CAP_NET_ADMIN', 'RestrictAddressFamilies=AF_NETLINK']);
+    expect(dropIn).toMatch(/^\[Service\]$/m);
+  });
+
+  it('the unit itself stays without them', () => {
+    expect(unit).not.toContain('CAP_NET_ADMIN');
+    expect(unit).not.toContain('AF_NETLINK');
+  });
+
+  it('turns IPv4 and IPv6 forwarding on', () => {
+    expect(settings(sysctl)).toEqual(['net.ipv4.ip_forward = 1', 'net.ipv6.conf.all.forwarding = 1']);
+  });
+});

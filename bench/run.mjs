@@ -7,7 +7,9 @@
 //
 // Makes client / edge / server network namespaces, runs each figure against
 // the edge variants none (routed), kernel (nftables NAT with the ftp
-// conntrack helper), haproxy (raw TCP relay) and ftp-alg, in rounds whose
+// conntrack helper), haproxy (raw TCP relay), ftp-alg (its userspace relay)
+// and ftp-alg-nft (its kernel data plane, dataPlane.kind "nftables"; the
+// edge forwards, the client still has no route inside), in rounds whose
 // variant order rotates so that drift of the machine cancels, and prints the
 // medians against the targets of issue 5. Everything it starts it stops, and
 // it deletes its namespaces, on success, failure or a signal.
@@ -57,13 +59,15 @@ const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory'];
 const only = new Set(opt.only === undefined ? GROUPS : opt.only.split(','));
 // --ftp-alg NAME=CLI[@JSON]: a gateway variant, with config keys of its own.
 const gatewayExtra = opt['ftp-alg-config'] === undefined ? {} : JSON.parse(opt['ftp-alg-config']);
-const gateways = (opt['ftp-alg'] ?? [`ftp-alg=${join(REPO, 'dist/cli.js')}`]).map((s) => {
+const DEFAULT_GATEWAYS = [`ftp-alg=${join(REPO, 'dist/cli.js')}`, `ftp-alg-nft=${join(REPO, 'dist/cli.js')}@{"dataPlane":{"kind":"nftables"}}`];
+const gateways = (opt['ftp-alg'] ?? DEFAULT_GATEWAYS).map((s) => {
   const at = s.indexOf('@');
   const spec = at < 0 ? s : s.slice(0, at);
   const own = at < 0 ? {} : JSON.parse(s.slice(at + 1));
   const eq = spec.indexOf('=');
   const [name, path] = eq < 0 ? ['ftp-alg', spec] : [spec.slice(0, eq), spec.slice(eq + 1)];
-  return { name, cli: resolve(path), extra: { ...gatewayExtra, ...own } };
+  const extra = { ...gatewayExtra, ...own };
+  return { name, cli: resolve(path), extra, kernelPlane: extra.dataPlane?.kind === 'nftables' };
 });
 const gatewayNodeArgs = opt['ftp-alg-node-args'] === '' ? [] : opt['ftp-alg-node-args'].split(' ');
 const startedAt = Date.now();
@@ -77,6 +81,7 @@ const NEEDS = [
   ['ip', 'iproute2'],
   ['ss', 'iproute2'],
   ['nft', 'nftables'],
+  ['conntrack', 'conntrack'],
   ['haproxy', 'haproxy'],
   ['/usr/sbin/vsftpd', 'vsftpd'],
   ['curl', 'curl'],
@@ -177,7 +182,8 @@ async function stopEdge() {
 }
 
 async function use(variant, { fresh = false } = {}) {
-  await topo.setVariant(isGateway(variant) ? 'ftp-alg' : variant);
+  const gateway = gateways.find((g) => g.name === variant);
+  await topo.setVariant(gateway === undefined ? variant : gateway.kernelPlane ? 'ftp-alg-nft' : 'ftp-alg');
   const wanted = isGateway(variant) || variant === 'haproxy' ? variant : '';
   if (procs.edgeName !== wanted || (fresh && wanted !== '')) {
     await stopEdge();
@@ -390,7 +396,7 @@ async function main() {
   await teardown();
 
   const labels = { flows: String(P.flows), file: `${P.fileBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
-  const table = buildTable(samples, gateways.map((g) => g.name), labels);
+  const table = buildTable(samples, gateways.map((g) => g.name), labels, new Set(gateways.filter((g) => g.kernelPlane).map((g) => g.name)));
   const elapsed = (Date.now() - startedAt) / 1000;
   const out = [
     `# ftp-alg bench${opt.smoke ? ' (smoke)' : ''}`,

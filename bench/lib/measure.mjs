@@ -1,10 +1,39 @@
 // What /proc says about a process and the machine.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const CLK_TCK = 100; // USER_HZ on Linux
 
-/** Resident set of a process, in KiB (undefined once it is gone). */
+/**
+ * A process and its live descendants, found by parent pid in /proc: the edge
+ * program's helpers count as the edge program (ftp-alg's kernel plane runs
+ * `nft -i` and `conntrack -E`).
+ */
+function tree(pid) {
+  const parent = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])); // ppid, field 4
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    for (const [child, ppid] of parent) if (ppid === all[i]) all.push(child);
+  }
+  return all;
+}
+
+/** Resident set of a process and its live descendants, in KiB (undefined once it is gone). */
 export function rssKiB(pid) {
+  const own = rssOne(pid);
+  if (own === undefined) return undefined;
+  return tree(pid).slice(1).reduce((sum, p) => sum + (rssOne(p) ?? 0), own);
+}
+
+function rssOne(pid) {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m === null ? undefined : Number(m[1]);
@@ -13,8 +42,12 @@ export function rssKiB(pid) {
   }
 }
 
-/** CPU seconds (user + system, all threads) a process has used. */
+/** CPU seconds (user + system, all threads) a process and its live descendants have used. */
 export function cpuSeconds(pid) {
+  return tree(pid).reduce((sum, p) => sum + cpuOne(p), 0);
+}
+
+function cpuOne(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

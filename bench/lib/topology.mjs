@@ -96,7 +96,8 @@ export async function createTopology() {
     /** Switch the edge to one variant: forwarding, the client's route, the kernel rules. */
     async setVariant(variant) {
       if (topo.variant === variant) return;
-      const routed = variant === 'none' || variant === 'kernel';
+      // ftp-alg-nft: ftp-alg's kernel data plane forwards the pinholes it DNATs (no client route either).
+      const routed = variant === 'none' || variant === 'kernel' || variant === 'ftp-alg-nft';
       await nsMust(ns.edge, 'sysctl', ['-q', '-w', `net.ipv4.ip_forward=${routed ? 1 : 0}`]);
       await nsRun(ns.edge, 'nft', ['delete', 'table', 'ip', NFT_TABLE], { timeoutMs: 10_000 });
       await nsRun(ns.client, 'ip', ['route', 'del', ADDR.privateNet], { timeoutMs: 10_000 });

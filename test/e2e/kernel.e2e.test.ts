@@ -24,6 +24,7 @@ const PROBE = join(LIB, 'ftpProbe.mjs');
 const UPSTREAM = join(LIB, 'scriptedUpstream.mjs');
 const PAYLOAD_BYTES = 1 << 20;
 const ACCEPT_MS = 1_500;
+const IDLE_MS = 2_000;
 const PASSIVE = { min: 50000, max: 50099 };
 const ACTIVE = { min: 50100, max: 50199 };
 /** A second address in the client and in the server namespace: the wrong peers. */
@@ -52,7 +53,7 @@ function kernelConfig(acceptMs = ACCEPT_MS): GatewayConfig {
         externalAddress: ADDR.edgePublic,
         passivePorts: { ...PASSIVE },
         activePorts: { ...ACTIVE },
-        timeouts: { pinholeAcceptMs: acceptMs },
+        timeouts: { pinholeAcceptMs: acceptMs, dataIdleMs: IDLE_MS },
         limits: { maxPinholesPerSession: 4 },
       },
     ],
@@ -62,7 +63,7 @@ function kernelConfig(acceptMs = ACCEPT_MS): GatewayConfig {
 type Step =
   | { op: 'control' }
   | { op: 'send'; line: string }
-  | { op: 'dial'; host?: string; port: number | 'last' | 'last-1'; from?: string; slot?: string }
+  | { op: 'dial'; host?: string; port: number | 'last' | 'last-1'; from?: string; slot?: string; hold?: boolean }
   | { op: 'read'; slot?: string }
   | { op: 'listen'; host: string }
   | { op: 'sleep'; ms: number };
@@ -229,6 +230,13 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       ]);
       expect(r.slice(5, 8)).toEqual(['refused', 'connected', expect.objectContaining({ bytes: PAYLOAD_BYTES })]);
       expect(r[10]).toBe('refused');
+    });
+
+    it('a kernel flow idle for dataIdleMs is cut (its counters stood still) and its port comes back', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last', hold: true }, { op: 'sleep', ms: IDLE_MS * 2 }]);
+      expect(r[4]).toBe('connected');
+      const done = await waitFor('idle transfer', () => gatewayLines('transfer done').find((l) => l.reason === 'data-idle'));
+      expect(done).toMatchObject({ plane: 'nftables' });
     });
 
     it('active: only the upstream may connect to the active pinhole; its data reaches the client from the external address', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -28,6 +28,9 @@ import {
 
 /** After a pinhole closed unused, how long a flow the kernel admitted just before may still show up. */
 const LATE_FLOW_GRACE_MS = 250;
+/** Reads of a flow's counters per data idle deadline, and the shortest period between two. */
+const IDLE_CHECKS = 4;
+const MIN_IDLE_CHECK_MS = 250;
 /** A flow the gateway cut must be gone from conntrack within this bound, or the port is given back anyway. */
 const CUT_WAIT_MS = 5_000;
 
@@ -58,6 +61,7 @@ export class KernelPinhole implements PinholeHandle {
   private flowOver = false;
   private deadline: NodeJS.Timeout | undefined;
   private startedAt = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   private closeReason = '';
   private finished = false;
   private finishing = false;
@@ -117,6 +121,7 @@ export class KernelPinhole implements PinholeHandle {
     this.state = 'closed';
     this.closeReason = reason;
     clearTimeout(this.deadline);
+    clearInterval(this.idleTimer);
     const { site, dir, metrics } = this.request;
     if (wasOpen) metrics.pinholesOpen.dec({ site, dir });
     if (reason === 'accept-timeout' && this.flow === undefined) metrics.pinholesExpired.inc({ site, dir });
@@ -151,6 +156,7 @@ export class KernelPinhole implements PinholeHandle {
         clearTimeout(this.deadline);
         this.state = 'relaying';
         this.startedAt = performance.now();
+        this.watchIdle();
       } else {
         void this.cutFlow(); // admitted just before the pinhole closed: it must not run on
       }
@@ -162,6 +168,49 @@ export class KernelPinhole implements PinholeHandle {
     this.flowOver = true;
     if (this.state === 'relaying') this.close('done');
     else void this.finish();
+  }
+
+  /**
+   * The data idle deadline: the kernel tells nothing per packet, so the
+   * flow's packet counters are read a few times per deadline; a flow whose
+   * counters stood still for the whole deadline is cut like an idle relay.
+   */
+  private watchIdle(): void {
+    const idleMs = this.request.dataIdleMs;
+    let lastPackets = Number.NaN;
+    let lastChange = performance.now();
+    this.idleTimer = setInterval(() => {
+      void this.packets().then((packets) => {
+        const now = performance.now();
+        if (packets !== lastPackets) {
+          lastPackets = packets;
+          lastChange = now;
+        } else if (now - lastChange >= idleMs && this.state === 'relaying') {
+          this.close('data-idle');
+        }
+      });
+    }, Math.max(MIN_IDLE_CHECK_MS, Math.floor(idleMs / IDLE_CHECKS)));
+    this.idleTimer.unref();
+  }
+
+  /** Packets of both directions so far; NaN when unreadable (never equal, so never idle). */
+  private async packets(): Promise<number> {
+    try {
+      const { orig, reply } = await this.counters();
+      return orig.packets + reply.packets;
+    } catch {
+      return Number.NaN;
+    }
+  }
+
+  /** The flow's counters: from the connecting peer (orig) and back to it (reply). */
+  private async counters(): Promise<{ orig: { packets: number; bytes: number }; reply: { packets: number; bytes: number } }> {
+    const key = this.key as PinholeKey;
+    const [orig, reply] = await Promise.all([
+      this.deps.nft.run('counters', counterCommand(key, 'orig')),
+      this.deps.nft.run('counters', counterCommand(key, 'reply')),
+    ]);
+    return { orig: parseCounter(orig), reply: parseCounter(reply) };
   }
 
   private wrongPeer(peer: string): void {
@@ -206,12 +255,9 @@ export class KernelPinhole implements PinholeHandle {
 
   private async readCounters(key: PinholeKey): Promise<void> {
     try {
-      const [orig, reply] = await Promise.all([
-        this.deps.nft.run('counters', counterCommand(key, 'orig')),
-        this.deps.nft.run('counters', counterCommand(key, 'reply')),
-      ]);
-      const fromPeer = payloadBytes(key.family, parseCounter(orig));
-      const toPeer = payloadBytes(key.family, parseCounter(reply));
+      const { orig, reply } = await this.counters();
+      const fromPeer = payloadBytes(key.family, orig);
+      const toPeer = payloadBytes(key.family, reply);
       // The peer is the client on a passive pinhole (its bytes go up) and the upstream on an active one.
       this.bytes = this.legs.listen.name === 'client' ? { up: fromPeer, down: toPeer } : { up: toPeer, down: fromPeer };
     } catch (err) {

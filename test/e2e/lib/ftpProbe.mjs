@@ -3,7 +3,7 @@
 // Steps: {op:'control', host, port} | {op:'send', line} (answer: the final
 // reply line; '{listen}' becomes the h,h,h,h,p,p of the last 'listen') |
 // {op:'dial', host, port (a number, 'last' or 'last-1': the port of the
-// latest 227/229 or the one before), from?, slot?} (answer: 'refused' |
+// latest 227/229 or the one before), from?, slot?, hold?} (answer: 'refused' |
 // 'connected', the connection kept as `slot`) | {op:'read', slot} (answer:
 // {bytes, sha256}) | {op:'listen', host} (answer: the port; the connection it
 // accepts is the next `read` of slot 'listen') | {op:'sleep', ms}.
@@ -56,7 +56,8 @@ let listened = { host: '', port: 0 };
 
 function dial(step) {
   return new Promise((resolve) => {
-    const s = net.connect({ host: step.host, port: portOf(step), localAddress: step.from });
+    // hold: never send our FIN, so the flow stays open (and idle) after the peer's.
+    const s = net.connect({ host: step.host, port: portOf(step), localAddress: step.from, allowHalfOpen: step.hold === true });
     const chunks = [];
     s.on('data', (c) => chunks.push(c));
     const ended = new Promise((done) => s.on('close', () => done()));

@@ -30,7 +30,7 @@ export interface GatewayConfig {
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
     privateAddress?: string;
-    timeouts?: { pinholeAcceptMs?: number };
+    timeouts?: { pinholeAcceptMs?: number; dataIdleMs?: number };
     limits?: { maxPinholesPerSession?: number };
   }>;
 }

@@ -158,6 +158,7 @@ export class KernelPinhole implements PinholeHandle {
         this.startedAt = performance.now();
         this.watchIdle();
       } else {
+        this.log.warn({ sport: e.orig.sport, reason: this.closeReason }, 'pinhole flow admitted as it closed: cut');
         void this.cutFlow(); // admitted just before the pinhole closed: it must not run on
       }
       return;

@@ -19,10 +19,12 @@ import type { NftShell } from './NftShell.js';
 import {
   type PinholeKey,
   type PinholeTarget,
+  type Counter,
   closeCommand,
-  counterCommand,
+  countersCommand,
+  finishCommand,
   openCommand,
-  parseCounter,
+  parseCounters,
   payloadBytes,
 } from './ruleset.js';
 
@@ -205,13 +207,8 @@ export class KernelPinhole implements PinholeHandle {
   }
 
   /** The flow's counters: from the connecting peer (orig) and back to it (reply). */
-  private async counters(): Promise<{ orig: { packets: number; bytes: number }; reply: { packets: number; bytes: number } }> {
-    const key = this.key as PinholeKey;
-    const [orig, reply] = await Promise.all([
-      this.deps.nft.run('counters', counterCommand(key, 'orig')),
-      this.deps.nft.run('counters', counterCommand(key, 'reply')),
-    ]);
-    return { orig: parseCounter(orig), reply: parseCounter(reply) };
+  private async counters(): Promise<{ orig: Counter; reply: Counter }> {
+    return parseCounters(await this.deps.nft.run('counters', countersCommand(this.key as PinholeKey)));
   }
 
   private wrongPeer(peer: string): void {
@@ -245,8 +242,7 @@ export class KernelPinhole implements PinholeHandle {
     if (this.finishing) return;
     this.finishing = true;
     const key = this.key as PinholeKey;
-    if (this.flow !== undefined) await this.readCounters(key);
-    await this.removeElements();
+    if (this.flow === undefined || !(await this.readCountersAndRemove(key))) await this.removeElements();
     this.deps.flows.unwatch(key.address, key.port);
     this.held?.pool.release(key.port);
     this.held = undefined;
@@ -254,16 +250,19 @@ export class KernelPinhole implements PinholeHandle {
     this.wake();
   }
 
-  private async readCounters(key: PinholeKey): Promise<void> {
+  /** One round trip: the final counters, and the elements removed. False if nft refused (the caller removes them alone). */
+  private async readCountersAndRemove(key: PinholeKey): Promise<boolean> {
     try {
-      const { orig, reply } = await this.counters();
+      const { orig, reply } = parseCounters(await this.deps.nft.run('finish', finishCommand(key, this.target)));
       const fromPeer = payloadBytes(key.family, orig);
       const toPeer = payloadBytes(key.family, reply);
       // The peer is the client on a passive pinhole (its bytes go up) and the upstream on an active one.
       this.bytes = this.legs.listen.name === 'client' ? { up: fromPeer, down: toPeer } : { up: toPeer, down: fromPeer };
+      return true;
     } catch (err) {
       this.deps.onError('counters');
       this.log.warn({ err }, 'pinhole byte counters unreadable');
+      return false;
     }
   }
 

@@ -146,17 +146,32 @@ export function closeCommand(k: PinholeKey, t: PinholeTarget): string {
   return parts.join('; ');
 }
 
-export function counterCommand(k: PinholeKey, direction: 'orig' | 'reply'): string {
-  return `get element ${T} ${direction}${k.family} { ${keyText(k)} }`;
+/** Both counters of a pinhole in one command line: the answer holds orig's, then reply's. */
+export function countersCommand(k: PinholeKey): string {
+  return (['orig', 'reply'] as const).map((d) => `get element ${T} ${d}${k.family} { ${keyText(k)} }`).join('; ');
 }
 
-/** Bytes and packets of a `get element` answer; zero when absent. */
-export function parseCounter(lines: readonly string[]): { packets: number; bytes: number } {
-  for (const line of lines) {
+/**
+ * The end of a used pinhole in one round trip: nft answers the reads at once
+ * and commits the removal after them, so the counters are the final ones.
+ */
+export function finishCommand(k: PinholeKey, t: PinholeTarget): string {
+  return `${countersCommand(k)}; ${closeCommand(k, t)}`;
+}
+
+export interface Counter {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/** The orig and reply counters of a `countersCommand` answer; zero where absent. */
+export function parseCounters(lines: readonly string[]): { orig: Counter; reply: Counter } {
+  const found = lines.flatMap((line) => {
     const m = /counter packets (\d+) bytes (\d+)/.exec(line);
-    if (m !== null) return { packets: Number(m[1]), bytes: Number(m[2]) };
-  }
-  return { packets: 0, bytes: 0 };
+    return m === null ? [] : [{ packets: Number(m[1]), bytes: Number(m[2]) }];
+  });
+  const none = { packets: 0, bytes: 0 };
+  return { orig: found[0] ?? none, reply: found[1] ?? none };
 }
 
 /**

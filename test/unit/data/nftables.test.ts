@@ -7,10 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { flowEnded, parseFlowEvent } from '../../../src/data/nftables/flowEvents.js';
 import {
   closeCommand,
-  counterCommand,
+  countersCommand,
+  finishCommand,
   hasElements,
   openCommand,
-  parseCounter,
+  parseCounters,
   payloadBytes,
   tableScript,
 } from '../../../src/data/nftables/ruleset.js';
@@ -60,17 +61,30 @@ describe('a pinhole transaction', () => {
     );
   });
 
-  it('reads a counter with get element', () => {
-    expect(counterCommand(KEY4, 'reply')).toBe('get element inet ftp_alg_dp reply4 { 203.0.113.10 . 203.0.113.1 . 50000 }');
+  it('reads both counters with get element, orig then reply', () => {
+    expect(countersCommand(KEY4)).toBe(
+      'get element inet ftp_alg_dp orig4 { 203.0.113.10 . 203.0.113.1 . 50000 }; get element inet ftp_alg_dp reply4 { 203.0.113.10 . 203.0.113.1 . 50000 }',
+    );
+  });
+
+  it('finishes a used pinhole in one line: the counters read, then the removal', () => {
+    expect(finishCommand(KEY4, TARGET4)).toBe(`${countersCommand(KEY4)}; ${closeCommand(KEY4, TARGET4)}`);
   });
 });
 
 describe('byte counters', () => {
-  const answer = ['table inet ftp_alg_dp {', '\tset reply4 {', '\t\telements = { 203.0.113.10 . 203.0.113.1 . 50000 counter packets 9 bytes 100476 }', '\t}', '}'];
+  const set = (name: string, packets: number, bytes: number) => [
+    'table inet ftp_alg_dp {',
+    `\tset ${name} {`,
+    `\t\telements = { 203.0.113.10 . 203.0.113.1 . 50000 counter packets ${packets} bytes ${bytes} }`,
+    '\t}',
+    '}',
+  ];
+  const answer = [...set('orig4', 11, 5580), ...set('reply4', 9, 100476)];
 
-  it('parses packets and bytes; zero when the answer has none', () => {
-    expect(parseCounter(answer)).toEqual({ packets: 9, bytes: 100476 });
-    expect(parseCounter([])).toEqual({ packets: 0, bytes: 0 });
+  it('parses packets and bytes of orig, then reply; zero when the answer has none', () => {
+    expect(parseCounters(answer)).toEqual({ orig: { packets: 11, bytes: 5580 }, reply: { packets: 9, bytes: 100476 } });
+    expect(parseCounters([])).toEqual({ orig: { packets: 0, bytes: 0 }, reply: { packets: 0, bytes: 0 } });
   });
 
   it('takes the IP and TCP headers off (measured: 100 000 bytes of payload in 9 segments)', () => {

@@ -197,7 +197,7 @@ export const rootSchema = {
       default: 0,
     },
     kind: {
-      doc: 'What forwards data connections: "relay" (userspace, no privilege), "nftables" (the kernel forwards them; needs CAP_NET_ADMIN, IP forwarding, nft and conntrack), "auto" (nftables when the process has CAP_NET_ADMIN and forwarding is on, else relay).',
+      doc: 'What forwards data connections: "relay" (userspace, no privilege), "nftables" (the kernel forwards them; needs CAP_NET_ADMIN, IP forwarding, nft and conntrack), "auto" (nftables when the process has CAP_NET_ADMIN and forwarding is on, else relay). Read at start.',
       format: ['relay', 'nftables', 'auto'],
       default: 'relay',
     },

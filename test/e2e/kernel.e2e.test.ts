@@ -12,6 +12,8 @@ import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseFlowEvent } from '../../src/data/nftables/flowEvents.js';
+import { hasElements } from '../../src/data/nftables/ruleset.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -117,12 +119,12 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       const full =
         metric(text, 'ftp_alg_ports_free', 'dir="passive"') === PASSIVE.max - PASSIVE.min + 1 &&
         metric(text, 'ftp_alg_ports_free', 'dir="active"') === ACTIVE.max - ACTIVE.min + 1;
-      if (!listing.includes('elements =') && full && listing.includes('table inet ftp_alg_dp')) return;
+      if (!hasElements(listing) && full && listing.includes('table inet ftp_alg_dp')) return;
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(listing).toContain('table inet ftp_alg_dp');
-    expect(listing).not.toContain('elements =');
+    expect(hasElements(listing), listing).toBe(false);
     expect(text.split('\n').filter((l) => l.startsWith('ftp_alg_ports_free'))).toEqual([
       `ftp_alg_ports_free{site="kernel",dir="passive"} ${PASSIVE.max - PASSIVE.min + 1}`,
       `ftp_alg_ports_free{site="kernel",dir="active"} ${ACTIVE.max - ACTIVE.min + 1}`,
@@ -283,11 +285,20 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       await gateway?.stop();
       const LONG_ACCEPT_MS = 20_000; // the element must outlive the restart, so only the purge can remove it
       const first = await startGateway(topo(), kernelConfig(LONG_ACCEPT_MS));
-      const session = probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'sleep', ms: 4_000 }]);
+      // A flow the kernel forwards (held open), then a second pinhole still waiting, when the gateway is killed.
+      const session = probe('client', [
+        ...LOGIN,
+        { op: 'send', line: 'PASV' },
+        { op: 'dial', port: 'last', hold: true },
+        { op: 'send', line: 'PASV' },
+        { op: 'sleep', ms: 4_000 },
+      ]);
       let listing = '';
-      await waitFor('pinhole elements', async () => {
+      const flowPort = await waitFor('a forwarded flow and a waiting pinhole', async () => {
         listing = await tableListing();
-        return listing.includes('elements =') ? true : undefined;
+        const flows = (await topo().exec('edge', 'conntrack', ['-L', '-p', 'tcp'])).stdout.split('\n').map(parseFlowEvent);
+        const forwarded = flows.find((f) => f !== undefined && f.reply.src === ADDR.server && f.orig.dport >= PASSIVE.min && f.orig.dport <= PASSIVE.max);
+        return forwarded !== undefined && (listing.match(/ timeout /g) ?? []).length >= 3 ? forwarded.orig.dport : undefined;
       });
       process.kill(first.pid, 'SIGKILL');
       await waitFor('SIGKILL', () => (first.alive() ? undefined : true));
@@ -295,11 +306,17 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       const second = await startGateway(topo(), kernelConfig(LONG_ACCEPT_MS));
       gateway = second;
       const opened = await session;
-      const port = /\((?:\d+,){4}(\d+),(\d+)\)/.exec(String(opened[3]));
-      expect(listing).toContain(`. ${Number(port?.[1]) * 256 + Number(port?.[2])} `);
-      const stale = await probe('client', [{ op: 'dial', port: Number(port?.[1]) * 256 + Number(port?.[2]) }]);
-      expect(stale).toEqual(['refused']);
-      expect(await tableListing()).not.toContain('elements =');
+      const portOf = (reply: unknown) => {
+        const m = /\((?:\d+,){4}(\d+),(\d+)\)/.exec(String(reply));
+        return Number(m?.[1]) * 256 + Number(m?.[2]);
+      };
+      expect(portOf(opened[3])).toBe(flowPort);
+      const waiting = portOf(opened[5]);
+      expect(listing).toContain(`. ${waiting} `);
+      // The new gateway purged the table (the waiting pinhole no longer admits) and cut the forwarded flow.
+      expect(await probe('client', [{ op: 'dial', port: waiting }])).toEqual(['refused']);
+      expect(jsonLines(second.output()).find((l) => l.msg === 'stale forwarded flow from an earlier run cut')).toMatchObject({ port: flowPort });
+      expect(hasElements(await tableListing())).toBe(false);
       await second.stop();
       expect(second.exit()).toEqual({ code: 0, signal: null });
       expect((await topo().exec('edge', 'nft', ['list', 'tables'])).stdout).not.toContain('ftp_alg_dp');

@@ -11,6 +11,8 @@ import { type FlowEvent, parseFlowEvent } from './flowEvents.js';
 
 export type FlowListener = (event: FlowEvent) => void;
 
+const EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
+
 
 export class FlowWatch {
   private child: ChildProcess | undefined;
@@ -21,7 +23,8 @@ export class FlowWatch {
 
   /** Resolves once conntrack is listening (it prints a banner on stderr first). */
   start(): Promise<void> {
-    const child = spawn(this.binary, ['-E', '-p', 'tcp', '-o', 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A large socket buffer: a burst of events must not overrun it (a lost end is caught by the idle check).
+    const child = spawn(this.binary, ['-E', '-p', 'tcp', '-o', 'id', '-b', String(EVENT_BUFFER_BYTES)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     onLines(child.stdout, (line) => this.onLine(line));
     return new Promise((resolve, reject) => {

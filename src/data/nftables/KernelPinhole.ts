@@ -233,8 +233,7 @@ export class KernelPinhole implements PinholeHandle {
       void this.finish();
     }, CUT_WAIT_MS);
     bound.unref();
-    const done = this.closed().then(() => clearTimeout(bound));
-    void done;
+    void this.closed().then(() => clearTimeout(bound));
   }
 
   /** The flow is over (or never came): read the counters, remove the elements, give the port back. */

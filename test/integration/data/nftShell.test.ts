@@ -54,7 +54,7 @@ describe('NftShell', () => {
     expect(bad.status).toBe('rejected');
     const err = (bad as PromiseRejectedResult).reason as KernelPlaneError;
     expect(err).toBeInstanceOf(KernelPlaneError);
-    expect(err).toMatchObject({ code: 'ERR_ALG_KERNEL_PLANE', op: 'open' });
+    expect(err).toMatchObject({ code: 'ERR_ALG_KERNEL', op: 'open' });
     expect(err.message).toContain('No such file or directory');
     expect(good).toEqual({ status: 'fulfilled', value: ['fine'] });
   });

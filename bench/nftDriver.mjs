@@ -38,7 +38,7 @@ function spawnNft(script) {
   });
 }
 
-execFileSync('nft', ['-f', '-'], { input: tableScript([{ min: 10000, max: 10999 }]) });
+execFileSync('nft', ['-f', '-'], { input: tableScript() });
 const rows = [];
 
 // (a) a process per operation (fewer: it is slow)

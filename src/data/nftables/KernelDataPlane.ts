@@ -30,7 +30,7 @@ export interface KernelPlaneOptions {
   readonly fallback: DataPlane;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Every pinhole range of every site at start: flows a killed predecessor left on them are cut, and dropped by the table. */
+  /** Every pinhole range of every site at start: flows a killed predecessor left on them are cut. */
   readonly ranges: readonly PortRange[];
 }
 
@@ -54,7 +54,7 @@ export class KernelDataPlane implements DataPlane {
    */
   async start(): Promise<void> {
     try {
-      await runTool('nft', ['-f', '-'], tableScript(this.options.ranges), 'install');
+      await runTool('nft', ['-f', '-'], tableScript(), 'install');
       await this.cutStaleFlows();
       await this.flows.start().catch((err: Error) => {
         throw new KernelPlaneError('conntrack', err.message);

@@ -146,7 +146,9 @@ export class KernelPinhole implements PinholeHandle {
 
   private onFlow(e: FlowEvent): void {
     const key = this.key as PinholeKey;
-    if (e.type === 'NEW') {
+    // A flow's first event may be lost (conntrack -E drops events when it cannot keep up): its next one starts it.
+    const unseen = this.flow === undefined && e.type === 'UPDATE' && e.orig.src === key.peer && !flowEnded(e);
+    if (e.type === 'NEW' || unseen) {
       const natted = e.reply.src === this.target.host && e.reply.sport === this.target.port;
       if (e.orig.src !== key.peer) return this.wrongPeer(e.orig.src);
       if (!natted || this.flow !== undefined) {

@@ -11,12 +11,11 @@
  *   DNAT, reaches the edge itself and is refused (RST);
  * - `orig4`/`reply4` (and v6) count the bytes of each direction of the flow.
  * Every element but the counters has the accept deadline as its timeout.
- * The `gate` chain forwards a DNATed flow to a port of the pinhole ranges
- * only while its counters exist: a flow left by an earlier run (conntrack
- * keeps its NAT after the table is gone) is dropped.
+ * A flow outlives its elements: conntrack keeps its NAT until the flow is
+ * gone (a retransmitted FIN after TIME_WAIT must still pass), so nothing
+ * here drops a NATed flow; a flow an earlier run left is cut at start.
  */
 import type { Family } from '../../common/address.js';
-import type { PortRange } from '../../config/types.js';
 
 export const TABLE = 'ftp_alg_dp';
 const T = `inet ${TABLE}`;
@@ -74,16 +73,14 @@ function rules(f: Family): { pre: string; oneshot: string; post: string; gate: s
 }
 
 /** The whole table, replacing any earlier one in the same transaction (a crash leaves nothing that forwards). */
-export function tableScript(ranges: readonly PortRange[]): string {
+export function tableScript(): string {
   const [r4, r6] = [rules(4), rules(6)];
-  const ports = mergeRanges(ranges).map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`));
   return [
     `add table ${T}`,
     `delete table ${T}`,
     `table ${T} {`,
     familySets(4),
     familySets(6),
-    `\tset ranges { type inet_service; flags interval; ${ports.length > 0 ? `elements = { ${ports.join(', ')} }; ` : ''}}`,
     '\tchain pre {',
     '\t\ttype nat hook prerouting priority dstnat - 10; policy accept;',
     r4.pre,
@@ -104,22 +101,10 @@ export function tableScript(ranges: readonly PortRange[]): string {
     '\t\ttype filter hook forward priority filter - 10; policy accept;',
     r4.gate,
     r6.gate,
-    '\t\tct status dnat meta l4proto tcp ct original proto-dst @ranges drop',
     '\t}',
     '}',
     '',
   ].join('\n');
-}
-
-/** Ranges sorted and joined where they overlap or touch (an interval set refuses overlapping elements). */
-export function mergeRanges(ranges: readonly PortRange[]): PortRange[] {
-  const merged: { min: number; max: number }[] = [];
-  for (const r of [...ranges].sort((a, b) => a.min - b.min)) {
-    const last = merged.at(-1);
-    if (last !== undefined && r.min <= last.max + 1) last.max = Math.max(last.max, r.max);
-    else merged.push({ min: r.min, max: r.max });
-  }
-  return merged;
 }
 
 export function deleteTableCommand(): string {
@@ -203,7 +188,7 @@ export function payloadBytes(family: Family, counter: { packets: number; bytes: 
   return Math.max(0, counter.bytes - counter.packets * perPacket - 8);
 }
 
-/** Any pinhole element left in a `list table` output (the ranges set is the table's own). */
+/** Any pinhole element left in a `list table` output. */
 export function hasElements(listing: string): boolean {
-  return /elements = \{/.test(listing.replace(/\tset ranges \{[\s\S]*?\n\t\}/, ''));
+  return /elements = \{/.test(listing);
 }

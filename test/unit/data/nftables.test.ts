@@ -10,7 +10,6 @@ import {
   countersCommand,
   finishCommand,
   hasElements,
-  mergeRanges,
   openCommand,
   parseCounters,
   payloadBytes,
@@ -23,7 +22,7 @@ const KEY6 = { family: 6, peer: '2001:db8:1::10', address: '2001:db8:1::1', port
 const TARGET6 = { host: '2001:db8:2::10', port: 40002, source: '2001:db8:2::1' };
 
 describe('the table', () => {
-  const script = tableScript([{ min: 50100, max: 50199 }, { min: 50000, max: 50099 }, { min: 52000, max: 52010 }, { min: 52005, max: 52020 }]);
+  const script = tableScript();
 
   it('replaces an earlier table of ours in the same transaction and touches no other', () => {
     expect(script.startsWith('add table inet ftp_alg_dp\ndelete table inet ftp_alg_dp\ntable inet ftp_alg_dp {')).toBe(true);
@@ -35,18 +34,8 @@ describe('the table', () => {
     expect(script).toContain(`delete @arm${f}`); // consumed in the packet path
   });
 
-  it('drops a DNATed flow on the ranges once its counters are gone (a flow an earlier run left in conntrack)', () => {
-    expect(script).toContain('set ranges { type inet_service; flags interval; elements = { 50000-50199, 52000-52020 }; }');
-    const gate = /chain gate \{\n([\s\S]*?)\n\t\}/.exec(script)?.[1]?.split('\n').map((l) => l.trim()) ?? [];
-    expect(gate.at(-1)).toBe('ct status dnat meta l4proto tcp ct original proto-dst @ranges drop');
-    expect(gate.slice(1, -1).every((rule) => rule.endsWith(' accept'))).toBe(true);
-  });
-
-  it('merges ranges that overlap or touch (an interval set refuses overlaps)', () => {
-    expect(mergeRanges([{ min: 5, max: 9 }, { min: 1, max: 3 }, { min: 4, max: 4 }, { min: 20, max: 30 }, { min: 25, max: 26 }])).toEqual([
-      { min: 1, max: 9 },
-      { min: 20, max: 30 },
-    ]);
+  it('never drops a NATed flow (its last segments may come after the elements are gone: a retransmitted FIN)', () => {
+    expect(script).not.toMatch(/\bdrop\b/);
   });
 
   it('DNATs only a SYN (a stray segment of an old flow never takes a pinhole)', () => {
@@ -112,7 +101,6 @@ describe('byte counters', () => {
   it('sees elements in a listing', () => {
     expect(hasElements(answer.join('\n'))).toBe(true);
     expect(hasElements('table inet ftp_alg_dp {\n\tset arm4 {\n\t}\n}')).toBe(false);
-    expect(hasElements('table inet ftp_alg_dp {\n\tset ranges {\n\t\telements = { 50000-50099 }\n\t}\n\tset arm4 {\n\t}\n}')).toBe(false);
   });
 });
 

@@ -3,12 +3,17 @@
 // clients is to ignore it, which hides a broken rewrite) and to use exactly
 // the data-connection mode asked for; the transcript of control lines is
 // parsed so a test can assert which mode really ran.
+//
+// With `tls` each speaks FTPS as strictly as it can: explicit (AUTH TLS) or
+// implicit (TLS from the first byte), the control connection and every data
+// connection protected (PBSZ 0, PROT P), the server certificate verified
+// against a CA by its IP address, never a fallback to cleartext.
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exec, type ExecResult } from './topology.js';
+import { ADDR, exec, type ExecResult } from './topology.js';
 
 export type ClientKind = 'curl' | 'lftp' | 'ftplib';
 export type Mode = 'pasv' | 'epsv' | 'port' | 'eprt';
@@ -33,6 +38,15 @@ export interface Target {
   password: string;
 }
 
+export interface ClientTls {
+  /** "explicit": AUTH TLS on the control connection; "implicit": TLS from the first byte. */
+  kind: 'explicit' | 'implicit';
+  /** PEM CA the server certificate must chain to. */
+  caFile: string;
+  /** Highest TLS version offered ("1.3" unless told). */
+  maxVersion?: '1.2' | '1.3';
+}
+
 export interface ClientRequest {
   client: ClientKind;
   mode: Mode;
@@ -43,6 +57,8 @@ export interface ClientRequest {
   /** Local file to write (get) or read (put). */
   local?: string;
   timeoutMs?: number;
+  /** FTPS; cleartext FTP when absent. */
+  tls?: ClientTls;
 }
 
 export interface ControlLine {
@@ -60,6 +76,8 @@ export interface ClientResult extends ExecResult {
   listing: string[];
   /** ftplib only: the address at the other end of each data connection. */
   dataPeers: string[];
+  /** TLS versions the client reported (curl and ftplib; lftp prints none). */
+  tlsVersions: string[];
 }
 
 const DATA_VERBS = new Set(['PASV', 'EPSV', 'PORT', 'EPRT']);
@@ -105,9 +123,15 @@ function hostInUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+function curlTlsArgs(tls: ClientTls | undefined): string[] {
+  if (tls === undefined) return [];
+  return ['--ssl-reqd', '--cacert', tls.caFile, '--tls-max', tls.maxVersion ?? '1.3'];
+}
+
 function curlArgs(req: ClientRequest): string[] {
   const { target } = req;
-  const url = `ftp://${hostInUrl(target.host)}:${target.port}${req.remote}`;
+  const scheme = req.tls?.kind === 'implicit' ? 'ftps' : 'ftp';
+  const url = `${scheme}://${hostInUrl(target.host)}:${target.port}${req.remote}`;
   const args = [
     '-sS',
     '-v',
@@ -115,6 +139,7 @@ function curlArgs(req: ClientRequest): string[] {
     '--connect-timeout', String(CONNECT_TIMEOUT_S),
     '--user', `${target.user}:${target.password}`,
     '--no-ftp-skip-pasv-ip', // honour the address in a 227
+    ...curlTlsArgs(req.tls),
   ];
   switch (req.mode) {
     case 'pasv':
@@ -147,8 +172,24 @@ function curlArgs(req: ClientRequest): string[] {
   return args;
 }
 
+function lftpTlsSettings(tls: ClientTls | undefined): string[] {
+  if (tls === undefined) return ['set ftp:ssl-allow no'];
+  const priority = tls.maxVersion === '1.2' ? 'NORMAL:-VERS-ALL:+VERS-TLS1.2' : 'NORMAL';
+  return [
+    'set ftp:ssl-allow yes',
+    'set ftp:ssl-force yes',
+    'set ftp:ssl-protect-data yes',
+    'set ftp:ssl-protect-list yes',
+    'set ssl:verify-certificate yes',
+    'set ssl:check-hostname yes',
+    `set ssl:ca-file ${tls.caFile}`,
+    `set ssl:priority ${priority}`,
+  ];
+}
+
 function lftpScript(req: ClientRequest): string {
   const { target } = req;
+  const scheme = req.tls?.kind === 'implicit' ? 'ftps' : 'ftp';
   const passive = req.mode === 'pasv' || req.mode === 'epsv';
   const lines = [
     'set cmd:fail-exit yes',
@@ -157,13 +198,13 @@ function lftpScript(req: ClientRequest): string {
     'set net:persist-retries 0',
     `set net:timeout ${CONNECT_TIMEOUT_S}`,
     'set net:reconnect-interval-base 1',
-    'set ftp:ssl-allow no',
+    ...lftpTlsSettings(req.tls),
     `set ftp:passive-mode ${passive ? 'on' : 'off'}`,
     `set ftp:prefer-epsv ${req.mode === 'epsv' ? 'yes' : 'no'}`,
     'set ftp:ignore-pasv-address no',
     'set ftp:fix-pasv-address no',
     'set xfer:clobber on',
-    `open -u ${target.user},${target.password} ftp://${hostInUrl(target.host)}:${target.port}`,
+    `open -u ${target.user},${target.password} ${scheme}://${hostInUrl(target.host)}:${target.port}`,
   ];
   switch (req.op) {
     case 'get':
@@ -197,6 +238,9 @@ function ftplibArgs(req: ClientRequest): string[] {
     '--timeout', String(CONNECT_TIMEOUT_S),
   ];
   if (req.local !== undefined) args.push('--local', req.local);
+  if (req.tls !== undefined) {
+    args.push('--tls', req.tls.kind, '--ca-file', req.tls.caFile, '--tls-max', req.tls.maxVersion ?? '1.3');
+  }
   return args;
 }
 
@@ -206,14 +250,20 @@ function mustLocal(req: ClientRequest): string {
 }
 
 /** Control lines from each client's own debug format. */
-function parseTranscript(client: ClientKind, r: ExecResult): { transcript: ControlLine[]; listing: string[]; dataPeers: string[] } {
+function parseTranscript(
+  client: ClientKind,
+  r: ExecResult,
+): { transcript: ControlLine[]; listing: string[]; dataPeers: string[]; tlsVersions: string[] } {
   const transcript: ControlLine[] = [];
   const listing: string[] = [];
   const dataPeers: string[] = [];
+  const tlsVersions: string[] = [];
   if (client === 'curl') {
     for (const line of r.stderr.split('\n')) {
       if (line.startsWith('> ')) transcript.push({ dir: 'sent', line: line.slice(2).trimEnd() });
       else if (line.startsWith('< ')) transcript.push({ dir: 'received', line: line.slice(2).trimEnd() });
+      const tls = /^\* SSL connection using (TLSv[\d.]+)/.exec(line);
+      if (tls?.[1] !== undefined) tlsVersions.push(tls[1]);
     }
     listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
   } else if (client === 'lftp') {
@@ -224,8 +274,12 @@ function parseTranscript(client: ClientKind, r: ExecResult): { transcript: Contr
     listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
   } else {
     for (const line of r.stdout.split('\n')) {
-      const m = /^\*(cmd|put|resp|data|peer)\* (.*)$/.exec(line);
+      const m = /^\*(cmd|put|resp|data|peer|tls)\* (.*)$/.exec(line);
       if (m === null || m[1] === undefined || m[2] === undefined) continue;
+      if (m[1] === 'tls') {
+        tlsVersions.push(m[2]);
+        continue;
+      }
       const body = m[1] === 'data' || m[1] === 'peer' ? m[2] : unquotePython(m[2]);
       if (m[1] === 'cmd') transcript.push({ dir: 'sent', line: body });
       else if (m[1] === 'resp') transcript.push({ dir: 'received', line: body });
@@ -233,7 +287,7 @@ function parseTranscript(client: ClientKind, r: ExecResult): { transcript: Contr
       else if (m[1] === 'peer') dataPeers.push(body);
     }
   }
-  return { transcript, listing, dataPeers };
+  return { transcript, listing, dataPeers, tlsVersions };
 }
 
 function unquotePython(repr: string): string {
@@ -254,12 +308,51 @@ export async function runClient(ns: string, req: ClientRequest): Promise<ClientR
   } else {
     result = await exec(ns, CLIENT_BINARIES.ftplib, ftplibArgs(req), { timeoutMs });
   }
-  const { transcript, listing, dataPeers } = parseTranscript(req.client, result);
+  const { transcript, listing, dataPeers, tlsVersions } = parseTranscript(req.client, result);
   const dataCommands = transcript
     .filter((l) => l.dir === 'sent')
     .map((l) => (l.line.split(' ')[0] ?? '').toUpperCase())
     .filter((verb) => DATA_VERBS.has(verb));
-  return { ...result, request: req, transcript, dataCommands, listing, dataPeers };
+  return { ...result, request: req, transcript, dataCommands, listing, dataPeers, tlsVersions };
+}
+
+/** The final reply the client received after it sent `verb` (the first time), or null. */
+export function replyTo(r: ClientResult, verb: string): string | null {
+  const at = r.transcript.findIndex((l) => l.dir === 'sent' && l.line.toUpperCase().startsWith(verb));
+  if (at === -1) return null;
+  for (const l of r.transcript.slice(at + 1)) {
+    if (l.dir === 'received' && /^\d{3} /.test(l.line)) return l.line;
+    if (l.dir === 'sent') return null;
+  }
+  return null;
+}
+
+/**
+ * What is wrong with the reply to the mode's data command, through the
+ * gateway: a 227 must name the edge's public address and, like a 229, a port
+ * of the site's passive range; PORT and EPRT must get 200. Null when right.
+ */
+export function checkSetupReply(r: ClientResult, passivePorts: { min: number; max: number }): string | null {
+  const verb = EXPECTED_VERB[r.request.mode];
+  const reply = replyTo(r, verb);
+  if (reply === null) return `no reply to ${verb}`;
+  const inRange = (port: number) => port >= passivePorts.min && port <= passivePorts.max;
+  if (verb === 'PASV') {
+    const m = /(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)/.exec(reply);
+    if (!reply.startsWith('227 ') || m === null) return `PASV answered "${reply}"`;
+    const n = m.slice(1).map(Number);
+    const host = n.slice(0, 4).join('.');
+    const port = (n[4] ?? 0) * 256 + (n[5] ?? 0);
+    if (host !== ADDR.edgePublic) return `227 names ${host}`;
+    if (!inRange(port)) return `227 port ${port} outside the site's passive range`;
+  } else if (verb === 'EPSV') {
+    const m = /\((.)\1\1(\d+)\1\)/.exec(reply);
+    if (!reply.startsWith('229 ') || m === null) return `EPSV answered "${reply}"`;
+    if (!inRange(Number(m[2]))) return `229 port ${m[2]} outside the site's passive range`;
+  } else if (!reply.startsWith('200 ')) {
+    return `${verb} answered "${reply}"`;
+  }
+  return null;
 }
 
 export async function sha256File(path: string): Promise<string | null> {
@@ -275,7 +368,7 @@ export function sha256(data: Buffer): string {
 export function describeResult(r: ClientResult): string {
   const { client, mode, op, remote, target } = r.request;
   return [
-    `${client} ${mode} ${op} ${remote} via ${target.host}:${target.port}: exit ${r.code ?? r.signal}` +
+    `${client} ${mode} ${op} ${remote} via ${target.host}:${target.port}${r.request.tls === undefined ? '' : ` (FTPS ${r.request.tls.kind})`}: exit ${r.code ?? r.signal}` +
       `${r.timedOut ? ' (timed out)' : ''} in ${r.ms} ms`,
     `data commands: ${r.dataCommands.join(', ') || '(none)'}`,
     '--- stdout',

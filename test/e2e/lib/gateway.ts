@@ -16,6 +16,18 @@ export const GATEWAY_PASSIVE_PORTS = { min: 50000, max: 50099 } as const;
 export const GATEWAY_ACTIVE_PORTS = { min: 50100, max: 50199 } as const;
 export const GATEWAY_PORT = 21;
 
+/** A site's `tls` section (src/config/schema.ts). */
+export interface GatewaySiteTls {
+  certFile: string;
+  keyFile: string;
+  client?: 'optional' | 'required';
+  implicit?: boolean;
+  upstream?: 'plain' | 'explicit' | 'implicit';
+  upstreamCaFile?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  requireProtP?: boolean;
+}
+
 export interface GatewayConfig {
   log: { level: string };
   sites: Array<{
@@ -28,6 +40,7 @@ export interface GatewayConfig {
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
     privateAddress?: string;
+    tls?: GatewaySiteTls;
   }>;
 }
 

@@ -23,6 +23,8 @@ export interface Needs {
   servers?: boolean;
   clients?: boolean;
   gateway?: boolean;
+  /** The openssl CLI, for test certificates (FTPS suites). */
+  tls?: boolean;
 }
 
 function onPath(cmd: string): boolean {
@@ -70,6 +72,7 @@ export function checkPrereq(needs: Needs = {}): Prereq {
       if (!onPath(bin)) missing.push(`${kind} client ${bin} (run: sudo bash .ci/install-e2e.sh)`);
     }
   }
+  if (needs.tls === true && !onPath('openssl')) missing.push('openssl on PATH (run: sudo bash .ci/install-e2e.sh)');
   if (needs.gateway === true && !existsSync(GATEWAY_CLI)) {
     missing.push(`the gateway at ${GATEWAY_CLI} (run: npm run build)`);
   }

@@ -8,6 +8,7 @@
 // implicit (TLS from the first byte), the control connection and every data
 // connection protected (PBSZ 0, PROT P), the server certificate verified
 // against a CA by its IP address, never a fallback to cleartext.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -85,14 +86,30 @@ const EXPECTED_VERB: Record<Mode, string> = { pasv: 'PASV', epsv: 'EPSV', port: 
 
 export type Family = 4 | 6;
 
+let curlVersion: string | undefined;
+/** The installed curl's version ("7.88.1"), or "" when it cannot be run. */
+function installedCurl(): string {
+  if (curlVersion === undefined) {
+    try {
+      curlVersion = /^curl (\S+)/.exec(execFileSync(CLIENT_BINARIES.curl, ['--version'], { encoding: 'utf8' }))?.[1] ?? '';
+    } catch {
+      curlVersion = '';
+    }
+  }
+  return curlVersion;
+}
+
 /**
  * Why a client cannot be made to send a mode's command on a control
- * connection of the given family, or undefined when it can. PASV and PORT
- * name only IPv4 addresses, so on IPv6 curl and lftp send EPSV and EPRT
- * instead, whatever they are told.
+ * connection of the given family (over FTPS when `tls`), or undefined when
+ * it can. PASV and PORT name only IPv4 addresses, so on IPv6 curl and lftp
+ * send EPSV and EPRT instead, whatever they are told.
  */
-export function unsupported(client: ClientKind, mode: Mode, family: Family = 4): string | undefined {
+export function unsupported(client: ClientKind, mode: Mode, family: Family = 4, tls = false): string | undefined {
   if (client === 'lftp' && mode === 'eprt' && family === 4) return 'lftp sends EPRT only on an IPv6 control connection';
+  if (tls && client === 'curl' && (mode === 'port' || mode === 'eprt') && /^7\.8[78]\./.test(installedCurl())) {
+    return `curl ${installedCurl()} accepts an active data connection under PROT P but never starts TLS on it (curl/curl#10666; fails straight to vsftpd too)`;
+  }
   if (family === 6 && client !== 'ftplib' && (mode === 'pasv' || mode === 'port')) {
     const instead = mode === 'pasv' ? 'EPSV' : 'EPRT';
     return `${client} sends ${instead} instead of ${mode.toUpperCase()} on IPv6 (${mode.toUpperCase()} names only IPv4)`;

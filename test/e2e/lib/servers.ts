@@ -19,6 +19,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vsftpdTlsOptions } from '../../../bench/lib/vsftpdTls.mjs';
 import { ADDR, run, stopChild, type Topology } from './topology.js';
 
 export type ServerKind = 'vsftpd' | 'pure-ftpd' | 'proftpd';
@@ -109,21 +110,8 @@ interface Launch {
   logFiles: string[];
 }
 
-/** FTPS for anonymous users, TLS on every data connection, resumed from the control connection. */
 function vsftpdTls(tls: ServerTls | undefined): string[] {
-  if (tls === undefined) return ['ssl_enable=NO'];
-  return [
-    'ssl_enable=YES',
-    `implicit_ssl=${tls.implicit === true ? 'YES' : 'NO'}`,
-    `rsa_cert_file=${tls.certFile}`,
-    `rsa_private_key_file=${tls.keyFile}`,
-    'allow_anon_ssl=YES',
-    'force_anon_logins_ssl=YES',
-    'force_anon_data_ssl=YES',
-    'require_ssl_reuse=YES',
-    'ssl_ciphers=HIGH',
-    'debug_ssl=YES',
-  ];
+  return tls === undefined ? ['ssl_enable=NO'] : vsftpdTlsOptions({ ...tls, debug: true });
 }
 
 async function configureVsftpd(rootDir: string, dir: string, listen: Listen, tls?: ServerTls): Promise<Launch> {

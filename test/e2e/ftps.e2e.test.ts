@@ -14,6 +14,8 @@
 // - tlsUp      tls.upstream "explicit", upstreamCaFile = test CA   (b)
 // - implicitUp tls.upstream "implicit", upstreamCaFile = test CA   (b, implicit upstream)
 // - plain      no tls section: AUTH gets 534 (the negative control)
+// - strangerUp like tlsUp, but upstreamCaFile is a CA that did not sign
+//              vsftpd's certificate (the negative control of verification)
 //
 // Clients: curl (--ssl-reqd, ftps://), lftp (ftp:ssl-force, ssl-protect-data),
 // Python ftplib FTP_TLS with prot_p(); each verifies the gateway's
@@ -25,14 +27,15 @@
 // The same FTPS cells against the site without `tls` must fail with 534;
 // a cleartext USER on the `required` site must never reach the upstream (the
 // server's own command log shows it, and shows the same probe sent through
-// the `explicit` site, so the check can fail). Before the FTPS upstream cells,
+// the `explicit` site, so the check can fail); likewise no login reaches the
+// FTPS vsftpd through the site that cannot verify it. Before the FTPS upstream cells,
 // each client talks FTPS straight to the TLS vsftpd from the edge namespace:
 // the server and client set-ups are proven without the gateway.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCerts, type E2eCerts } from './lib/certs.js';
+import { makeCerts, type CertFiles } from '../support/certs.js';
 import {
   CLIENT_KINDS,
   checkSetupReply,
@@ -65,8 +68,8 @@ const prereq = suitePrereq('ftps.e2e', { gateway: true, tls: true });
 
 // ---- the gateway's sites and the upstreams ------------------------------------
 
-type SiteKind = 'explicit' | 'required' | 'implicit' | 'tlsUp' | 'implicitUp' | 'plain';
-const SITE_KINDS: readonly SiteKind[] = ['explicit', 'required', 'implicit', 'tlsUp', 'implicitUp', 'plain'];
+type SiteKind = 'explicit' | 'required' | 'implicit' | 'tlsUp' | 'implicitUp' | 'plain' | 'strangerUp';
+const SITE_KINDS: readonly SiteKind[] = ['explicit', 'required', 'implicit', 'tlsUp', 'implicitUp', 'plain', 'strangerUp'];
 type Upstream = 'plain' | 'ftps-explicit' | 'ftps-implicit';
 
 interface SiteSpec {
@@ -77,11 +80,13 @@ interface SiteSpec {
   /** The client side: explicit AUTH TLS, implicit TLS, or none (no `tls` section). */
   readonly clientTls: 'explicit' | 'implicit' | 'none';
   readonly title: string;
-  readonly tls?: (certs: E2eCerts) => GatewaySiteTls;
+  readonly tls?: (certs: CertFiles) => GatewaySiteTls;
 }
 
 const ranges = (base: number) => ({ passivePorts: { min: base, max: base + 99 }, activePorts: { min: base + 100, max: base + 199 } });
-const edgeTls = (certs: E2eCerts): GatewaySiteTls => ({ certFile: certs.edge.certFile, keyFile: certs.edge.keyFile });
+// The gateway shows clients one certificate, the FTPS vsftpd another (same CA, both name every address here).
+const edgeTls = (certs: CertFiles): GatewaySiteTls => ({ certFile: certs.certFile, keyFile: certs.keyFile });
+const upstreamTls = (certs: CertFiles) => ({ certFile: certs.certFile2, keyFile: certs.keyFile2 });
 const SITES: Record<SiteKind, SiteSpec> = {
   explicit: {
     port: 21, ...ranges(50000), upstream: 'plain', clientTls: 'explicit',
@@ -112,6 +117,11 @@ const SITES: Record<SiteKind, SiteSpec> = {
     port: 2020, ...ranges(51000), upstream: 'plain', clientTls: 'none',
     title: 'negative control: the same FTPS clients → a site without tls → plain server',
   },
+  strangerUp: {
+    port: 2022, ...ranges(51200), upstream: 'ftps-explicit', clientTls: 'explicit',
+    title: 'negative control: the FTPS upstream verified against a CA that did not sign its certificate',
+    tls: (c) => ({ ...edgeTls(c), client: 'required', upstream: 'explicit', upstreamCaFile: c.strangerCaFile }),
+  },
 };
 
 /** The FTPS vsftpd instances in the server namespace, next to the plain server on :21. */
@@ -121,7 +131,7 @@ const FTPS_UPSTREAMS = {
 } as const;
 const UPSTREAM_PORT: Record<Upstream, number> = { plain: 21, 'ftps-explicit': 2121, 'ftps-implicit': 9990 };
 
-function ftpsConfig(certs: E2eCerts, level = process.env.E2E_GATEWAY_LOG_LEVEL ?? 'info'): GatewayConfig {
+function ftpsConfig(certs: CertFiles, level = process.env.E2E_GATEWAY_LOG_LEVEL ?? 'info'): GatewayConfig {
   return {
     log: { level },
     sites: SITE_KINDS.map((kind) => {
@@ -326,13 +336,13 @@ async function refusedVerdict(r: ClientResult, arrivedAt: string | undefined): P
 // ---- the suite --------------------------------------------------------------------
 
 describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', () => {
-  let certs: E2eCerts | undefined;
+  let certs: CertFiles | undefined;
   const env = useE2eSuite({
     prereq,
     workPrefix: 'ftpalg-e2e-ftps-',
     hookTimeoutMs: HOOK_TIMEOUT_MS,
     startGateway: async (topo) => {
-      certs = await createCerts();
+      certs = await makeCerts();
       return startGateway(topo, ftpsConfig(certs));
     },
     report: () => {
@@ -343,7 +353,7 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
     await certs?.remove();
   });
   const { t } = env;
-  const mustCerts = (): E2eCerts => {
+  const mustCerts = (): CertFiles => {
     if (certs === undefined) throw new Error('no certificates');
     return certs;
   };
@@ -378,6 +388,28 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
     check(bad, detail).toBeNull();
   }
 
+  /** A login as a user name of its own (which vsftpd logs, then refuses): through `site`, in cleartext or FTPS. */
+  async function sendProbe(site: SiteKind, tls: ClientRequest['tls']): Promise<{ user: string; result: ClientResult }> {
+    const user = `probe-${site}-${randomBytes(4).toString('hex')}`;
+    const target: Target = { host: ADDR.edgePublic, port: SITES[site].port, user, password: 'secret' };
+    return { user, result: await runClient(t().ns.client, { client: 'curl', mode: 'pasv', op: 'list', target, remote: '/pub', tls }) };
+  }
+
+  /**
+   * `user` never reached vsftpd. The control probe, sent where it must get
+   * through, shows up in the same log first, so this check can fail.
+   */
+  async function expectNeverLogged(server: RunningServer, user: string, control: { user: string; result: ClientResult }): Promise<void> {
+    const deadline = Date.now() + LOG_WAIT_MS;
+    let log = await server.logs();
+    while (!log.includes(control.user) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, LOG_POLL_MS));
+      log = await server.logs();
+    }
+    expect(log, `the control probe never reached vsftpd: its log cannot show a leak\n${describeResult(control.result)}`).toContain(`USER ${control.user}`);
+    expect(log).not.toContain(user);
+  }
+
   describe.each(SERVER_KINDS)('plain %s upstream', (kind: ServerKind) => {
     let server: RunningServer | undefined;
 
@@ -399,26 +431,9 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
     if (kind !== 'vsftpd') return;
     it('a cleartext USER on the required site never reaches the upstream', { timeout: TEST_TIMEOUT_MS }, async () => {
       if (server === undefined) throw new Error('no server');
-      const probe = (site: SiteKind) => ({ user: `probe-${site}-${randomBytes(4).toString('hex')}`, site });
-      const refused = probe('required');
-      const forwarded = probe('explicit');
-      const results = new Map<SiteKind, ClientResult>();
-      for (const p of [refused, forwarded]) {
-        const target: Target = { host: ADDR.edgePublic, port: SITES[p.site].port, user: p.user, password: 'secret' };
-        results.set(p.site, await runClient(t().ns.client, { client: 'curl', mode: 'pasv', op: 'list', target, remote: '/pub' }));
-      }
-      const required = results.get('required');
-      const userReply = required === undefined ? null : replyTo(required, 'USER');
-      expect(userReply, required === undefined ? '' : describeResult(required)).toMatch(/^530 /);
-      // The positive control first: the probe sent through the explicit site shows up in vsftpd's command log.
-      const deadline = Date.now() + LOG_WAIT_MS;
-      let log = await server.logs();
-      while (!log.includes(forwarded.user) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, LOG_POLL_MS));
-        log = await server.logs();
-      }
-      expect(log, 'the control probe never reached vsftpd: its log cannot show a leak').toContain(`USER ${forwarded.user}`);
-      expect(log).not.toContain(refused.user);
+      const refused = await sendProbe('required', undefined);
+      expect(replyTo(refused.result, 'USER'), describeResult(refused.result)).toMatch(/^530 /);
+      await expectNeverLogged(server, refused.user, await sendProbe('explicit', undefined));
     });
   });
 
@@ -429,7 +444,7 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
       assertPrereq(prereq);
       const c = mustCerts();
       for (const [upstream, spec] of Object.entries(FTPS_UPSTREAMS) as Array<[Upstream, (typeof FTPS_UPSTREAMS)['ftps-explicit']]>) {
-        const tls = { certFile: c.server.certFile, keyFile: c.server.keyFile, implicit: spec.implicit };
+        const tls = { ...upstreamTls(c), implicit: spec.implicit };
         servers.set(upstream, await startServer('vsftpd', t(), env.root?.dir ?? '', { port: spec.port, passivePorts: spec.passivePorts, tls }));
       }
     }, HOOK_TIMEOUT_MS);
@@ -459,6 +474,16 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
         else expect(bad === null || /522 .*reuse/i.test(bad), `${describeResult(r)}`).toBe(true);
       },
     );
+
+    it('an upstream whose certificate the site does not trust never gets the login', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const server = servers.get('ftps-explicit');
+      if (server === undefined) throw new Error('no server');
+      const tls: ClientRequest['tls'] = { kind: 'explicit', caFile: mustCerts().caFile };
+      const refused = await sendProbe('strangerUp', tls);
+      expect(refused.result.code, describeResult(refused.result)).not.toBe(0);
+      await expectNeverLogged(server, refused.user, await sendProbe('tlsUp', tls));
+      expect(env.gatewayLog(400)).toMatch(/"site":"ftps-strangerUp".*(certificate|CERT|verify)/i);
+    });
 
     it.concurrent.for(TRANSFER_CELLS.filter((c) => c.server === 'vsftpd-ftps'))(
       '$site: $client $mode IPv$family TLS $tlsMax $op $file',

@@ -77,8 +77,15 @@ export interface ClientResult extends ExecResult {
   listing: string[];
   /** ftplib only: the address at the other end of each data connection. */
   dataPeers: string[];
-  /** TLS versions the client reported (curl and ftplib; lftp prints none). */
+  /** TLS versions the client reported, one per TLS connection (curl and ftplib; lftp prints none). */
   tlsVersions: string[];
+  /**
+   * curl only: server certificates received, one per full handshake. A
+   * connection that resumed an earlier session receives none, so one
+   * certificate over several TLS connections means every data connection
+   * resumed the control connection's session.
+   */
+  tlsCertificates: number;
 }
 
 const DATA_VERBS = new Set(['PASV', 'EPSV', 'PORT', 'EPRT']);
@@ -270,17 +277,19 @@ function mustLocal(req: ClientRequest): string {
 function parseTranscript(
   client: ClientKind,
   r: ExecResult,
-): { transcript: ControlLine[]; listing: string[]; dataPeers: string[]; tlsVersions: string[] } {
+): { transcript: ControlLine[]; listing: string[]; dataPeers: string[]; tlsVersions: string[]; tlsCertificates: number } {
   const transcript: ControlLine[] = [];
   const listing: string[] = [];
   const dataPeers: string[] = [];
   const tlsVersions: string[] = [];
+  let tlsCertificates = 0;
   if (client === 'curl') {
     for (const line of r.stderr.split('\n')) {
       if (line.startsWith('> ')) transcript.push({ dir: 'sent', line: line.slice(2).trimEnd() });
       else if (line.startsWith('< ')) transcript.push({ dir: 'received', line: line.slice(2).trimEnd() });
       const tls = /^\* SSL connection using (TLSv[\d.]+)/.exec(line);
       if (tls?.[1] !== undefined) tlsVersions.push(tls[1]);
+      if (/^\* TLSv[\d.]+ \(IN\), TLS handshake, Certificate \(11\)/.test(line)) tlsCertificates++;
     }
     listing.push(...r.stdout.split('\n').filter((l) => l.length > 0));
   } else if (client === 'lftp') {
@@ -304,7 +313,7 @@ function parseTranscript(
       else if (m[1] === 'peer') dataPeers.push(body);
     }
   }
-  return { transcript, listing, dataPeers, tlsVersions };
+  return { transcript, listing, dataPeers, tlsVersions, tlsCertificates };
 }
 
 function unquotePython(repr: string): string {
@@ -325,12 +334,12 @@ export async function runClient(ns: string, req: ClientRequest): Promise<ClientR
   } else {
     result = await exec(ns, CLIENT_BINARIES.ftplib, ftplibArgs(req), { timeoutMs });
   }
-  const { transcript, listing, dataPeers, tlsVersions } = parseTranscript(req.client, result);
+  const { transcript, listing, dataPeers, tlsVersions, tlsCertificates } = parseTranscript(req.client, result);
   const dataCommands = transcript
     .filter((l) => l.dir === 'sent')
     .map((l) => (l.line.split(' ')[0] ?? '').toUpperCase())
     .filter((verb) => DATA_VERBS.has(verb));
-  return { ...result, request: req, transcript, dataCommands, listing, dataPeers, tlsVersions };
+  return { ...result, request: req, transcript, dataCommands, listing, dataPeers, tlsVersions, tlsCertificates };
 }
 
 /** The final reply the client received after it sent `verb` (the first time), or null. */

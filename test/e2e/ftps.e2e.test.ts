@@ -53,7 +53,7 @@ import {
   type Target,
 } from './lib/clients.js';
 import { expectedSha, remotePath, uploadPath, type FileName } from './lib/fixtures.js';
-import { startGateway, type GatewayConfig, type GatewaySiteTls } from './lib/gateway.js';
+import { startGateway, type GatewayConfig, type GatewaySiteTls, type RunningGateway } from './lib/gateway.js';
 import { assertPrereq, suitePrereq } from './lib/prereq.js';
 import { SERVER_KINDS, startServer, type RunningServer, type ServerKind } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -134,6 +134,7 @@ const UPSTREAM_PORT: Record<Upstream, number> = { plain: 21, 'ftps-explicit': 21
 function ftpsConfig(certs: CertFiles, level = process.env.E2E_GATEWAY_LOG_LEVEL ?? 'info'): GatewayConfig {
   return {
     log: { level },
+    metrics: { listen: '127.0.0.1:0' },
     sites: SITE_KINDS.map((kind) => {
       const site = SITES[kind];
       return {
@@ -338,17 +339,31 @@ async function refusedVerdict(r: ClientResult, arrivedAt: string | undefined): P
     : null;
 }
 
+/** The sum of a metric's samples in Prometheus text whose labels include `labels`. */
+function sum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) total += Number(m[3]);
+  }
+  return total;
+}
+
 // ---- the suite --------------------------------------------------------------------
 
 describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', () => {
   let certs: CertFiles | undefined;
+  let gateway: RunningGateway | undefined;
   const env = useE2eSuite({
     prereq,
     workPrefix: 'ftpalg-e2e-ftps-',
     hookTimeoutMs: HOOK_TIMEOUT_MS,
     startGateway: async (topo) => {
       certs = await makeCerts();
-      return startGateway(topo, ftpsConfig(certs));
+      gateway = await startGateway(topo, ftpsConfig(certs));
+      return gateway;
     },
     report: () => {
       if (outcomes.length > 0 || direct.length > 0) printMatrix();
@@ -497,5 +512,37 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
         await checkCell(cell, servers.get(SITES[cell.site].upstream), check);
       },
     );
+  });
+  // Last, once every cell above has run: what the gateway counted agrees with what the clients saw.
+  it('the gateway counted TLS handshakes on the legs that carry TLS and none on the others, and holds no pinhole or session', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const addr = gateway?.metricsAddress();
+    if (addr === undefined) throw new Error(`no "metrics listening" line\n${env.gatewayLog(20)}`);
+    const scrape = async (): Promise<string> => {
+      const r = await t().exec('edge', 'curl', ['-sS', '--max-time', '10', `http://${addr}/metrics`]);
+      if (r.code !== 0) throw new Error(`scrape failed: ${r.stderr}`);
+      return r.stdout;
+    };
+    // Sessions and pinholes end a moment after the clients exit.
+    const deadline = Date.now() + LOG_WAIT_MS;
+    let text = await scrape();
+    while ((sum(text, 'ftp_alg_pinholes_open') > 0 || sum(text, 'ftp_alg_sessions_active') > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, LOG_POLL_MS));
+      text = await scrape();
+    }
+    expect(sum(text, 'ftp_alg_pinholes_open'), 'pinholes left open').toBe(0);
+    expect(sum(text, 'ftp_alg_sessions_active'), 'sessions left open').toBe(0);
+    const transfers = outcomes.filter((o) => o.ok && o.cell.site !== 'plain');
+    const toTlsUpstream = transfers.filter((o) => SITES[o.cell.site].upstream !== 'plain');
+    const handshakes = (labels: Record<string, string>) => sum(text, 'ftp_alg_tls_handshakes_total', labels);
+    expect(handshakes({ side: 'data-client', result: 'ok' }), 'protected client data connections').toBeGreaterThanOrEqual(transfers.length);
+    expect(handshakes({ side: 'data-upstream', result: 'ok' }), 'protected upstream data connections').toBeGreaterThanOrEqual(toTlsUpstream.length);
+    for (const site of SITE_KINDS.filter((k) => SITES[k].upstream === 'plain')) {
+      expect(handshakes({ site: `ftps-${site}`, side: 'data-upstream' }), `TLS toward the cleartext upstream of ${site}`).toBe(0);
+      expect(handshakes({ site: `ftps-${site}`, side: 'upstream' }), `TLS toward the cleartext upstream of ${site}`).toBe(0);
+    }
+    const counted = text.split('\n').filter((l) => l.startsWith('ftp_alg_tls_handshakes_total{site="ftps-strangerUp"')).join('\n');
+    const logged = env.gatewayLog(100000).split('\n').filter((l) => l.includes('"site":"ftps-strangerUp"')).join('\n');
+    expect(handshakes({ site: 'ftps-strangerUp', side: 'upstream', result: 'certificate' }), `the untrusted upstream refused; counted:\n${counted}\nlogged:\n${logged}`).toBeGreaterThanOrEqual(1);
+    expect(handshakes({ site: 'ftps-tlsUp', side: 'upstream', result: 'certificate' })).toBe(0);
   });
 });

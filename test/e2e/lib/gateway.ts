@@ -30,6 +30,8 @@ export interface GatewaySiteTls {
 
 export interface GatewayConfig {
   log: { level: string };
+  /** The metrics endpoint, e.g. "127.0.0.1:0" (any free port: see RunningGateway.metricsAddress). */
+  metrics?: { listen: string };
   sites: Array<{
     name: string;
     listen: { host: string; port: number };
@@ -72,6 +74,8 @@ export interface RunningGateway {
   exit(): { code: number | null; signal: NodeJS.Signals | null } | null;
   /** SIGTERM by pid, SIGKILL after a bound; idempotent. */
   stop(): Promise<void>;
+  /** "host:port" of the metrics endpoint from its "metrics listening" line, once logged. */
+  metricsAddress(): string | undefined;
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | null {
@@ -132,6 +136,13 @@ export async function startGateway(topo: Topology, config: GatewayConfig = e2eCo
     output: () => output,
     alive: () => exitInfo === null,
     exit: () => exitInfo,
+    metricsAddress: () => {
+      const line = output
+        .split('\n')
+        .map(parseJsonLine)
+        .find((o) => o !== null && o.msg === 'metrics listening');
+      return typeof line?.http === 'string' ? line.http : undefined;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

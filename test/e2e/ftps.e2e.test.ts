@@ -449,6 +449,25 @@ describe.skipIf(prereq.skip)('FTPS through the gateway, end to end (issue 10)', 
 
     // vsftpd's command log is the witness (log_ftp_protocol); one server is enough.
     if (kind !== 'vsftpd') return;
+    it('a required site refuses a clear data channel (PROT C); an optional one relays it', { timeout: TEST_TIMEOUT_MS }, async () => {
+      if (server === undefined) throw new Error('no server');
+      const tls: ClientRequest['tls'] = { kind: 'explicit', caFile: mustCerts().caFile, protectData: false };
+      const run = async (site: SiteKind) => {
+        const local = join(env.work, `prot-c-${site}.bin`);
+        const target: Target = { host: ADDR.edgePublic, port: SITES[site].port, user: server?.user ?? '', password: server?.password ?? '' };
+        return { local, result: await runClient(t().ns.client, { client: 'curl', mode: 'pasv', op: 'get', target, remote: remotePath('1k.bin'), local, tls }) };
+      };
+      const refused = await run('required');
+      expect(refused.result.code, describeResult(refused.result)).not.toBe(0);
+      expect(replyTo(refused.result, 'PROT C'), describeResult(refused.result)).toMatch(/^534 /);
+      expect(existsSync(refused.local) && (await sha256File(refused.local)) === expectedSha('1k.bin')).toBe(false);
+      const relayed = await run('explicit');
+      expect(relayed.result.code, describeResult(relayed.result)).toBe(0);
+      expect(replyTo(relayed.result, 'PROT C'), describeResult(relayed.result)).toMatch(/^200 /);
+      expect(await checkArrived(relayed.local, '1k.bin')).toBeNull();
+      // Only the control connection was TLS: one handshake.
+      expect(relayed.result.tlsVersions, describeResult(relayed.result)).toEqual(['TLSv1.3']);
+    });
     it('a cleartext USER on the required site never reaches the upstream', { timeout: TEST_TIMEOUT_MS }, async () => {
       if (server === undefined) throw new Error('no server');
       const refused = await sendProbe('required', undefined);

@@ -46,6 +46,8 @@ export interface ClientTls {
   caFile: string;
   /** Highest TLS version offered ("1.3" unless told). */
   maxVersion?: '1.2' | '1.3';
+  /** curl only: false protects the control connection alone (`--ftp-ssl-control`: PROT C, data in clear). */
+  protectData?: boolean;
 }
 
 export interface ClientRequest {
@@ -149,7 +151,7 @@ function hostInUrl(host: string): string {
 
 function curlTlsArgs(tls: ClientTls | undefined): string[] {
   if (tls === undefined) return [];
-  return ['--ssl-reqd', '--cacert', tls.caFile, '--tls-max', tls.maxVersion ?? '1.3'];
+  return [tls.protectData === false ? '--ftp-ssl-control' : '--ssl-reqd', '--cacert', tls.caFile, '--tls-max', tls.maxVersion ?? '1.3'];
 }
 
 function curlArgs(req: ClientRequest): string[] {

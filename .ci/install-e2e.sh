@@ -24,6 +24,8 @@ apt_packages=(
   nftables conntrack
   vsftpd
   curl lftp python3
+  # test certificates for the FTPS suite
+  openssl
   # runtime libraries of the unpacked pure-ftpd and proftpd-core
   libsodium23 libcap2 libcrypt1 libpam0g libssl3
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3

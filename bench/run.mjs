@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // ftp-alg benchmark suite: one invocation, as root, on a Debian machine.
 //
-//   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory]
+//   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory,ftps]
 //                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
 //                      [--json FILE] [--max-minutes M]
 //
@@ -11,7 +11,9 @@
 // and ftp-alg-nft (its kernel data plane, dataPlane.kind "nftables"; the
 // edge forwards, the client still has no route inside), in rounds whose
 // variant order rotates so that drift of the machine cancels, and prints the
-// medians against the targets of issue 5. Everything it starts it stops, and
+// medians against the targets of issue 5 (and, for FTPS, of issue 10: curl
+// FTPS through the gateway against curl FTPS straight to vsftpd, both with
+// TLS on control and data). Everything it starts it stops, and
 // it deletes its namespaces, on success, failure or a signal.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -22,6 +24,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PATTERN, patternHash } from './lib/fastio.mjs';
+import { makeCerts } from './lib/certs.mjs';
 import { cpuSeconds, machineBusySeconds, rssKiB, rssSampler } from './lib/measure.mjs';
 import { PORTS, startGateway, startHaproxy, startRawServer, startVsftpd } from './lib/peers.mjs';
 import { killAllSync, NOFILE, nsRun, run, runJson, start, stop, waitFor } from './lib/proc.mjs';
@@ -55,7 +58,7 @@ if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
-const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory'];
+const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory', 'ftps'];
 const only = new Set(opt.only === undefined ? GROUPS : opt.only.split(','));
 // --ftp-alg NAME=CLI[@JSON]: a gateway variant, with config keys of its own.
 const gatewayExtra = opt['ftp-alg-config'] === undefined ? {} : JSON.parse(opt['ftp-alg-config']);
@@ -87,6 +90,7 @@ const NEEDS = [
   ['curl', 'curl'],
   ['sysctl', 'procps'],
   ['prlimit', 'util-linux'],
+  ['openssl', 'openssl'],
 ];
 
 function onPath(cmd) {
@@ -138,11 +142,13 @@ let topo;
 let workDir;
 // The edge program (haproxy or a gateway) runs only while its variant is measured,
 // and starts afresh for every run, so that no figure inherits another's memory.
-const procs = { vsftpd: undefined, raw: undefined, edge: undefined, edgeName: '' };
+const procs = { vsftpd: undefined, vsftpdTls: undefined, raw: undefined, edge: undefined, edgeName: '' };
+/** The CA and certificates of the FTPS figures (made when the ftps group runs). */
+let certs;
 
 async function teardown() {
   await stopEdge();
-  for (const key of ['raw', 'vsftpd']) {
+  for (const key of ['raw', 'vsftpd', 'vsftpdTls']) {
     await stop(procs[key]);
     procs[key] = undefined;
   }
@@ -181,7 +187,7 @@ async function stopEdge() {
   if (process.env.BENCH_GATEWAY_LOG) await writeFile(process.env.BENCH_GATEWAY_LOG, `${child.output()}${child.tail()}`, { flag: 'a' });
 }
 
-async function use(variant, { fresh = false } = {}) {
+async function use(variant, { fresh = false, tls = false } = {}) {
   const gateway = gateways.find((g) => g.name === variant);
   await topo.setVariant(gateway === undefined ? variant : gateway.kernelPlane ? 'ftp-alg-nft' : 'ftp-alg');
   const wanted = isGateway(variant) || variant === 'haproxy' ? variant : '';
@@ -190,7 +196,7 @@ async function use(variant, { fresh = false } = {}) {
     if (wanted === 'haproxy') procs.edge = await startHaproxy(topo, workDir);
     else if (wanted !== '') {
       const g = gateways.find((x) => x.name === wanted);
-      procs.edge = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs);
+      procs.edge = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs, tls ? certs : undefined);
     }
     procs.edgeName = wanted;
   }
@@ -206,6 +212,8 @@ function target(variant, service) {
     case 'raw':
       if (variant === 'haproxy') return `${ADDR.edgePublic}:${PORTS.haproxyRawControl}`;
       return `${routed ? ADDR.server : ADDR.edgePublic}:${PORTS.rawControl}`;
+    case 'ftps':
+      return `${routed ? ADDR.server : ADDR.edgePublic}:${PORTS.ftps}`;
     default:
       throw new Error(service);
   }
@@ -231,6 +239,7 @@ const VARIANTS = {
   sessions: ['none', 'kernel'],
   noop: ['none', 'kernel', 'haproxy'],
   memory: ['haproxy'],
+  ftps: ['none'],
 };
 
 async function rawFlows(variant, down, up, bytes, verify = false) {
@@ -258,11 +267,14 @@ async function groupRaw(variant) {
   if (peak !== undefined) record('mem.flows', variant, peak() / 1024);
 }
 
+/** One timed curl transfer of the big file; mode 'ftps' is passive FTPS (AUTH TLS, PROT P, the CA verified). */
 async function curl(variant, mode, dir, seq) {
-  const host = target(variant, 'ftp').split(':')[0];
+  const hostPort = target(variant, mode === 'ftps' ? 'ftps' : 'ftp');
+  const host = mode === 'ftps' ? hostPort : hostPort.split(':')[0];
   const name = `u-${process.pid}-${seq}.bin`;
   const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}'];
   if (mode === 'pasv') args.push('--disable-epsv', '--no-ftp-skip-pasv-ip');
+  else if (mode === 'ftps') args.push('--ssl-reqd', '--cacert', certs.caFile, '--disable-epsv', '--no-ftp-skip-pasv-ip');
   else args.push('--disable-eprt', '--ftp-port', ADDR.client);
   // The smoke run checks what arrived; the full run times the transfer alone (uploads are always checked).
   const got = join(workDir, `down-${seq}.bin`);
@@ -293,6 +305,19 @@ async function sha256File(path) {
 async function groupCurl(variant) {
   for (const mode of ['pasv', 'port']) {
     for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
+  }
+}
+
+/** FTPS both ways; CPU of the edge program and of the machine per GiB moved (TLS costs both ends and the gateway). */
+async function groupFtps(variant) {
+  const pid = edgePid(variant);
+  for (const dir of ['down', 'up']) {
+    const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
+    const m0 = machineBusySeconds();
+    record(`ftps.${dir}`, variant, await curl(variant, 'ftps', dir, curlSeq++));
+    const gib = P.fileBytes / GiB;
+    if (pid !== undefined) record('cpu.ftps', variant, (cpuSeconds(pid) - cpu0) / gib);
+    record('cpu.ftps.machine', variant, (machineBusySeconds() - m0) / gib);
   }
 }
 
@@ -333,7 +358,7 @@ async function groupMemory(variant) {
   await sleep(1000); // let the edge and the upstream close 10,000 sessions
 }
 
-const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop: groupNoop, memory: groupMemory };
+const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop: groupNoop, memory: groupMemory, ftps: groupFtps };
 
 // ---- main ----------------------------------------------------------------
 
@@ -370,6 +395,10 @@ async function main() {
   topo = await createTopology();
   const root = await prepareFiles();
   procs.vsftpd = await startVsftpd(topo, workDir, root);
+  if (only.has('ftps')) {
+    certs = await makeCerts(workDir);
+    procs.vsftpdTls = await startVsftpd(topo, workDir, root, certs.server);
+  }
   procs.raw = await startRawServer(topo);
   log('topology and peers up');
 
@@ -385,7 +414,7 @@ async function main() {
           break outer;
         }
         const t = Date.now();
-        await use(variant, { fresh: true });
+        await use(variant, { fresh: true, tls: group === 'ftps' });
         await RUNNERS[group](variant);
         log(`round ${round + 1}/${P.rounds} ${group.padEnd(8)} ${variant.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1)} s`);
       }

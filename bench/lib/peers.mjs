@@ -4,6 +4,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NOFILE, nsRun, start, stop, waitFor } from './proc.mjs';
+import { vsftpdTlsOptions } from './vsftpdTls.mjs';
 import { ADDR } from './topology.mjs';
 
 export const PORTS = {
@@ -14,6 +15,9 @@ export const PORTS = {
   haproxyRawControl: 2122,
   haproxyFtp: 2100,
   vsftpdPassive: { min: 40000, max: 44999 },
+  /** vsftpd speaking FTPS (AUTH TLS), and the gateway's FTPS site in front of it. */
+  ftps: 990,
+  vsftpdFtpsPassive: { min: 46100, max: 46999 },
 };
 
 const READY_TRIES = 100;
@@ -31,14 +35,17 @@ export async function waitListening(ns, ports, child) {
   throw new Error(`ports ${ports.join(', ')} not listening in ${ns} after ${(READY_TRIES * READY_EVERY_MS) / 1000} s`);
 }
 
-export async function startVsftpd(topo, dir, root) {
+/** vsftpd on PORTS.ftp, or with `tls` ({ certFile, keyFile }) FTPS on PORTS.ftps. */
+export async function startVsftpd(topo, dir, root, tls) {
   const empty = join(dir, 'vsftpd-empty');
   await mkdir(empty, { recursive: true, mode: 0o755 });
+  const port = tls === undefined ? PORTS.ftp : PORTS.ftps;
+  const passive = tls === undefined ? PORTS.vsftpdPassive : PORTS.vsftpdFtpsPassive;
   const conf = [
     'listen=YES',
     'listen_ipv6=NO',
     `listen_address=${ADDR.server}`,
-    `listen_port=${PORTS.ftp}`,
+    `listen_port=${port}`,
     'background=NO',
     'anonymous_enable=YES',
     'local_enable=NO',
@@ -50,8 +57,8 @@ export async function startVsftpd(topo, dir, root) {
     'anon_upload_enable=YES',
     'anon_umask=022',
     'pasv_enable=YES',
-    `pasv_min_port=${PORTS.vsftpdPassive.min}`,
-    `pasv_max_port=${PORTS.vsftpdPassive.max}`,
+    `pasv_min_port=${passive.min}`,
+    `pasv_max_port=${passive.max}`,
     'port_enable=YES',
     'connect_from_port_20=NO',
     'seccomp_sandbox=NO',
@@ -64,12 +71,13 @@ export async function startVsftpd(topo, dir, root) {
     'max_per_ip=0',
     'idle_session_timeout=300',
     'data_connection_timeout=120',
+    ...(tls === undefined ? [] : vsftpdTlsOptions(tls)),
     '',
   ].join('\n');
-  const file = join(dir, 'vsftpd.conf');
+  const file = join(dir, `vsftpd-${port}.conf`);
   await writeFile(file, conf, { mode: 0o600 });
   const child = start(topo.ns.server, '/usr/sbin/vsftpd', [file], { nofile: true });
-  await waitListening(topo.ns.server, [PORTS.ftp], child);
+  await waitListening(topo.ns.server, [port], child);
   return child;
 }
 
@@ -109,8 +117,12 @@ export async function startHaproxy(topo, dir) {
   return child;
 }
 
-/** ftp-alg's config: site "b" in front of vsftpd, site "raw" in front of the raw upstream. */
-export function gatewayConfig(extra = {}) {
+/**
+ * ftp-alg's config: site "b" in front of vsftpd, site "raw" in front of the
+ * raw upstream, and with `certs` site "ftps" terminating TLS on both sides in
+ * front of the FTPS vsftpd (upstream explicit, verified against the CA).
+ */
+export function gatewayConfig(extra = {}, certs = undefined) {
   const SESSIONS = 20_000;
   const site = (name, port, passive, active) => ({
     name,
@@ -127,17 +139,23 @@ export function gatewayConfig(extra = {}) {
     sites: [
       site('b', PORTS.ftp, { min: 50000, max: 50999 }, { min: 51000, max: 51999 }),
       site('raw', PORTS.rawControl, { min: 52000, max: 52999 }, { min: 53000, max: 53999 }),
+      ...(certs === undefined ? [] : [ftpsSite(site('ftps', PORTS.ftps, { min: 54000, max: 54999 }, { min: 55000, max: 55999 }), certs)]),
     ],
     ...extra,
   };
 }
 
-export async function startGateway(topo, dir, name, cli, extra, nodeArgs = []) {
+function ftpsSite(site, certs) {
+  const tls = { certFile: certs.edge.certFile, keyFile: certs.edge.keyFile, client: 'required', upstream: 'explicit', upstreamCaFile: certs.caFile };
+  return { ...site, tls };
+}
+
+export async function startGateway(topo, dir, name, cli, extra, nodeArgs = [], certs = undefined) {
   const file = join(dir, `${name}.json`);
-  await writeFile(file, JSON.stringify(gatewayConfig(extra), null, 2));
+  await writeFile(file, JSON.stringify(gatewayConfig(extra, certs), null, 2));
   await chmod(file, 0o644);
   const child = start(topo.ns.edge, process.execPath, [...nodeArgs, cli, '--config', file], { nofile: true });
-  await waitListening(topo.ns.edge, [PORTS.ftp, PORTS.rawControl], child);
+  await waitListening(topo.ns.edge, [PORTS.ftp, PORTS.rawControl, ...(certs === undefined ? [] : [PORTS.ftps])], child);
   return child;
 }
 

@@ -16,6 +16,8 @@ export const FIGURES = [
   { id: 'curl.pasv.up', label: 'curl upload {file}, passive', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
   { id: 'curl.port.down', label: 'curl download {file}, active', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
   { id: 'curl.port.up', label: 'curl upload {file}, active', unit: 'MiB/s', better: 'higher', target: ratio('kernel', 0.9) },
+  { id: 'ftps.down', label: 'curl FTPS download {file}, passive (TLS control and data)', unit: 'MiB/s', better: 'higher', target: ratio('none', 0.7) },
+  { id: 'ftps.up', label: 'curl FTPS upload {file}, passive (TLS control and data)', unit: 'MiB/s', better: 'higher', target: ratio('none', 0.7) },
   { id: 'sessions.seq', label: 'sessions/s, sequential (login+PASV+LIST+QUIT)', unit: '1/s', better: 'higher', target: ratio('kernel', 0.9) },
   { id: 'sessions.c32', label: 'sessions/s, 32 concurrent clients', unit: '1/s', better: 'higher', target: ratio('kernel', 0.9) },
   { id: 'noop.median', label: 'control RTT (NOOP), median', unit: 'µs', better: 'lower', target: added(50) },
@@ -25,6 +27,8 @@ export const FIGURES = [
   { id: 'mem.flows', label: 'RSS during {flows} transfers (peak)', unit: 'MiB', better: 'lower' },
   { id: 'cpu.process', label: 'CPU of the edge program per GiB relayed', unit: 's/GiB', better: 'lower', kernelTarget: nearZero(0.05) },
   { id: 'cpu.session', label: 'CPU of the edge program per session', unit: 'ms', better: 'lower' },
+  { id: 'cpu.ftps', label: 'CPU of the edge program per GiB over FTPS', unit: 's/GiB', better: 'lower' },
+  { id: 'cpu.ftps.machine', label: 'CPU of the whole machine per GiB over FTPS', unit: 's/GiB', better: 'lower' },
   { id: 'cpu.machine', label: 'CPU of the whole machine per GiB relayed', unit: 's/GiB', better: 'lower' },
 ];
 

@@ -39,7 +39,7 @@ describe.skipIf(reason !== undefined)('bench smoke run', () => {
       expect(code, `bench --smoke failed:\n${stderr.slice(-4000)}`).toBe(0);
       expect(stdout).toMatch(/^\| figure \| unit \| none \| kernel \| haproxy \| ftp-alg \|/m);
       expect(stdout, 'the kernel data plane variant has its own columns').toMatch(/\| ftp-alg-nft \| ftp-alg-nft\/kernel \|/);
-      for (const figure of ['raw relay, 1 flow download', 'curl download', 'sessions/s, sequential', 'control RTT (NOOP), median', 'RSS per idle session']) {
+      for (const figure of ['raw relay, 1 flow download', 'curl download', 'sessions/s, sequential', 'control RTT (NOOP), median', 'RSS per idle session', 'curl FTPS download']) {
         expect(stdout, `no row "${figure}" in:\n${stdout}`).toContain(`| ${figure}`);
       }
     },

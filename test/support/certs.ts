@@ -15,8 +15,11 @@ import type { SiteTlsConfig } from '../../src/config/types.js';
 
 const run = promisify(execFile);
 
-/** Addresses a server certificate names: loopback for integration tests, documentation ranges for the netns suites. */
-const SERVER_IPS = ['127.0.0.1', '::1', '192.0.2.1', '192.0.2.10', '198.51.100.1', '198.51.100.10', '203.0.113.1', '203.0.113.10', '2001:db8::1', '2001:db8::10'];
+/**
+ * Addresses a server certificate names: loopback for integration tests, documentation ranges for the netns
+ * suites (test/e2e/lib/topology.ts: the edge's 203.0.113.1 and 2001:db8:1::1, the upstream's 192.0.2.10).
+ */
+const SERVER_IPS = ['127.0.0.1', '::1', '192.0.2.1', '192.0.2.10', '198.51.100.1', '198.51.100.10', '203.0.113.1', '203.0.113.10', '2001:db8::1', '2001:db8::10', '2001:db8:1::1'];
 
 export interface CertFiles {
   readonly dir: string;

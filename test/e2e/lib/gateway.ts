@@ -16,9 +16,22 @@ export const GATEWAY_PASSIVE_PORTS = { min: 50000, max: 50099 } as const;
 export const GATEWAY_ACTIVE_PORTS = { min: 50100, max: 50199 } as const;
 export const GATEWAY_PORT = 21;
 
+/** A site's `tls` section (src/config/schema.ts). */
+export interface GatewaySiteTls {
+  certFile: string;
+  keyFile: string;
+  client?: 'optional' | 'required';
+  implicit?: boolean;
+  upstream?: 'plain' | 'explicit' | 'implicit';
+  upstreamCaFile?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  requireProtP?: boolean;
+}
+
 export interface GatewayConfig {
   log: { level: string };
   dataPlane?: { kind: 'relay' | 'nftables' | 'auto' };
+  /** The metrics endpoint, e.g. "127.0.0.1:0" (any free port: see RunningGateway.metricsAddress). */
   metrics?: { listen: string };
   sites: Array<{
     name: string;
@@ -32,6 +45,7 @@ export interface GatewayConfig {
     privateAddress?: string;
     timeouts?: { pinholeAcceptMs?: number; dataIdleMs?: number };
     limits?: { maxPinholesPerSession?: number };
+    tls?: GatewaySiteTls;
   }>;
 }
 
@@ -63,6 +77,8 @@ export interface RunningGateway {
   exit(): { code: number | null; signal: NodeJS.Signals | null } | null;
   /** SIGTERM by pid, SIGKILL after a bound; idempotent. */
   stop(): Promise<void>;
+  /** "host:port" of the metrics endpoint from its "metrics listening" line, once logged. */
+  metricsAddress(): string | undefined;
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | null {
@@ -131,6 +147,13 @@ export async function startGateway(topo: Topology, config: GatewayConfig = e2eCo
     output: () => output,
     alive: () => exitInfo === null,
     exit: () => exitInfo,
+    metricsAddress: () => {
+      const line = output
+        .split('\n')
+        .map(parseJsonLine)
+        .find((o) => o !== null && o.msg === 'metrics listening');
+      return typeof line?.http === 'string' ? line.http : undefined;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -25,7 +25,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLIENT_KINDS,
+  checkSetupReply,
   describeResult,
+  replyTo,
   runClient,
   sha256,
   sha256File,
@@ -141,42 +143,6 @@ interface Outcome {
 }
 let outcomes: Outcome[] = [];
 
-// ---- what the client saw --------------------------------------------------
-
-/** The final reply the client received after it sent `verb`. */
-function replyTo(r: ClientResult, verb: string): string | null {
-  const at = r.transcript.findIndex((l) => l.dir === 'sent' && l.line.toUpperCase().startsWith(verb));
-  if (at === -1) return null;
-  for (const l of r.transcript.slice(at + 1)) {
-    if (l.dir === 'received' && /^\d{3} /.test(l.line)) return l.line;
-    if (l.dir === 'sent') return null;
-  }
-  return null;
-}
-
-function checkSetupReply(r: ClientResult, site: SiteSpec): string | null {
-  const verb = VERB[r.request.mode];
-  const reply = replyTo(r, verb);
-  if (reply === null) return `no reply to ${verb}`;
-  const inRange = (port: number) => port >= site.passivePorts.min && port <= site.passivePorts.max;
-  if (verb === 'PASV') {
-    const m = /(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)/.exec(reply);
-    if (!reply.startsWith('227 ') || m === null) return `PASV answered "${reply}"`;
-    const n = m.slice(1).map(Number);
-    const host = n.slice(0, 4).join('.');
-    const port = (n[4] ?? 0) * 256 + (n[5] ?? 0);
-    if (host !== ADDR.edgePublic) return `227 names ${host}`;
-    if (!inRange(port)) return `227 port ${port} outside the site's passive range`;
-  } else if (verb === 'EPSV') {
-    const m = /\((.)\1\1(\d+)\1\)/.exec(reply);
-    if (!reply.startsWith('229 ') || m === null) return `EPSV answered "${reply}"`;
-    if (!inRange(Number(m[2]))) return `229 port ${m[2]} outside the site's passive range`;
-  } else if (!reply.startsWith('200 ')) {
-    return `${verb} answered "${reply}"`;
-  }
-  return null;
-}
-
 async function verdict(
   r: ClientResult,
   exp: Expectation,
@@ -194,7 +160,7 @@ async function verdict(
   }
   if (r.code !== 0) return `exit ${r.code ?? r.signal}`;
   if (!usedMode(r)) return `sent ${r.dataCommands.join(',') || 'no data command'}`;
-  const bad = checkSetupReply(r, site);
+  const bad = checkSetupReply(r, site.passivePorts);
   if (bad !== null) return bad;
   // ftplib reports the far end of its data connection: in every mode, the gateway's client-side address.
   const edge = r.request.target.host;

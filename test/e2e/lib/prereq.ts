@@ -25,6 +25,8 @@ export interface Needs {
   gateway?: boolean;
   /** Other commands the suite runs (nft, conntrack…). */
   tools?: readonly string[];
+  /** The openssl CLI, for test certificates (FTPS suites). */
+  tls?: boolean;
 }
 
 function onPath(cmd: string): boolean {
@@ -75,6 +77,7 @@ export function checkPrereq(needs: Needs = {}): Prereq {
   for (const tool of needs.tools ?? []) {
     if (!onPath(tool)) missing.push(`${tool} on PATH (run: sudo bash .ci/install-e2e.sh)`);
   }
+  if (needs.tls === true && !onPath('openssl')) missing.push('openssl on PATH (run: sudo bash .ci/install-e2e.sh)');
   if (needs.gateway === true && !existsSync(GATEWAY_CLI)) {
     missing.push(`the gateway at ${GATEWAY_CLI} (run: npm run build)`);
   }

@@ -7,12 +7,19 @@
 //   .ci/install-e2e.sh; a virtual user from a passwd-style file of our own,
 //   mapped to `nobody`, chrooted into the root directory.
 // Each runs in the foreground and is stopped by its pid.
+//
+// vsftpd can also serve FTPS (`tls`): explicit (AUTH TLS) or implicit, with
+// TLS required for the anonymous login and every data connection, and data
+// connections that must resume the control connection's TLS session
+// (`require_ssl_reuse=YES`, its default). A second server may run next to
+// the first on another port and passive range (`port`, `passivePorts`).
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vsftpdTlsOptions } from '../../../bench/lib/vsftpdTls.mjs';
 import { ADDR, run, stopChild, type Topology } from './topology.js';
 
 export type ServerKind = 'vsftpd' | 'pure-ftpd' | 'proftpd';
@@ -30,6 +37,26 @@ const PURE_PW = join(CACHE_DIR, 'pure-ftpd/usr/bin/pure-pw');
 
 export const PASSIVE_PORTS = { min: 40000, max: 40100 } as const;
 const FTP_PORT = 21;
+
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** TLS from the first byte (port 990 style) instead of AUTH TLS. */
+  readonly implicit?: boolean;
+}
+
+export interface ServerOptions {
+  /** Control port in the server namespace (21 unless told). */
+  readonly port?: number;
+  readonly passivePorts?: { readonly min: number; readonly max: number };
+  /** FTPS (vsftpd only). */
+  readonly tls?: ServerTls;
+}
+
+interface Listen {
+  readonly port: number;
+  readonly passivePorts: { readonly min: number; readonly max: number };
+}
 const NOBODY_UID = 65534;
 const NOGROUP_GID = 65534;
 const READY_TIMEOUT_MS = 10_000;
@@ -83,7 +110,11 @@ interface Launch {
   logFiles: string[];
 }
 
-async function configureVsftpd(rootDir: string, dir: string): Promise<Launch> {
+function vsftpdTls(tls: ServerTls | undefined): string[] {
+  return tls === undefined ? ['ssl_enable=NO'] : vsftpdTlsOptions({ ...tls, debug: true });
+}
+
+async function configureVsftpd(rootDir: string, dir: string, listen: Listen, tls?: ServerTls): Promise<Launch> {
   const empty = join(dir, 'empty');
   await mkdir(empty, { mode: 0o755 });
   const log = join(dir, 'vsftpd.log');
@@ -91,7 +122,7 @@ async function configureVsftpd(rootDir: string, dir: string): Promise<Launch> {
     'listen=YES',
     'listen_ipv6=NO',
     `listen_address=${ADDR.server}`,
-    `listen_port=${FTP_PORT}`,
+    `listen_port=${listen.port}`,
     'background=NO',
     'anonymous_enable=YES',
     'local_enable=NO',
@@ -107,8 +138,8 @@ async function configureVsftpd(rootDir: string, dir: string): Promise<Launch> {
     'anon_other_write_enable=NO',
     'anon_umask=022',
     'pasv_enable=YES',
-    `pasv_min_port=${PASSIVE_PORTS.min}`,
-    `pasv_max_port=${PASSIVE_PORTS.max}`,
+    `pasv_min_port=${listen.passivePorts.min}`,
+    `pasv_max_port=${listen.passivePorts.max}`,
     'port_enable=YES',
     'connect_from_port_20=NO',
     'seccomp_sandbox=NO',
@@ -124,6 +155,7 @@ async function configureVsftpd(rootDir: string, dir: string): Promise<Launch> {
     'data_connection_timeout=30',
     'accept_timeout=30',
     'connect_timeout=30',
+    ...vsftpdTls(tls),
     '',
   ].join('\n');
   const file = join(dir, 'vsftpd.conf');
@@ -131,7 +163,7 @@ async function configureVsftpd(rootDir: string, dir: string): Promise<Launch> {
   return { args: [file], user: 'anonymous', password: 'e2e', logFiles: [log] };
 }
 
-async function configurePureFtpd(rootDir: string, dir: string): Promise<Launch> {
+async function configurePureFtpd(rootDir: string, dir: string, listen: Listen): Promise<Launch> {
   // pure-pw's passwd format; "/./" in the home directory marks the chroot.
   const passwd = join(dir, 'pureftpd.passwd');
   const pdb = join(dir, 'pureftpd.pdb');
@@ -141,15 +173,15 @@ async function configurePureFtpd(rootDir: string, dir: string): Promise<Launch> 
   if (r.code !== 0) throw new Error(`pure-pw mkdb failed (${r.code}): ${r.stderr}`);
   return {
     args: [
-      '-S', `${ADDR.server},${FTP_PORT}`,
+      '-S', `${ADDR.server},${listen.port}`,
       '-4', // IPv4 only
       '-l', `puredb:${pdb}`,
       '-E', // no anonymous
       '-A', // chroot everyone
       '-H', // do not resolve names
-      '-p', `${PASSIVE_PORTS.min}:${PASSIVE_PORTS.max}`,
+      '-p', `${listen.passivePorts.min}:${listen.passivePorts.max}`,
       // pure-ftpd caps clients at half the passive range
-      '-c', String(Math.floor((PASSIVE_PORTS.max - PASSIVE_PORTS.min + 1) / 2)),
+      '-c', String(Math.floor((listen.passivePorts.max - listen.passivePorts.min + 1) / 2)),
       '-C', '50',
       '-I', '60',
       '-U', '022:022',
@@ -162,7 +194,7 @@ async function configurePureFtpd(rootDir: string, dir: string): Promise<Launch> 
   };
 }
 
-async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
+async function configureProftpd(rootDir: string, dir: string, listen: Listen): Promise<Launch> {
   const passwd = join(dir, 'ftpd.passwd');
   const group = join(dir, 'ftpd.group');
   const log = join(dir, 'proftpd.log');
@@ -177,7 +209,7 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
     'ServerName "ftp-alg e2e"',
     `DefaultAddress ${ADDR.server}`,
     'SocketBindTight on',
-    `Port ${FTP_PORT}`,
+    `Port ${listen.port}`,
     'UseIPv6 off',
     'DefaultServer on',
     'User nobody',
@@ -198,7 +230,7 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
     `AuthGroupFile ${group}`,
     'RequireValidShell off',
     'DefaultRoot ~',
-    `PassivePorts ${PASSIVE_PORTS.min} ${PASSIVE_PORTS.max}`,
+    `PassivePorts ${listen.passivePorts.min} ${listen.passivePorts.max}`,
     'AllowOverwrite on',
     'MaxInstances 50',
     'TimeoutIdle 60',
@@ -211,10 +243,10 @@ async function configureProftpd(rootDir: string, dir: string): Promise<Launch> {
 }
 
 /** True when /proc/<pid>/net/tcp (the pid's namespace) has our listener. */
-async function isListening(pid: number): Promise<boolean> {
+async function isListening(pid: number, port: number): Promise<boolean> {
   // 192.0.2.10:21 as the kernel prints it: little-endian address, hex port.
   const octets = ADDR.server.split('.').map((o) => Number(o).toString(16).padStart(2, '0').toUpperCase());
-  const local = `${octets.reverse().join('')}:${FTP_PORT.toString(16).padStart(4, '0').toUpperCase()}`;
+  const local = `${octets.reverse().join('')}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   let table: string;
   try {
     table = await readFile(`/proc/${pid}/net/tcp`, 'utf8');
@@ -227,29 +259,31 @@ async function isListening(pid: number): Promise<boolean> {
   });
 }
 
-async function waitReady(child: ChildProcess, output: () => string): Promise<void> {
+async function waitReady(child: ChildProcess, port: number, output: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`server exited before listening (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
-    if (child.pid !== undefined && (await isListening(child.pid))) return;
+    if (child.pid !== undefined && (await isListening(child.pid, port))) return;
     if (Date.now() > deadline) throw new Error(`server not listening after ${READY_TIMEOUT_MS} ms:\n${output()}`);
     await new Promise((r) => setTimeout(r, READY_POLL_MS));
   }
 }
 
-const CONFIGURE: Record<ServerKind, (rootDir: string, dir: string) => Promise<Launch>> = {
+const CONFIGURE: Record<ServerKind, (rootDir: string, dir: string, listen: Listen, tls?: ServerTls) => Promise<Launch>> = {
   vsftpd: configureVsftpd,
   'pure-ftpd': configurePureFtpd,
   proftpd: configureProftpd,
 };
 
-/** Starts one server in the topology's server namespace on 192.0.2.10:21. */
-export async function startServer(kind: ServerKind, topo: Topology, rootDir: string): Promise<RunningServer> {
+/** Starts one server in the topology's server namespace on 192.0.2.10:21 (or the port asked for). */
+export async function startServer(kind: ServerKind, topo: Topology, rootDir: string, options: ServerOptions = {}): Promise<RunningServer> {
+  if (options.tls !== undefined && kind !== 'vsftpd') throw new Error(`FTPS is set up for vsftpd only, not ${kind}`);
+  const listen: Listen = { port: options.port ?? FTP_PORT, passivePorts: options.passivePorts ?? PASSIVE_PORTS };
   const dir = await mkdtemp(join(tmpdir(), `ftpalg-e2e-${kind}-`));
   await chmod(dir, 0o755);
-  const launch = await CONFIGURE[kind](rootDir, dir);
+  const launch = await CONFIGURE[kind](rootDir, dir, listen, options.tls);
   const child = topo.spawn('server', SERVER_BINARIES[kind], launch.args);
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (output += s));
@@ -263,7 +297,7 @@ export async function startServer(kind: ServerKind, topo: Topology, rootDir: str
     return text;
   };
   try {
-    await waitReady(child, () => output);
+    await waitReady(child, listen.port, () => output);
   } catch (err) {
     await stopChild(child);
     const detail = await logs();
@@ -274,7 +308,7 @@ export async function startServer(kind: ServerKind, topo: Topology, rootDir: str
   return {
     kind,
     host: ADDR.server,
-    port: FTP_PORT,
+    port: listen.port,
     user: launch.user,
     password: launch.password,
     pid: child.pid ?? -1,

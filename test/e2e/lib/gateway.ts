@@ -18,15 +18,17 @@ export const GATEWAY_PORT = 21;
 
 export interface GatewayConfig {
   log: { level: string };
+  dataPlane?: { workers: number };
   sites: Array<{
     name: string;
-    listen: { host: string; port: number };
-    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number };
+    listen: { host: string; port: number; proxyProtocol?: 'off' | 'v1' | 'v2' | 'any'; trustedProxies?: string[] };
+    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number; proxyProtocol?: 'off' | 'v1' | 'v2' };
     /** One address, or one IPv4 and one IPv6. */
     externalAddress: string | string[];
     passivePorts: { min: number; max: number };
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
+    timeouts?: Record<string, number>;
     privateAddress?: string;
   }>;
 }

@@ -58,6 +58,7 @@ export function parseConfig(document: unknown): GatewayConfig {
   const props = root.getProperties();
   const sites = (props.sites as unknown[]).map((site, i) => loadSite(site, i));
   checkSites(sites);
+  checkInstance(props.instance, sites);
   return deepFreeze({ ...props, sites } as GatewayConfig);
 }
 
@@ -114,6 +115,12 @@ function loadSite(item: unknown, index: number): SiteConfig {
   // The deprecated key is folded into health and not kept: the loaded config (and what is generated from it) has one.
   const { healthCheckIntervalMs, ...upstream } = props.upstream;
   const health = upstreamHealth(upstream.health, healthCheckIntervalMs, where);
+  if (props.listen.proxyProtocol !== 'off' && props.listen.trustedProxies.length === 0) {
+    throw new ConfigError(`${where}.listen.trustedProxies`, 'must list the balancers allowed to send PROXY headers (listen.proxyProtocol is on)');
+  }
+  if (up.proxyProtocolData && up.proxyProtocol === 'off') {
+    throw new ConfigError(`${where}.upstream.proxyProtocolData`, 'needs upstream.proxyProtocol "v1" or "v2"');
+  }
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
@@ -235,6 +242,15 @@ function checkSites(sites: SiteConfig[]): void {
       }
       claims.push(claim);
     }
+  });
+}
+
+/** The index names one of the instances, and every passive range has a port for each. */
+function checkInstance(instance: { index: number; count: number }, sites: SiteConfig[]): void {
+  if (instance.index >= instance.count) throw new ConfigError('instance.index', `must be below instance.count (${instance.count}), got ${instance.index}`);
+  sites.forEach((site, i) => {
+    const size = site.passivePorts.max - site.passivePorts.min + 1;
+    if (size < instance.count) throw new ConfigError(`sites[${i}].passivePorts`, `${size} ports cannot be cut into ${instance.count} instance slices`);
   });
 }
 

@@ -32,6 +32,16 @@ export const siteSchema = {
   listen: {
     host: { doc: 'Address the control listener binds to.', format: assertIp, default: '0.0.0.0' },
     port: { doc: 'Port of the control listener (0: any free port).', format: assertPort, default: 21 },
+    proxyProtocol: {
+      doc: 'PROXY protocol header expected first on each client connection (behind a balancer): "off", "v1" (text), "v2" (binary) or "any"; the carried client address is then used for allow/deny, limits, pinholes, logs.',
+      format: ['off', 'v1', 'v2', 'any'],
+      default: 'off',
+    },
+    trustedProxies: {
+      doc: 'CIDR blocks of the balancers allowed to send a PROXY header; a connection from any other address is closed unanswered. Required when proxyProtocol is on.',
+      format: assertCidrList,
+      default: [] as string[],
+    },
   },
   upstream: {
     host: { doc: 'Address of the upstream FTP server (or use hosts, or dns).', format: assertIpOrEmpty, default: '' },
@@ -61,6 +71,16 @@ export const siteSchema = {
         user: { doc: 'Probes log in as this user and send NOOP before QUIT; "": greeting and QUIT only.', format: assertLineText, default: '' },
         password: { doc: 'Password of health.check.user.', format: assertLineText, default: '' },
       },
+    },
+    proxyProtocol: {
+      doc: 'PROXY protocol header written first on each upstream control connection, naming the client: "off", "v1" (text) or "v2" (binary).',
+      format: ['off', 'v1', 'v2'],
+      default: 'off',
+    },
+    proxyProtocolData: {
+      doc: 'Also write the PROXY header on each data connection the gateway makes to the upstream (needs upstream.proxyProtocol).',
+      format: Boolean,
+      default: false,
     },
   },
   externalAddress: {
@@ -116,6 +136,7 @@ export const siteSchema = {
     deny: { doc: 'CIDR blocks refused, checked before allow.', format: assertCidrList, default: [] as string[] },
   },
   timeouts: {
+    proxyHeaderMs: positive('Deadline for the PROXY protocol header on a client connection (listen.proxyProtocol); after it the connection is closed.', 5_000),
     upstreamConnectMs: positive('Deadline to connect to the upstream control port.', 5_000),
     greetingMs: positive('Deadline for the upstream greeting (220).', 10_000),
     controlIdleMs: positive('Control connection idle time before the session ends (no transfer running).', 300_000),
@@ -189,6 +210,14 @@ export const rootSchema = {
   },
   limits: {
     maxSessions: positive('Sessions at once in the whole process; when full, the oldest idle session not logged in makes room.', 10_000),
+  },
+  instance: {
+    index: {
+      doc: 'This instance among several behind one public address, from 0; it serves only its slice of every passive range. Read at start.',
+      format: 'nat',
+      default: 0,
+    },
+    count: positive('How many instances share the public address (each passive range is cut into this many disjoint slices); 1: no slicing.', 1),
   },
   dataPlane: {
     workers: {

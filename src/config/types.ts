@@ -10,6 +10,15 @@ export interface Endpoint {
   readonly port: number;
 }
 
+/** What a listener expects first on a connection; what an upstream connection gets first. */
+export type ProxyProtocolMode = 'off' | 'v1' | 'v2' | 'any';
+
+export interface ListenConfig extends Endpoint {
+  readonly proxyProtocol: ProxyProtocolMode;
+  /** CIDR blocks whose PROXY headers are believed. */
+  readonly trustedProxies: readonly string[];
+}
+
 export interface UpstreamConfig extends Endpoint {
   /** Pool members besides `host`; normalised. */
   readonly hosts: readonly string[];
@@ -19,6 +28,8 @@ export interface UpstreamConfig extends Endpoint {
   /** Members one session may try. */
   readonly maxAttempts: number;
   readonly health: UpstreamHealthConfig;
+  readonly proxyProtocol: Exclude<ProxyProtocolMode, 'any'>;
+  readonly proxyProtocolData: boolean;
 }
 
 export interface UpstreamHealthConfig {
@@ -48,6 +59,8 @@ export type FtpsPolicy = 'refuse' | 'deny';
 export type ClientAddressPolicy = 'strict' | 'substitute';
 
 export interface SiteTimeouts {
+  /** Deadline for a PROXY protocol header. */
+  readonly proxyHeaderMs: number;
   readonly upstreamConnectMs: number;
   readonly greetingMs: number;
   readonly controlIdleMs: number;
@@ -89,7 +102,7 @@ export interface SiteTlsConfig {
 
 export interface SiteConfig {
   readonly name: string;
-  readonly listen: Endpoint;
+  readonly listen: ListenConfig;
   readonly upstream: UpstreamConfig;
   /** `auto`, or one address per family (at most one IPv4 and one IPv6). */
   readonly externalAddress: readonly string[] | 'auto';
@@ -118,5 +131,7 @@ export interface GatewayConfig {
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxSessions: number };
   readonly dataPlane: { readonly workers: number; readonly kind: DataPlaneKind };
+  /** This instance among `count` behind one address (0 of 1: alone). */
+  readonly instance: { readonly index: number; readonly count: number };
   readonly sites: readonly SiteConfig[];
 }

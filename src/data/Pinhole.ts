@@ -14,6 +14,7 @@ import type { BoundListener } from './portBinding.js';
 import { abort, adoptForRelay, relay, type RelayCounters } from './relay.js';
 import { connectLeg, secureLeg, type PinholeTls } from './tlsLeg.js';
 import { logTransfer } from './transferLog.js';
+import { type ConnectionEnds, proxyHeaderFor } from '../common/proxyProtocol.js';
 
 export type PinholeLeg =
   | {
@@ -28,6 +29,8 @@ export type PinholeLeg =
       readonly port: number;
       readonly localAddress?: string;
       readonly localPort?: number;
+      /** Write a PROXY protocol header first, naming the other leg's peer (the client's end of the data connection). */
+      readonly proxyHeader?: 1 | 2;
     };
 
 export interface PinholeOptions {
@@ -57,6 +60,8 @@ interface Leg {
   release?: () => void;
   socket?: Socket;
   handshake?: Handshake;
+  /** The TCP connection's ends, taken when it is there (before TLS or the relay's fast path take the socket over). */
+  ends?: ConnectionEnds;
 }
 
 export type PinholeState = 'new' | 'waiting' | 'relaying' | 'closed';
@@ -174,6 +179,7 @@ export class Pinhole {
       this.log.warn({ peer, expected: spec.expectedPeer, leg: leg.name }, 'pinhole connection from wrong peer refused');
       return;
     }
+    leg.ends = endsOf(socket);
     const relayed = this.secure(leg, socket) ?? adoptForRelay(socket); // TLS, or onto the relay's fast read path
     leg.socket = relayed;
     relayed.on('error', () => this.close(`${leg.name}-error`));
@@ -200,6 +206,8 @@ export class Pinhole {
       leg.socket = socket;
       socket.once('connect', () => {
         if (this.state !== 'waiting') return;
+        leg.ends = endsOf(socket);
+        if (leg.name === 'upstream') this.writeProxyHeader(socket);
         this.secure(leg, socket);
         this.maybeStartRelay();
       });
@@ -209,6 +217,19 @@ export class Pinhole {
       });
     }
     this.maybeStartRelay();
+  }
+
+  /**
+   * The client's end of the data connection, named to an upstream that reads
+   * PROXY headers: first on the TCP connection, before any TLS. A client leg
+   * still connecting (mode conversion) is named by where it connects to.
+   */
+  private writeProxyHeader(raw: Socket): void {
+    const spec = this.legs.upstream.spec;
+    if (spec.kind !== 'connect' || spec.proxyHeader === undefined) return;
+    const client = this.legs.client;
+    const target = client.spec.kind === 'connect' ? { remoteAddress: client.spec.host, remotePort: client.spec.port, localAddress: client.spec.localAddress } : {};
+    raw.write(proxyHeaderFor(spec.proxyHeader, client.ends ?? target));
   }
 
   /** A TLS leg's handshake starts as soon as its TCP connection is there; its TLS socket replaces the raw one. */
@@ -253,4 +274,8 @@ export class Pinhole {
     const { site, metrics } = this.options;
     logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
+}
+
+function endsOf(socket: Socket): ConnectionEnds {
+  return { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort };
 }

@@ -7,6 +7,7 @@
 import { EX_CONFIG, EX_USAGE } from '../common/exitCodes.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { isDnsLabel, KUBE_PATTERNS, kubernetesManifests, ManifestError, type KubePattern } from './kubernetes.js';
+import { BALANCER_ENGINES, BalancerError, balancerRules } from './balancer.js';
 import { nftablesRules } from './nftables.js';
 
 export const DEPLOY_OPTIONS = {
@@ -17,12 +18,17 @@ export const DEPLOY_OPTIONS = {
   namespace: { type: 'string' },
   image: { type: 'string' },
   'upstream-service': { type: 'string' },
+  balancer: { type: 'string' },
+  instances: { type: 'string' },
+  vip: { type: 'string' },
 } as const;
 
 export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer] [--name NAME]
                [--namespace NS] [--image IMAGE] [--upstream-service NAME]
                                     print Kubernetes manifests for the config (YAML)
-       ftp-alg --nftables --config FILE  print an nftables ruleset opening exactly the config's ports`;
+       ftp-alg --nftables --config FILE  print an nftables ruleset opening exactly the config's ports
+       ftp-alg --balancer nftables --config FILE --instances ADDR,ADDR[,...] [--vip ADDR]
+                                    print the balancer host's ruleset for instance.count instances`;
 
 export interface DeployValues {
   readonly config?: string;
@@ -33,6 +39,9 @@ export interface DeployValues {
   readonly namespace?: string;
   readonly image?: string;
   readonly 'upstream-service'?: string;
+  readonly balancer?: string;
+  readonly instances?: string;
+  readonly vip?: string;
 }
 
 export interface CommandResult {
@@ -45,6 +54,7 @@ const KUBE_ONLY = ['pattern', 'name', 'namespace', 'image', 'upstream-service'] 
 
 /** The command's outcome, or undefined when the line asks for no deploy command. */
 export function deployCommand(values: DeployValues): CommandResult | undefined {
+  if (values.balancer !== undefined || values.instances !== undefined || values.vip !== undefined) return balancerCommand(values);
   const kube = values['k8s-manifests'] === true;
   const nft = values.nftables === true;
   const stray = KUBE_ONLY.find((key) => values[key] !== undefined);
@@ -75,6 +85,27 @@ export function deployCommand(values: DeployValues): CommandResult | undefined {
   } catch (err) {
     if (err instanceof ConfigError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${err.message}\n` }; // it names the file
     if (err instanceof ManifestError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${file}: ${err.message}\n` };
+    throw err;
+  }
+}
+
+/** `--balancer ENGINE --instances A,B --config FILE [--vip ADDR]`, alone. */
+function balancerCommand(values: DeployValues): CommandResult {
+  const engine = values.balancer;
+  if (engine === undefined) return usage('--instances and --vip go with --balancer');
+  if (!(BALANCER_ENGINES as readonly string[]).includes(engine)) return usage(`--balancer must be ${BALANCER_ENGINES.join(' or ')}, got ${JSON.stringify(engine)}`);
+  if (values['k8s-manifests'] === true || values.nftables === true || KUBE_ONLY.some((key) => values[key] !== undefined)) {
+    return usage('--balancer goes alone with --config, --instances and --vip');
+  }
+  if (values.instances === undefined || values.instances === '') return usage('give the instances\' addresses with --instances A,B,...');
+  const file = values.config;
+  if (file === undefined || file === '') return usage('give the gateway config with --config FILE');
+  try {
+    const instances = values.instances.split(',').map((a) => a.trim());
+    return { code: 0, stdout: balancerRules(loadConfigFile(file), { instances, vip: values.vip }), stderr: '' };
+  } catch (err) {
+    if (err instanceof ConfigError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${err.message}\n` };
+    if (err instanceof BalancerError) return usage(err.message);
     throw err;
   }
 }

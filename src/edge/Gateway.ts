@@ -6,6 +6,7 @@
 import type { Server } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { AggregatorRegistry } from 'prom-client';
+import type { Instance } from '../config/instance.js';
 import type { GatewayConfig, SiteConfig } from '../config/types.js';
 import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
@@ -36,6 +37,8 @@ export class Gateway {
   private dataPlane: DataPlane;
   /** The upstream health probers of the whole process, shared by every site (and kept across reloads). */
   private readonly probes: ProbeRegistry;
+  /** Which slice of every passive range this process serves; read at start, like the worker count. */
+  private readonly instance: Instance;
   private sessionsInUse = 0;
   /** Connections accepted by every site are admitted a few per event-loop turn, the sites in turn. */
   private readonly admissions = new Admissions();
@@ -45,6 +48,7 @@ export class Gateway {
     private config: GatewayConfig,
     readonly log: Logger,
   ) {
+    this.instance = config.instance;
     const workers = config.dataPlane.workers;
     this.dataPlane = workers === 0 ? new InProcessDataPlane() : new WorkerDataPlane(workers, config.log.level, log);
     this.metrics.freePorts = () =>
@@ -189,7 +193,7 @@ export class Gateway {
       return;
     }
     const site = this.newSite(siteConfig, old);
-    if (old !== undefined && isDeepStrictEqual(old.config.listen, siteConfig.listen) && old.listening) {
+    if (old !== undefined && sameListener(old.config.listen, siteConfig.listen) && old.listening) {
       await site.adopt(old);
     } else {
       if (old !== undefined) await old.stopListening();
@@ -201,11 +205,8 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
-    return new Site(
-      siteConfig,
-      { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes, admissions: this.admissions },
-      predecessor,
-    );
+    const deps = { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes, admissions: this.admissions, instance: this.instance };
+    return new Site(siteConfig, deps, predecessor);
   }
 
   private retire(site: Site): void {
@@ -318,4 +319,9 @@ function closeHttp(server: Server | undefined): Promise<void> {
   if (server === undefined) return Promise.resolve();
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** One address and port: the listening socket can be kept (what is expected on it, such as a PROXY header, may change). */
+function sameListener(a: { host: string; port: number }, b: { host: string; port: number }): boolean {
+  return a.host === b.host && a.port === b.port;
 }

@@ -5,6 +5,7 @@
  */
 import net, { type Server, type Socket } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
+import { type Instance, passiveSlice } from '../config/instance.js';
 import type { PortRange, SiteConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -17,6 +18,8 @@ import type { RouteResult } from '../control/Session.js';
 import type { ControlSettings, RouteVerb } from '../control/types.js';
 import { chooseRoute } from './routing.js';
 import { SiteTls } from '../tls/SiteTls.js';
+import type { ProxyHeader } from '../common/proxyProtocol.js';
+import { carriedClient, type HeaderFailure, isTrustedProxy, receiveProxyHeader, upstreamHeader, withUpstreamDataHeader } from './proxyHeader.js';
 import { UpstreamPool } from './UpstreamPool.js';
 import type { ProbeRegistry } from './health/ProbeRegistry.js';
 import { type Evictable, type EvictionScope, PreLoginQueue } from './eviction.js';
@@ -24,6 +27,9 @@ import { type AdmissionQueue, type Admissions, Arrivals } from './admission.js';
 
 /** Accepted connections a site keeps waiting for admission; beyond them a connection is refused at once ("busy"). */
 const MAX_WAITING = 1_024;
+
+/** The PROXY header each connection from a balancer carried, kept while it waits for admission (across a reload too). */
+const carriedHeaders = new WeakMap<Socket, ProxyHeader>();
 
 /** Process-wide session budget shared by every site. */
 export interface SessionBudget {
@@ -59,6 +65,8 @@ export class Site implements AdmissionQueue {
   readonly pools: { readonly passive: ShardedPool; readonly active: ShardedPool };
   readonly sessions = new Set<Session>();
   readonly upstreams: UpstreamPool;
+  /** The passive ports this site's pinholes use: the configured range, or this instance's slice of it. */
+  readonly passiveRange: PortRange;
   /** Sessions and pinholes per client address; shared with the site this one replaces on reload. */
   private readonly perClient: Map<string, number>;
   private readonly pinholesPerClient: Map<string, number>;
@@ -75,18 +83,24 @@ export class Site implements AdmissionQueue {
   private readonly settings: ControlSettings;
   /** TLS termination (a `tls` section); kept across reloads, with its ticket keys and session cache. */
   readonly tls: SiteTls | undefined;
+  /** Connections whose PROXY header is still coming: cancelled by a drain or a stop. */
+  private readonly arriving = new Set<() => void>();
+  /** The data plane as this site's sessions use it (PROXY headers on upstream data connections when configured). */
+  private readonly dataPlane: DataPlane;
 
   constructor(
     readonly config: SiteConfig,
-    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry; admissions: Admissions },
+    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry; admissions: Admissions; instance: Instance },
     /** The site of the same name this one replaces on reload: its live sessions' ports and counts carry over. */
     predecessor?: Site,
   ) {
     const shards = deps.dataPlane.shards;
     const pool = (range: PortRange, old: ShardedPool | undefined, oldRange: PortRange | undefined) =>
       old !== undefined && oldRange !== undefined && isDeepStrictEqual(range, oldRange) ? old : new ShardedPool(range, shards, old);
+    // Behind one address with other instances, this one serves only its slice of the passive range.
+    this.passiveRange = passiveSlice(config.passivePorts, deps.instance);
     this.pools = {
-      passive: pool(config.passivePorts, predecessor?.pools.passive, predecessor?.config.passivePorts),
+      passive: pool(this.passiveRange, predecessor?.pools.passive, predecessor?.passiveRange),
       active: pool(config.activePorts, predecessor?.pools.active, predecessor?.config.activePorts),
     };
     this.perClient = predecessor?.perClient ?? new Map();
@@ -97,6 +111,8 @@ export class Site implements AdmissionQueue {
     if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
     this.settings = controlSettings(config);
     this.tls = siteTls(config, deps, predecessor?.tls);
+    const { proxyProtocol, proxyProtocolData } = config.upstream;
+    this.dataPlane = proxyProtocol !== 'off' && proxyProtocolData ? withUpstreamDataHeader(deps.dataPlane, versionOf(proxyProtocol)) : deps.dataPlane;
   }
 
   /** Listening, and some upstream believed reachable. */
@@ -120,7 +136,7 @@ export class Site implements AdmissionQueue {
 
   async listen(): Promise<void> {
     await this.upstreams.start();
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.arrive(socket));
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.on('error', (err) => this.log.error({ err }, 'listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -142,7 +158,7 @@ export class Site implements AdmissionQueue {
     await this.upstreams.start();
     old.server = undefined;
     server.removeAllListeners('connection');
-    server.on('connection', (socket: Socket) => this.arrive(socket));
+    server.on('connection', (socket: Socket) => this.accept(socket));
     this.server = server;
     for (const socket of old.arrivals.drain()) this.arrive(socket); // waiting connections are admitted on the new settings
   }
@@ -164,6 +180,39 @@ export class Site implements AdmissionQueue {
     return Promise.resolve();
   }
 
+  /** A new connection: behind a balancer its PROXY header comes first, else it is the client. */
+  private accept(socket: Socket): void {
+    const { listen, timeouts } = this.config;
+    if (listen.proxyProtocol === 'off') return this.arrive(socket);
+    if (!isTrustedProxy(normalise(socket.remoteAddress), listen.trustedProxies)) return this.dropUnheaded(socket, { kind: 'untrusted' });
+    const options = { accept: listen.proxyProtocol, timeoutMs: timeouts.proxyHeaderMs };
+    const cancel = receiveProxyHeader(socket, options, (outcome) => {
+      this.arriving.delete(cancel);
+      if (outcome.ok) {
+        carriedHeaders.set(socket, outcome.header);
+        this.arrive(socket);
+      } else {
+        this.dropUnheaded(socket, outcome.failure);
+      }
+    });
+    this.arriving.add(cancel);
+  }
+
+  /** No FTP is spoken to a connection without a valid header from a trusted balancer: it is closed, logged and counted. */
+  private dropUnheaded(socket: Socket, failure: HeaderFailure): void {
+    const peer = normalise(socket.remoteAddress);
+    socket.on('error', () => undefined);
+    socket.destroy();
+    const received = 'received' in failure ? failure.received : undefined;
+    if (failure.kind === 'truncated' && received === 0) {
+      this.log.debug({ peer }, 'connection closed before a PROXY header'); // a balancer's bare TCP check
+      return;
+    }
+    this.deps.metrics.sessionsRefused.inc({ site: this.name, reason: `proxy-${failure.kind}` });
+    const detail = failure.kind === 'invalid' ? failure.reason : undefined;
+    this.log.warn({ peer, reason: `proxy-${failure.kind}`, detail, received }, 'PROXY header refused, connection closed');
+  }
+
   /** An accepted connection joins the queue; nothing is read from it until it is admitted. */
   private arrive(socket: Socket): void {
     if (this.arrivals.length >= MAX_WAITING) return this.refuse(socket, normalise(socket.remoteAddress), 'busy');
@@ -182,7 +231,9 @@ export class Site implements AdmissionQueue {
   }
 
   private admit(socket: Socket): void {
-    const client = normalise(socket.remoteAddress);
+    const header = carriedHeaders.get(socket);
+    const carried = carriedClient(header);
+    const client = carried?.address ?? normalise(socket.remoteAddress);
     const refusal = this.refusalFor(client);
     if (refusal !== undefined) {
       this.refuse(socket, client, refusal);
@@ -206,8 +257,10 @@ export class Site implements AdmissionQueue {
         ...(routed && { route: (verb: RouteVerb, arg: string) => Promise.resolve(this.route(verb, arg)) }),
         tls: this.tls,
         pools: this.pools,
-        dataPlane: this.deps.dataPlane,
+        dataPlane: this.dataPlane,
         clientPinholes: this.pinholeBudget(client),
+        peer: carried,
+        upstreamPreamble: this.preamble(socket, header),
         log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },
@@ -216,7 +269,8 @@ export class Site implements AdmissionQueue {
     this.enlist(new Tenant(session, client, this));
     this.deps.metrics.sessionsTotal.inc({ site: this.name });
     this.deps.metrics.sessionsActive.inc({ site: this.name });
-    session.log.info({ clientPort: socket.remotePort }, 'session start');
+    const via = header === undefined ? undefined : normalise(socket.remoteAddress);
+    session.log.info({ clientPort: carried?.port ?? socket.remotePort, via }, 'session start');
     session.start();
   }
 
@@ -254,6 +308,13 @@ export class Site implements AdmissionQueue {
     session.log.warn({ scope, ms: Date.now() - session.startedAt }, 'session evicted');
     session.end('evicted');
     this.forget(tenant);
+  }
+
+  /** The PROXY header each upstream control connection of this session begins with, if the site sends one. */
+  private preamble(socket: Socket, header: ProxyHeader | undefined): (() => Buffer) | undefined {
+    const mode = this.config.upstream.proxyProtocol;
+    if (mode === 'off') return undefined;
+    return () => upstreamHeader(versionOf(mode), socket, header);
   }
 
   private pinholeBudget(client: string): { tryTake(): boolean; give(): void } {
@@ -323,13 +384,21 @@ export class Site implements AdmissionQueue {
     for (const session of this.sessions) session.checkIdle(now);
   }
 
+  /** Connections still sending their PROXY header are closed. */
+  private cutArriving(): void {
+    for (const cancel of this.arriving) cancel();
+    this.arriving.clear();
+  }
+
   /** Drain: every session ends as soon as it is idle (no reply owed, no pinhole). */
   drain(): void {
+    this.cutArriving();
     for (const session of this.sessions) session.drain();
   }
 
   /** End every session now. */
   endAll(): void {
+    this.cutArriving();
     for (const session of this.sessions) session.end('shutdown');
   }
 
@@ -341,6 +410,10 @@ export class Site implements AdmissionQueue {
 /** A connection reset while it waits for admission: closed; admitNext skips it. */
 function waitingError(this: Socket): void {
   this.destroy();
+}
+
+function versionOf(mode: 'v1' | 'v2'): 1 | 2 {
+  return mode === 'v1' ? 1 : 2;
 }
 
 /** The part of a site's config the control core needs. */

@@ -163,9 +163,12 @@ export class UpstreamPool implements UpstreamChooser {
     }
     const { check, probeTimeoutMs } = this.config.health;
     const login = check.user === '' ? undefined : { user: check.user, password: check.password };
+    // An upstream that reads PROXY headers gets one on probes too: LOCAL, the gateway speaking for itself.
+    const proxy = this.config.proxyProtocol;
+    const proxyHeader = proxy === 'off' ? undefined : proxy === 'v1' ? (1 as const) : (2 as const);
     for (const host of this.hosts) {
       if (this.probing.has(host)) continue;
-      const sub = this.deps.probes.subscribe({ host, port: this.port, login }, probeTimeoutMs, {
+      const sub = this.deps.probes.subscribe({ host, port: this.port, login, proxyHeader }, probeTimeoutMs, {
         probeAt: () => health.health(host)?.probeAt,
         probed: (result, now) => this.changed(health.probed(host, result.ok ? 'ok' : result.reason, now)),
         reachedElsewhere: (now) => this.changed(health.report(host, 'ok', now)),

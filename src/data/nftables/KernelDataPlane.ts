@@ -24,7 +24,7 @@ const RESTART_DELAY_MS = 1_000;
 const TOOL_TIMEOUT_MS = 10_000;
 
 /** Why a pinhole is relayed instead: the metric's `reason`. */
-export type RelayReason = 'family' | 'mode-conversion' | 'tls' | 'kernel-error' | 'source-port';
+export type RelayReason = 'family' | 'mode-conversion' | 'tls' | 'kernel-error' | 'source-port' | 'proxy-header';
 
 export interface KernelPlaneOptions {
   readonly fallback: DataPlane;
@@ -110,6 +110,7 @@ export class KernelDataPlane implements DataPlane {
     const [listenReq, connect] = client.kind === 'listen' ? [client, upstream] : [upstream, client];
     if (listenReq.kind !== 'listen' || connect.kind !== 'connect') return 'mode-conversion';
     if (connect.localPort !== undefined) return 'source-port';
+    if (connect.proxyHeader !== undefined) return 'proxy-header'; // the kernel cannot write a PROXY header into a flow
     const source = connect.localAddress;
     const families = [listenReq.host, listenReq.expectedPeer, connect.host, source ?? ''].map(familyOrZero);
     if (source === undefined || families.some((f) => f !== families[0] || f === 0)) return 'family';

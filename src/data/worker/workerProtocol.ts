@@ -13,7 +13,7 @@ export type LegName = 'client' | 'upstream';
 export type LegSpec =
   /** Listens on the port bound for this leg by an earlier `bind`. */
   | { readonly kind: 'listen'; readonly port: number; readonly expectedPeer: string }
-  | { readonly kind: 'connect'; readonly host: string; readonly port: number; readonly localAddress?: string; readonly localPort?: number };
+  | { readonly kind: 'connect'; readonly host: string; readonly port: number; readonly localAddress?: string; readonly localPort?: number; readonly proxyHeader?: 1 | 2 };
 
 export interface PinholeSpec {
   readonly site: string;

@@ -45,8 +45,12 @@ export class ProbeRegistry {
     return this.probers.size;
   }
 
-  subscribe(target: { host: string; port: number; login: ProbeLogin | undefined }, timeoutMs: number, subscriber: ProbeSubscriber): ProbeSubscription {
-    const key = JSON.stringify([target.host, target.port, target.login?.user ?? '', target.login?.password ?? '']);
+  subscribe(
+    target: { host: string; port: number; login: ProbeLogin | undefined; proxyHeader?: 1 | 2 },
+    timeoutMs: number,
+    subscriber: ProbeSubscriber,
+  ): ProbeSubscription {
+    const key = JSON.stringify([target.host, target.port, target.login?.user ?? '', target.login?.password ?? '', target.proxyHeader ?? 0]);
     let prober = this.probers.get(key);
     if (prober === undefined) {
       prober = new SharedProber(target, this.options);
@@ -76,7 +80,7 @@ class SharedProber {
   private stopped = false;
 
   constructor(
-    private readonly target: { host: string; port: number; login: ProbeLogin | undefined },
+    private readonly target: { host: string; port: number; login: ProbeLogin | undefined; proxyHeader?: 1 | 2 },
     private readonly options: ProbeRegistryOptions,
   ) {}
 

@@ -5,6 +5,7 @@
  * that failed, in the same words a session uses for its attempts.
  */
 import net, { type Socket } from 'node:net';
+import { formatProxyHeader } from '../../common/proxyProtocol.js';
 import { LineSplitter } from '../../ftp/lineSplitter.js';
 import { ReplyReader } from '../../ftp/reply.js';
 import type { UpstreamOutcome } from '../../control/Session.js';
@@ -15,6 +16,8 @@ export interface ProbeTarget {
   readonly port: number;
   readonly login: ProbeLogin | undefined;
   readonly timeoutMs: number;
+  /** The upstream reads a PROXY protocol header first (upstream.proxyProtocol): a LOCAL one is sent (the gateway's own check). */
+  readonly proxyHeader?: 1 | 2;
 }
 
 export type ProbeFailure = Exclude<UpstreamOutcome, 'ok'> | DialogFailure | 'reply-timeout' | 'closed-early' | 'malformed-reply';
@@ -57,6 +60,7 @@ export function probeOnce(target: ProbeTarget): Promise<ProbeResult> {
     socket.setNoDelay(true);
     socket.once('connect', () => {
       connected = true;
+      if (target.proxyHeader !== undefined) socket.write(formatProxyHeader({ version: target.proxyHeader, command: 'local', addresses: undefined, tlvs: [] }));
     });
     socket.on('data', (chunk: Buffer) => {
       if (!over) splitter.push(chunk);

@@ -30,20 +30,20 @@ export interface GatewaySiteTls {
 
 export interface GatewayConfig {
   log: { level: string };
-  dataPlane?: { kind: 'relay' | 'nftables' | 'auto' };
+  dataPlane?: { kind?: 'relay' | 'nftables' | 'auto'; workers?: number };
   /** The metrics endpoint, e.g. "127.0.0.1:0" (any free port: see RunningGateway.metricsAddress). */
   metrics?: { listen: string };
   sites: Array<{
     name: string;
-    listen: { host: string; port: number };
-    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number };
+    listen: { host: string; port: number; proxyProtocol?: 'off' | 'v1' | 'v2' | 'any'; trustedProxies?: string[] };
+    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number; proxyProtocol?: 'off' | 'v1' | 'v2' };
     /** One address, or one IPv4 and one IPv6. */
     externalAddress: string | string[];
     passivePorts: { min: number; max: number };
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
+    timeouts?: Record<string, number>;
     privateAddress?: string;
-    timeouts?: { pinholeAcceptMs?: number; dataIdleMs?: number };
     limits?: { maxPinholesPerSession?: number };
     tls?: GatewaySiteTls;
   }>;

@@ -237,6 +237,13 @@ export async function createTopology(): Promise<Topology> {
   };
 }
 
+/** Runs a command in `role`'s namespace; its stdout, or an error naming the command and its stderr. */
+export async function execOrThrow(topo: Topology, role: Role, cmd: string, args: readonly string[]): Promise<string> {
+  const r = await topo.exec(role, cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} in ${role} failed (${r.code}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
 /** Names of the namespaces that currently exist (for teardown checks). */
 export async function listNamespaces(): Promise<string[]> {
   const r = await run('ip', ['netns', 'list'], { timeoutMs: 10_000 });

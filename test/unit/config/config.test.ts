@@ -300,7 +300,7 @@ describe('parseConfig fills in defaults', () => {
 
   it('a partial section keeps the defaults of its other keys', () => {
     const s = parseConfig({ sites: [site({ timeouts: { greetingMs: 500 } })] }).sites[0];
-    expect(s?.timeouts).toEqual({ upstreamConnectMs: 5_000, greetingMs: 500, controlIdleMs: 300_000, loginMs: 30_000, pinholeAcceptMs: 15_000, dataIdleMs: 120_000 });
+    expect(s?.timeouts).toEqual({ proxyHeaderMs: 5_000, upstreamConnectMs: 5_000, greetingMs: 500, controlIdleMs: 300_000, loginMs: 30_000, pinholeAcceptMs: 15_000, dataIdleMs: 120_000 });
   });
 
   it('two configs do not share state (convict instances are per call)', () => {
@@ -331,7 +331,7 @@ describe('parseConfig accepts the documented shapes', () => {
     const s = config.sites[0];
     expect(config.log.level).toBe('info');
     expect(s?.name).toBe('main');
-    expect(s?.listen).toEqual({ host: '0.0.0.0', port: 2121 });
+    expect(s?.listen).toEqual({ host: '0.0.0.0', port: 2121, proxyProtocol: 'off', trustedProxies: [] });
     expect(s?.upstream).toMatchObject({ host: '192.0.2.10', port: 21 });
     expect(s?.externalAddress).toEqual(['203.0.113.1']); // one address becomes a list of one
     expect(s?.passivePorts).toEqual({ min: 50000, max: 50099 });

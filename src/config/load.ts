@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import ipaddr from 'ipaddr.js';
+import { destinationEntry, isIp, parsePortSpec } from './formats.js';
 import { rootSchema, siteSchema, tlsSchema } from './schema.js';
 import { type Position, readSource, SyntaxProblem } from './source.js';
 import { readTlsMaterial, TlsFileError } from './tlsFiles.js';
-import type { GatewayConfig, PortRange, SiteConfig, SiteTlsConfig, UpstreamHealthConfig } from './types.js';
+import type { Destinations, GatewayConfig, PortRange, SiteConfig, SiteRole, SiteTlsConfig, UpstreamHealthConfig } from './types.js';
 
 /**
  * One refusal: the key path it is about ('' for the whole document) and the
@@ -107,13 +108,16 @@ function loadSite(item: unknown, index: number): SiteConfig {
     const r = props[key];
     if (r.min > r.max) throw new ConfigError(`${where}.${key}`, `min ${r.min} is greater than max ${r.max}`);
   }
+  const role = props.role as SiteRole;
+  const given = item as Record<string, unknown>;
   const up = props.upstream;
-  if (up.host === '' && up.hosts.length === 0 && up.dns === '') {
+  if (role === 'reverse' && up.host === '' && up.hosts.length === 0 && up.dns === '') {
     throw new ConfigError(`${where}.upstream.host`, 'must be an IP address (or give upstream.hosts or upstream.dns)');
   }
   // The deprecated key is folded into health and not kept: the loaded config (and what is generated from it) has one.
   const { healthCheckIntervalMs, ...upstream } = props.upstream;
   const health = upstreamHealth(upstream.health, healthCheckIntervalMs, where);
+  const destinations = outboundChecks(role, given, props.destinations, normalise(props.listen.host), where);
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
@@ -132,6 +136,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
       hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
     },
     ...(tlsItem !== undefined && { tls: loadTls(tlsItem, `${where}.tls`) }),
+    destinations,
   } as SiteConfig;
 }
 
@@ -176,6 +181,55 @@ function upstreamHealth(health: UpstreamHealthConfig, legacyIntervalMs: number, 
     throw new ConfigError(`${where}.upstream.healthCheckIntervalMs`, 'deprecated, and contradicts health.idleProbeMs (give only health.idleProbeMs)');
   }
   return { ...health, idleProbeMs: legacyIntervalMs };
+}
+
+/**
+ * A forward or transparent site names no upstream (the server is chosen per
+ * session); only they take `destinations`, host names only on forward sites;
+ * a forward site reachable from other hosts must say which servers it
+ * serves, else it is an open proxy.
+ */
+function outboundChecks(
+  role: SiteRole,
+  given: Record<string, unknown>,
+  raw: { allow: string[]; deny: string[]; ports: (number | string)[] },
+  listenHost: string,
+  where: string,
+): Destinations {
+  if (role === 'reverse') {
+    for (const key of ['destinations', 'transparentPassive']) {
+      if (given[key] !== undefined) throw new ConfigError(`${where}.${key}`, 'only for sites with role "forward" or "transparent"');
+    }
+  } else if (given.upstream !== undefined) {
+    throw new ConfigError(`${where}.upstream`, `a ${role} site has no upstream: the server is chosen per session`);
+  }
+  if (role !== 'transparent' && given.transparentPassive !== undefined) {
+    throw new ConfigError(`${where}.transparentPassive`, 'only for sites with role "transparent"');
+  }
+  for (const list of ['allow', 'deny'] as const) {
+    raw[list].forEach((entry, i) => {
+      const problem = destinationEntry(entry, role === 'forward');
+      if (problem !== undefined) throw new ConfigError(`${where}.destinations.${list}[${i}]`, `${problem} (host names only on forward sites)`);
+    });
+  }
+  if (role === 'forward' && raw.allow.length === 0 && ipaddr.parse(listenHost).range() !== 'loopback') {
+    throw new ConfigError(
+      `${where}.destinations.allow`,
+      `a forward site listening on ${listenHost} (not loopback) needs an allow list, else it is an open proxy; list the servers or networks it may reach`,
+    );
+  }
+  const ip = (entry: string) => (isIp(entry.split('/')[0]) ? normaliseEntry(entry) : entry.toLowerCase());
+  return {
+    allow: raw.allow.map(ip),
+    deny: raw.deny.map(ip),
+    ports: raw.ports.map((spec) => parsePortSpec(spec) as PortRange),
+  };
+}
+
+/** `::ffff:192.0.2.1/120` stays as written but normalised: `2001:DB8::1` → `2001:db8::1`. */
+function normaliseEntry(entry: string): string {
+  const [address = '', bits] = entry.split('/');
+  return bits === undefined ? normalise(address) : `${ipaddr.parse(address).toString()}/${bits}`;
 }
 
 /**

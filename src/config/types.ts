@@ -32,6 +32,17 @@ export interface UpstreamHealthConfig {
   readonly check: { readonly user: string; readonly password: string };
 }
 
+/** `reverse` fronts fixed upstreams; `forward` and `transparent` serve inside clients (outbound). */
+export type SiteRole = 'reverse' | 'forward' | 'transparent';
+
+/** Which servers an outbound site may connect to. */
+export interface Destinations {
+  /** Addresses and CIDR blocks (and, on forward sites, host names); empty: any public address. */
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  readonly ports: readonly PortRange[];
+}
+
 export type UpstreamDataMode = 'client' | 'passive' | 'active';
 
 /** Routing on a reverse site by what the client says before login. */
@@ -88,6 +99,11 @@ export interface SiteTlsConfig {
 
 export interface SiteConfig {
   readonly name: string;
+  readonly role: SiteRole;
+  /** Forward and transparent sites: the destination policy. */
+  readonly destinations: Destinations;
+  /** Transparent sites: PASV/EPSV replies passed on (`direct`) or rewritten to a pinhole. */
+  readonly transparentPassive: 'direct' | 'pinhole';
   readonly listen: Endpoint;
   readonly upstream: UpstreamConfig;
   /** `auto`, or one address per family (at most one IPv4 and one IPv6). */

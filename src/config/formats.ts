@@ -1,5 +1,6 @@
 /** convict formats for addresses, CIDRs and port ranges (ipaddr.js does every parse). */
 import ipaddr from 'ipaddr.js';
+import { isHostName } from '../ftp/proxyTarget.js';
 
 /** A dotted-quad IPv4 or an IPv6 address without zone; `127.1`, `0x7f.0.0.1` and `010.0.0.1` are refused, not reinterpreted. */
 export function isIp(value: unknown): value is string {
@@ -62,13 +63,6 @@ export function assertCidrList(value: unknown): void {
       throw new Error(`${JSON.stringify(cidr)} is not a CIDR block`);
     }
   }
-}
-
-/** A DNS host name (RFC 1123 labels), not an address. */
-export function isHostName(value: unknown): value is string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 253 || value.includes(':')) return false;
-  const labels = value.replace(/\.$/, '').split('.');
-  return labels.every((l: string) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)) && !/^[0-9.]+$/.test(value);
 }
 
 /** An address or a CIDR block; with `names`, a host name too (forward sites resolve it per session). */

@@ -117,7 +117,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
   // The deprecated key is folded into health and not kept: the loaded config (and what is generated from it) has one.
   const { healthCheckIntervalMs, ...upstream } = props.upstream;
   const health = upstreamHealth(upstream.health, healthCheckIntervalMs, where);
-  const destinations = outboundChecks(role, given, props.destinations, normalise(props.listen.host), where);
+  const destinations = outboundChecks(role, given, props, normalise(props.listen.host), where);
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
@@ -136,7 +136,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
       hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
     },
     ...(tlsItem !== undefined && { tls: loadTls(tlsItem, `${where}.tls`) }),
-    destinations,
+    ...outboundKeys(role, destinations, props.transparentPassive as 'direct' | 'pinhole'),
   } as SiteConfig;
 }
 
@@ -183,6 +183,12 @@ function upstreamHealth(health: UpstreamHealthConfig, legacyIntervalMs: number, 
   return { ...health, idleProbeMs: legacyIntervalMs };
 }
 
+/** The outbound keys of a site: none on a reverse site (its config then reads back exactly as before). */
+function outboundKeys(role: SiteRole, destinations: Destinations, transparentPassive: 'direct' | 'pinhole'): Partial<SiteConfig> {
+  if (role === 'reverse') return { role: undefined, destinations: undefined, transparentPassive: undefined };
+  return role === 'forward' ? { role, destinations, transparentPassive: undefined } : { role, destinations, transparentPassive };
+}
+
 /**
  * A forward or transparent site names no upstream (the server is chosen per
  * session); only they take `destinations`, host names only on forward sites;
@@ -192,15 +198,17 @@ function upstreamHealth(health: UpstreamHealthConfig, legacyIntervalMs: number, 
 function outboundChecks(
   role: SiteRole,
   given: Record<string, unknown>,
-  raw: { allow: string[]; deny: string[]; ports: (number | string)[] },
+  props: { destinations: { allow: string[]; deny: string[]; ports: (number | string)[] }; upstream: { host: string; hosts: string[]; dns: string } },
   listenHost: string,
   where: string,
 ): Destinations {
+  const raw = props.destinations;
+  const up = props.upstream;
   if (role === 'reverse') {
     for (const key of ['destinations', 'transparentPassive']) {
       if (given[key] !== undefined) throw new ConfigError(`${where}.${key}`, 'only for sites with role "forward" or "transparent"');
     }
-  } else if (given.upstream !== undefined) {
+  } else if (up.host !== '' || up.hosts.length > 0 || up.dns !== '') {
     throw new ConfigError(`${where}.upstream`, `a ${role} site has no upstream: the server is chosen per session`);
   }
   if (role !== 'transparent' && given.transparentPassive !== undefined) {
@@ -222,7 +230,7 @@ function outboundChecks(
   return {
     allow: raw.allow.map(ip),
     deny: raw.deny.map(ip),
-    ports: raw.ports.map((spec) => parsePortSpec(spec) as PortRange),
+    ports: raw.ports.map((spec) => (typeof spec === 'string' ? describe(parsePortSpec(spec) as PortRange) : spec)),
   };
 }
 

@@ -11,6 +11,8 @@ import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
+import type { OwnEndpoint } from './destinations.js';
+import { ownEndpoints } from './outbound.js';
 import { Site, type SessionBudget } from './Site.js';
 import { PreLoginQueue } from './eviction.js';
 import { Admissions } from './admission.js';
@@ -168,11 +170,21 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
-    return new Site(
-      siteConfig,
-      { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes, admissions: this.admissions },
-      predecessor,
-    );
+    const deps = {
+      log: this.log,
+      metrics: this.metrics,
+      budget: this.budget,
+      dataPlane: this.dataPlane,
+      probes: this.probes,
+      admissions: this.admissions,
+      ownEndpoints: () => this.ownEndpoints(),
+    };
+    return new Site(siteConfig, deps, predecessor);
+  }
+
+  /** What outbound sites never connect to: the gateway's own listeners and ranges. */
+  private ownEndpoints(): OwnEndpoint[] {
+    return ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() });
   }
 
   private retire(site: Site): void {

@@ -26,11 +26,13 @@ function refusal(site: Doc): string {
 describe('outbound site configuration', () => {
   it('defaults: role reverse; an outbound site gets ports [21], empty lists, direct passive', () => {
     const reverse = parseConfig({ sites: [{ name: 'r', listen: { host: '127.0.0.1', port: 2121 }, upstream: { host: '192.0.2.10' } }] });
-    expect(reverse.sites[0]?.role).toBe('reverse');
+    expect(reverse.sites[0]?.role).toBeUndefined();
+    expect(reverse.sites[0]?.destinations).toBeUndefined();
     const site = parseConfig({ sites: [outbound()] }).sites[0];
     expect(site?.role).toBe('forward');
-    expect(site?.destinations).toEqual({ allow: [], deny: [], ports: [{ min: 21, max: 21 }] });
-    expect(site?.transparentPassive).toBe('direct');
+    expect(site?.destinations).toEqual({ allow: [], deny: [], ports: [21] });
+    expect(site?.transparentPassive).toBeUndefined();
+    expect(parseConfig({ sites: [outbound({ role: 'transparent' })] }).sites[0]?.transparentPassive).toBe('direct');
   });
 
   it('ports take numbers and "lo-hi"; lists are normalised', () => {
@@ -40,7 +42,7 @@ describe('outbound site configuration', () => {
     expect(site?.destinations).toEqual({
       allow: ['2001:db8::/32', 'ftp.example.org', '192.0.2.7'],
       deny: ['198.51.100.0/24'],
-      ports: [{ min: 21, max: 21 }, { min: 2000, max: 2100 }],
+      ports: [21, '2000-2100'],
     });
   });
 
@@ -61,6 +63,13 @@ describe('outbound site configuration', () => {
   ];
   it.each(rows)('refuses %s', (_name, site, message) => {
     expect(refusal(site)).toMatch(message);
+  });
+
+  it('an outbound site reads back from its own JSON (the Kubernetes ConfigMap holds it)', () => {
+    for (const role of ['forward', 'transparent']) {
+      const config = parseConfig({ sites: [outbound({ role, destinations: { allow: ['192.0.2.0/24'], ports: [21, '2000-2100'] } })] });
+      expect(parseConfig(JSON.parse(JSON.stringify(config)))).toEqual(config);
+    }
   });
 
   it('a forward site with an allow list may listen anywhere; a transparent one needs none', () => {

@@ -46,9 +46,37 @@ export function nftablesRules(config: GatewayConfig): string {
     '\tchain input {',
     ...body.map((line) => (line === '' ? '' : `\t\t${line}`)),
     '\t}',
+    ...redirectChain(config.sites.filter((site) => site.role === 'transparent')),
     '}',
     '',
   ].join('\n');
+}
+
+/**
+ * Transparent sites: inside clients' connections to FTP servers elsewhere are
+ * redirected to the site's listener (the gateway reads where they were going
+ * from conntrack). Traffic to the edge itself is left alone.
+ */
+function redirectChain(sites: readonly SiteConfig[]): string[] {
+  if (sites.length === 0) return [];
+  const lines = sites.flatMap((site) => {
+    const ports = (site.destinations?.ports ?? [21]).map(String);
+    const dports = ports.length === 1 ? (ports[0] ?? '21') : `{ ${ports.join(', ')} }`;
+    const match = `fib daddr type != local tcp dport ${dports} redirect to :${site.listen.port} comment ${JSON.stringify(`${site.name}: transparent FTP`)}`;
+    const clients = site.clients.allow;
+    const header = `# site ${site.name}: inside clients' FTP control connections go to the gateway on port ${site.listen.port}`;
+    if (clients.length === 0) return [header, match];
+    return [header, ...(['ip', 'ip6'] as const).flatMap((f) => {
+      const own = clients.filter((c) => familyOf(c) === f);
+      return own.length === 0 ? [] : [`${f} saddr ${formatSet(own)} ${match}`];
+    })];
+  });
+  return [
+    '',
+    '\tchain prerouting {',
+    ...['type nat hook prerouting priority dstnat; policy accept;', '', ...lines].map((line) => (line === '' ? '' : `\t\t${line}`)),
+    '\t}',
+  ];
 }
 
 function siteRules(site: SiteConfig): string[] {
@@ -63,7 +91,8 @@ function siteRules(site: SiteConfig): string[] {
   if (site.listen.port === 0) lines.push('# control port 0: the kernel picks it, so it cannot be opened here');
   else lines.push(...rules({ ports: String(site.listen.port), daddr: listenHost, saddr: clients, comment: `${site.name}: control` }));
   lines.push(...rules({ ports: formatRange(site.passivePorts), daddr: listenHost, saddr: clients, comment: `${site.name}: passive data from clients` }));
-  if (upstreams === undefined) lines.push('# upstream.dns: its addresses change, so the active range is open to any source');
+  if (upstreams === undefined && site.role === undefined) lines.push('# upstream.dns: its addresses change, so the active range is open to any source');
+  if (site.role !== undefined) lines.push(`# ${site.role} site: its servers are chosen per session, so the active range is open to any source`);
   const active = { ports: formatRange(site.activePorts), daddr: specific(site.privateAddress), saddr: upstreams };
   lines.push(...rules({ ...active, comment: `${site.name}: active data from the upstream` }));
   return lines;
@@ -92,12 +121,13 @@ function familiesOf(opening: Opening): (Family | undefined)[] {
 
 /** The upstream addresses of a site, or undefined when a DNS name makes them unknowable here. */
 function upstreamAddresses(site: SiteConfig): string[] | undefined {
-  if (site.upstream.dns !== '') return undefined;
+  if (site.upstream.dns !== '' || site.role !== undefined) return undefined;
   const all = [site.upstream.host, ...site.upstream.hosts].filter((h) => h !== '');
   return [...new Set(all)];
 }
 
 function describeUpstream(site: SiteConfig): string {
+  if (site.role !== undefined) return `chosen per session (${site.role})`;
   const { host, hosts, dns, port } = site.upstream;
   if (dns !== '') return `${dns} port ${port}`;
   return [host, ...hosts].filter((h) => h !== '').map((h) => hostPort(h, port)).join(', ');

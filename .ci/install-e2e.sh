@@ -22,6 +22,8 @@ apt_packages=(
   iproute2 procps coreutils
   vsftpd
   curl lftp python3
+  # outbound sites (test/e2e/outbound.e2e.test.ts): the redirect rule and the original-destination lookup
+  nftables conntrack
   # runtime libraries of the unpacked pure-ftpd and proftpd-core
   libsodium23 libcap2 libcrypt1 libpam0g libssl3
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3

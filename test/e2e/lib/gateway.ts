@@ -21,13 +21,16 @@ export interface GatewayConfig {
   sites: Array<{
     name: string;
     listen: { host: string; port: number };
-    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number };
+    /** Absent on outbound sites (role forward or transparent). */
+    upstream?: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number };
     /** One address, or one IPv4 and one IPv6. */
     externalAddress: string | string[];
     passivePorts: { min: number; max: number };
     activePorts: { min: number; max: number };
     upstreamDataMode?: 'client' | 'passive' | 'active';
     privateAddress?: string;
+    /** Further site keys (role, destinations, clients, ...), as the config file takes them. */
+    [key: string]: unknown;
   }>;
 }
 

@@ -4,8 +4,10 @@
  * and connects; transfers in every mode are byte-exact; every refused class
  * answers 530 (421 at the third), is logged and counted, and connects nowhere.
  */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
@@ -189,5 +191,22 @@ describe('forward site: refusals are prompt, counted, and connect nowhere', () =
     expect((await client.command('USER a@127.0.0.1:21')).code).toBe(530);
     expect((await client.command('USER a@127.0.0.1:21')).code).toBe(421);
     await client.closed;
+  });
+});
+
+describe('forward site: never an open proxy', () => {
+  it('without an allow list on a listener that is not loopback, the gateway refuses to start (exit 78), naming the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftp-alg-forward-'));
+    const file = join(dir, 'open.json');
+    writeFileSync(file, JSON.stringify({ sites: [{ name: 'open', role: 'forward', listen: { host: '0.0.0.0', port: 0 } }] }));
+    const cli = new URL('../../../dist/cli.js', import.meta.url).pathname;
+    const result = await new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
+      const child = execFile(process.execPath, [cli, '--config', file], { timeout: 10_000 }, (_err, stdout, stderr) =>
+        resolve({ code: child.exitCode, stderr, stdout }),
+      );
+    });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.code).toBe(78);
+    expect(`${result.stdout}${result.stderr}`).toMatch(/sites\[0\]\.destinations\.allow: .*open proxy/);
   });
 });

@@ -2,9 +2,10 @@
  * The original destination of a redirected connection, for transparent
  * sites. Node exposes neither SO_ORIGINAL_DST nor IP_TRANSPARENT, so it
  * comes from connection tracking: one long-lived `conntrack -E -e NEW`
- * child per listener port (filtered by the kernel-side reply tuple: source
- * port = the listener), whose events are kept for a few seconds by the
- * connection's (client, client port, local, local port). The SYN's event is
+ * child per listener port (filtered by the reply tuple: source port = the
+ * listener), whose events are kept for a few seconds by the reply tuple,
+ * which is what the accepted socket sees (client, client port as NAT left
+ * it, local address and port). The SYN's event is
  * emitted when the kernel confirms the flow, before the handshake ends, so
  * an accept nearly always finds it waiting (a map lookup); otherwise it
  * waits for it briefly, then asks `conntrack -L` once. Never a guess: no
@@ -65,7 +66,14 @@ export function parseFlow(line: string): Flow | undefined {
 /** Where `accepted` was going before the edge redirected it; undefined when `flow` is not its flow or was not redirected. */
 export function originalDestination(flow: Flow, accepted: Accepted): OriginalDestination | undefined {
   const { orig, reply } = flow;
-  const mine = orig.src === accepted.client && orig.sport === accepted.clientPort && reply.src === accepted.local && reply.sport === accepted.localPort;
+  // The reply tuple is what the accepted socket sees: NAT may have remapped the client's port (two
+  // connections from one client port to two servers would otherwise meet on one listener tuple).
+  const mine =
+    orig.src === accepted.client &&
+    reply.dst === accepted.client &&
+    reply.dport === accepted.clientPort &&
+    reply.src === accepted.local &&
+    reply.sport === accepted.localPort;
   if (!mine) return undefined;
   if (orig.dst === accepted.local && orig.dport === accepted.localPort) return undefined; // dialled the gateway itself
   return { host: orig.dst, port: orig.dport };
@@ -165,7 +173,7 @@ export class OriginalDestinations {
   private onLine(line: string): void {
     const flow = parseFlow(line);
     if (flow === undefined) return;
-    const k = key(flow.orig.src, flow.orig.sport, flow.reply.src, flow.reply.sport);
+    const k = key(flow.reply.dst, flow.reply.dport, flow.reply.src, flow.reply.sport);
     const waiter = this.waiters.get(k);
     if (waiter !== undefined) {
       this.waiters.delete(k);
@@ -183,7 +191,7 @@ export class OriginalDestinations {
   /** The slow path: one `conntrack -L` for exactly this connection. */
   private query(accepted: Accepted): Promise<OriginalDestination | undefined> {
     const family = accepted.client.includes(':') ? 'ipv6' : 'ipv4';
-    const args = ['-L', '-f', family, '-p', 'tcp', '-s', accepted.client, '--sport', String(accepted.clientPort), '--reply-port-src', String(accepted.localPort)];
+    const args = ['-L', '-f', family, '-p', 'tcp', '--reply-dst', accepted.client, '--reply-port-dst', String(accepted.clientPort), '--reply-port-src', String(accepted.localPort)];
     return new Promise((resolve) => {
       execFile(this.options.binary ?? 'conntrack', args, { timeout: TOOL_TIMEOUT_MS }, (err, stdout) => {
         if (err !== null && stdout === '') {

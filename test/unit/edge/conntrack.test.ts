@@ -39,6 +39,12 @@ describe('originalDestination', () => {
   ])('never a guess: %s is not this flow', (_name, accepted) => {
     expect(originalDestination(flow, accepted)).toBeUndefined();
   });
+  it('a client port NAT remapped (the reply tuple is what the socket sees) still finds its flow', () => {
+    const remapped = parseFlow(EVENT.replace('sport=2121 dport=36346', 'sport=2121 dport=3555'));
+    expect(remapped === undefined ? 'unparsed' : originalDestination(remapped, { ...ACCEPTED, clientPort: 3555 })).toEqual({ host: '192.0.2.10', port: 21 });
+    expect(remapped === undefined ? 'unparsed' : originalDestination(remapped, ACCEPTED)).toBeUndefined();
+  });
+
   it('a connection to the gateway itself (not redirected) has no original destination', () => {
     const direct = parseFlow(EVENT.replace('dst=192.0.2.10 sport=36346 dport=21', 'dst=198.51.100.1 sport=36346 dport=2121'));
     expect(direct === undefined ? 'unparsed' : originalDestination(direct, ACCEPTED)).toBeUndefined();

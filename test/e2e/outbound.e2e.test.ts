@@ -12,9 +12,11 @@
 // NAT must fail (the server cannot reach an inside address, and a PORT naming
 // one is refused): the negative control. Through either site every mode, get,
 // put and list must pass byte-exact, and the server must see only 192.0.2.1.
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   describeResult,
@@ -32,7 +34,7 @@ import { startGateway, type GatewayConfig, type RunningGateway } from './lib/gat
 import { assertPrereq, checkPrereq, GATEWAY_CLI, IN_CI } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
-import { ADDR, run, type Topology } from './lib/topology.js';
+import { ADDR, run, stopChild, type Topology } from './lib/topology.js';
 
 const HOOK_TIMEOUT_MS = 120_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -41,6 +43,9 @@ const TRANSPARENT_PORT = 2122;
 const INSIDE = ADDR.edgePublic; // the edge's inside address (clients' side)
 const EXTERNAL = ADDR.edgePrivate; // the edge's outside address (servers' side)
 const DENIED = '192.0.2.66';
+/** ftp-srv, the second server outside, on a port both sites allow. */
+const FTPSRV_PORT = 2100;
+const FTPSRV_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'ftpsrv_server.mjs');
 const HOSTS = `127.0.0.1 localhost\n${ADDR.server} ftp.e2e.example\n169.254.169.254 metadata.e2e.example\n`;
 
 function outboundPrereq() {
@@ -60,7 +65,7 @@ function outboundConfig(): GatewayConfig {
         name: 'forward',
         role: 'forward',
         listen: { host: INSIDE, port: FORWARD_PORT },
-        destinations: { allow: ['192.0.2.0/24'], deny: [DENIED] },
+        destinations: { allow: ['192.0.2.0/24'], deny: [DENIED], ports: [21, FTPSRV_PORT] },
         externalAddress: INSIDE,
         passivePorts: { min: 50000, max: 50099 },
         activePorts: { min: 50100, max: 50199 },
@@ -70,7 +75,7 @@ function outboundConfig(): GatewayConfig {
         role: 'transparent',
         listen: { host: INSIDE, port: TRANSPARENT_PORT },
         clients: { allow: ['203.0.113.0/24'], deny: [] },
-        destinations: { allow: ['0.0.0.0/0'], deny: [DENIED] },
+        destinations: { allow: ['0.0.0.0/0'], deny: [DENIED], ports: [21, FTPSRV_PORT] },
         externalAddress: INSIDE,
         passivePorts: { min: 50200, max: 50299 },
         activePorts: { min: 50300, max: 50399 },
@@ -100,6 +105,7 @@ print(reply() if lines == [] else '', flush=True)
 describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients inside, servers outside', () => {
   let server: RunningServer | undefined;
   let gateway: RunningGateway | undefined;
+  let ftpSrv: ChildProcess | undefined;
   let hostsDir = '';
   const control: { active?: ClientResult; passive?: ClientResult } = {};
 
@@ -117,6 +123,20 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
     if (root === undefined) throw new Error('no root');
     server = await startServer('vsftpd', t(), root.dir);
     await writeFile(join(suite.work, 'up.bin'), FILES['1k.bin']);
+    const srv = t().spawn('server', process.execPath, [FTPSRV_SCRIPT, root.dir, ADDR.server, String(FTPSRV_PORT)]);
+    ftpSrv = srv;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`ftp-srv did not start: ${out}`)), 20_000);
+      srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      srv.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    });
     // The negative control: straight through the NAT, no gateway yet.
     const direct = (mode: Mode): Promise<ClientResult> =>
       runClient(t().ns.client, {
@@ -149,6 +169,7 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
   afterAll(async () => {
     await gateway?.stop();
     await server?.stop();
+    if (ftpSrv !== undefined) await stopChild(ftpSrv);
     if (hostsDir !== '') await rm(hostsDir, { recursive: true, force: true });
   }, HOOK_TIMEOUT_MS);
 
@@ -208,6 +229,19 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
     const list = await runClient(t().ns.client, request(site, client, mode, { op: 'list', remote: '/pub/' }));
     expect(list.code, why(list)).toBe(0);
     for (const file of Object.keys(FILES)) expect(list.listing.join('\n')).toContain(file);
+  }, TEST_TIMEOUT_MS);
+
+  // ftp-srv: curl cannot carry a port in `-u user@host:port`, so through the forward site it is lftp and ftplib.
+  const SRV_CASES = CASES.filter(([site, client, mode]) => (site === 'transparent' || client !== 'curl') && (client !== 'lftp' || mode === 'pasv'));
+  it.each(SRV_CASES)('ftp-srv outside, %s site, %s, %s: get 1 KiB byte-exact', async (site, client, mode) => {
+    const local = join(suite.work, `srv-${site}-${client}-${mode}.bin`);
+    const r = await runClient(t().ns.client, {
+      ...request(site, client, mode, { op: 'get', remote: remotePath('1k.bin'), local }),
+      target: { host: ADDR.server, port: FTPSRV_PORT, user: 'anonymous', password: 'e2e' },
+    });
+    expect(r.code, why(r)).toBe(0);
+    expect(usedMode(r), why(r)).toBe(true);
+    expect(await sha256File(local)).toBe(expectedSha('1k.bin'));
   }, TEST_TIMEOUT_MS);
 
   it('forward site: a host name resolved by the edge (USER anonymous@ftp.e2e.example)', async () => {

@@ -55,6 +55,7 @@ export class Gateway {
       ]);
     this.metrics.upstreams = () => [...this.sites.values()].flatMap((site) => site.upstreams.gauges());
     this.probes = new ProbeRegistry({ observe: (upstream, seconds) => this.metrics.upstreamProbeSeconds.observe({ upstream }, seconds) });
+    this.metrics.siteRoles = () => [...this.sites.values()].map((site) => ({ site: site.name, role: site.config.role ?? 'reverse' }));
     this.metrics.initProcess('relay'); // both planes (in process, workers) relay in userspace
   }
 

@@ -198,7 +198,11 @@ function outboundKeys(role: SiteRole, destinations: Destinations, transparentPas
 function outboundChecks(
   role: SiteRole,
   given: Record<string, unknown>,
-  props: { destinations: { allow: string[]; deny: string[]; ports: (number | string)[] }; upstream: { host: string; hosts: string[]; dns: string } },
+  props: {
+    destinations: { allow: string[]; deny: string[]; ports: (number | string)[] };
+    upstream: { host: string; hosts: string[]; dns: string };
+    routing: { by: string };
+  },
   listenHost: string,
   where: string,
 ): Destinations {
@@ -208,7 +212,10 @@ function outboundChecks(
     for (const key of ['destinations', 'transparentPassive']) {
       if (given[key] !== undefined) throw new ConfigError(`${where}.${key}`, 'only for sites with role "forward" or "transparent"');
     }
-  } else if (up.host !== '' || up.hosts.length > 0 || up.dns !== '') {
+  } else if (props.routing.by !== 'none') {
+    throw new ConfigError(`${where}.routing.by`, `a ${role} site routes by what the client names itself; routing is for reverse sites`);
+  }
+  if (role !== 'reverse' && (up.host !== '' || up.hosts.length > 0 || up.dns !== '')) {
     throw new ConfigError(`${where}.upstream`, `a ${role} site has no upstream: the server is chosen per session`);
   }
   if (role !== 'transparent' && given.transparentPassive !== undefined) {

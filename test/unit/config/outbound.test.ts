@@ -53,6 +53,7 @@ describe('outbound site configuration', () => {
     ['a transparent site with an upstream', outbound({ role: 'transparent', upstream: { host: '192.0.2.10' } }), /^sites\[0\]\.upstream: a transparent site has no upstream/],
     ['destinations on a reverse site', { name: 'r', upstream: { host: '192.0.2.10' }, destinations: { allow: ['192.0.2.0/24'] } }, /^sites\[0\]\.destinations: only for/],
     ['transparentPassive on a forward site', outbound({ transparentPassive: 'pinhole' }), /^sites\[0\]\.transparentPassive: only for sites with role "transparent"/],
+    ['routing on a forward site', outbound({ routing: { by: 'user' } }), /^sites\[0\]\.routing\.by: a forward site routes by what the client names/],
     ['a role that does not exist', outbound({ role: 'proxy' }), /^sites\[0\]\.role: /],
     ['a host name on a transparent site', outbound({ role: 'transparent', destinations: { allow: ['ftp.example.org'] } }), /^sites\[0\]\.destinations\.allow\[0\]: .*host names only on forward/],
     ['a /33', outbound({ destinations: { allow: ['192.0.2.0/33'] } }), /^sites\[0\]\.destinations\.allow: /],

@@ -30,7 +30,7 @@ import {
   type Mode,
 } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
-import { startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
+import { startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { assertPrereq, checkPrereq, GATEWAY_CLI, IN_CI } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -57,7 +57,7 @@ function outboundPrereq() {
   return { ok, reason, skip: !ok && !IN_CI };
 }
 
-function outboundConfig(): GatewayConfig {
+function outboundConfig(): OutboundGatewayConfig {
   return {
     log: { level: process.env.E2E_GATEWAY_LOG_LEVEL ?? 'info' },
     sites: [

@@ -27,7 +27,7 @@ apt_packages=(
   # test certificates for the FTPS suite
   openssl
   # the PROXY protocol peer and the balancer's L4 rule of test/e2e/identity.e2e.test.ts
-  haproxy nftables
+  haproxy nftables conntrack
   # runtime libraries of the unpacked pure-ftpd and proftpd-core
   libsodium23 libcap2 libcrypt1 libpam0g libssl3
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3

@@ -1,5 +1,6 @@
 /** convict formats for addresses, CIDRs and port ranges (ipaddr.js does every parse). */
 import ipaddr from 'ipaddr.js';
+import { isHostName } from '../ftp/proxyTarget.js';
 
 /** A dotted-quad IPv4 or an IPv6 address without zone; `127.1`, `0x7f.0.0.1` and `010.0.0.1` are refused, not reinterpreted. */
 export function isIp(value: unknown): value is string {
@@ -61,6 +62,45 @@ export function assertCidrList(value: unknown): void {
     } catch {
       throw new Error(`${JSON.stringify(cidr)} is not a CIDR block`);
     }
+  }
+}
+
+/** An address or a CIDR block; with `names`, a host name too (forward sites resolve it per session). */
+export function destinationEntry(value: unknown, names: boolean): string | undefined {
+  if (typeof value !== 'string') return 'must be a string';
+  if (names && isHostName(value)) return undefined;
+  const [address, bits, extra] = value.split('/');
+  if (extra === undefined && isIp(address)) {
+    const max = address.includes(':') ? 128 : 32;
+    if (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max)) return undefined;
+  }
+  return `${JSON.stringify(value)} is not an address or a CIDR block${names ? ' or a host name' : ''}`;
+}
+
+export function assertDestinationList(value: unknown): void {
+  if (!Array.isArray(value)) throw new Error('must be a list of addresses, CIDR blocks or host names');
+  for (const entry of value) {
+    const problem = destinationEntry(entry, true);
+    if (problem !== undefined) throw new Error(problem);
+  }
+}
+
+/** `21`, or `"lo-hi"`: the destination ports a forward or transparent site may connect to. */
+export function parsePortSpec(value: unknown): { min: number; max: number } | undefined {
+  const valid = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
+  if (typeof value === 'number') return valid(value) ? { min: value, max: value } : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(value);
+  if (m === null) return undefined;
+  const min = Number(m[1]);
+  const max = Number(m[2] ?? m[1]);
+  return valid(min) && valid(max) && min <= max ? { min, max } : undefined;
+}
+
+export function assertPortSpecList(value: unknown): void {
+  if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of ports (21) or ranges ("2000-2100")');
+  for (const spec of value) {
+    if (parsePortSpec(spec) === undefined) throw new Error(`${JSON.stringify(spec)} is not a port from 1 to 65535 or a range "lo-hi"`);
   }
 }
 

@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import ipaddr from 'ipaddr.js';
+import { destinationEntry, isIp, parsePortSpec } from './formats.js';
 import { rootSchema, siteSchema, tlsSchema } from './schema.js';
 import { type Position, readSource, SyntaxProblem } from './source.js';
 import { readTlsMaterial, TlsFileError } from './tlsFiles.js';
-import type { GatewayConfig, PortRange, SiteConfig, SiteTlsConfig, UpstreamHealthConfig } from './types.js';
+import type { Destinations, GatewayConfig, PortRange, SiteConfig, SiteRole, SiteTlsConfig, UpstreamHealthConfig } from './types.js';
 
 /**
  * One refusal: the key path it is about ('' for the whole document) and the
@@ -108,8 +109,10 @@ function loadSite(item: unknown, index: number): SiteConfig {
     const r = props[key];
     if (r.min > r.max) throw new ConfigError(`${where}.${key}`, `min ${r.min} is greater than max ${r.max}`);
   }
+  const role = props.role as SiteRole;
+  const given = item as Record<string, unknown>;
   const up = props.upstream;
-  if (up.host === '' && up.hosts.length === 0 && up.dns === '') {
+  if (role === 'reverse' && up.host === '' && up.hosts.length === 0 && up.dns === '') {
     throw new ConfigError(`${where}.upstream.host`, 'must be an IP address (or give upstream.hosts or upstream.dns)');
   }
   // The deprecated key is folded into health and not kept: the loaded config (and what is generated from it) has one.
@@ -121,6 +124,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
   if (up.proxyProtocolData && up.proxyProtocol === 'off') {
     throw new ConfigError(`${where}.upstream.proxyProtocolData`, 'needs upstream.proxyProtocol "v1" or "v2"');
   }
+  const destinations = outboundChecks(role, given, props, normalise(props.listen.host), where);
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
@@ -139,6 +143,7 @@ function loadSite(item: unknown, index: number): SiteConfig {
       hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
     },
     ...(tlsItem !== undefined && { tls: loadTls(tlsItem, `${where}.tls`) }),
+    ...outboundKeys(role, destinations, props.transparentPassive as 'direct' | 'pinhole'),
   } as SiteConfig;
 }
 
@@ -183,6 +188,70 @@ function upstreamHealth(health: UpstreamHealthConfig, legacyIntervalMs: number, 
     throw new ConfigError(`${where}.upstream.healthCheckIntervalMs`, 'deprecated, and contradicts health.idleProbeMs (give only health.idleProbeMs)');
   }
   return { ...health, idleProbeMs: legacyIntervalMs };
+}
+
+/** The outbound keys of a site: none on a reverse site (its config then reads back exactly as before). */
+function outboundKeys(role: SiteRole, destinations: Destinations, transparentPassive: 'direct' | 'pinhole'): Partial<SiteConfig> {
+  if (role === 'reverse') return { role: undefined, destinations: undefined, transparentPassive: undefined };
+  return role === 'forward' ? { role, destinations, transparentPassive: undefined } : { role, destinations, transparentPassive };
+}
+
+/**
+ * A forward or transparent site names no upstream (the server is chosen per
+ * session); only they take `destinations`, host names only on forward sites;
+ * a forward site reachable from other hosts must say which servers it
+ * serves, else it is an open proxy.
+ */
+function outboundChecks(
+  role: SiteRole,
+  given: Record<string, unknown>,
+  props: {
+    destinations: { allow: string[]; deny: string[]; ports: (number | string)[] };
+    upstream: { host: string; hosts: string[]; dns: string };
+    routing: { by: string };
+  },
+  listenHost: string,
+  where: string,
+): Destinations {
+  const raw = props.destinations;
+  const up = props.upstream;
+  if (role === 'reverse') {
+    for (const key of ['destinations', 'transparentPassive']) {
+      if (given[key] !== undefined) throw new ConfigError(`${where}.${key}`, 'only for sites with role "forward" or "transparent"');
+    }
+  } else if (props.routing.by !== 'none') {
+    throw new ConfigError(`${where}.routing.by`, `a ${role} site routes by what the client names itself; routing is for reverse sites`);
+  }
+  if (role !== 'reverse' && (up.host !== '' || up.hosts.length > 0 || up.dns !== '')) {
+    throw new ConfigError(`${where}.upstream`, `a ${role} site has no upstream: the server is chosen per session`);
+  }
+  if (role !== 'transparent' && given.transparentPassive !== undefined) {
+    throw new ConfigError(`${where}.transparentPassive`, 'only for sites with role "transparent"');
+  }
+  for (const list of ['allow', 'deny'] as const) {
+    raw[list].forEach((entry, i) => {
+      const problem = destinationEntry(entry, role === 'forward');
+      if (problem !== undefined) throw new ConfigError(`${where}.destinations.${list}[${i}]`, `${problem} (host names only on forward sites)`);
+    });
+  }
+  if (role === 'forward' && raw.allow.length === 0 && ipaddr.parse(listenHost).range() !== 'loopback') {
+    throw new ConfigError(
+      `${where}.destinations.allow`,
+      `a forward site listening on ${listenHost} (not loopback) needs an allow list, else it is an open proxy; list the servers or networks it may reach`,
+    );
+  }
+  const ip = (entry: string) => (isIp(entry.split('/')[0]) ? normaliseEntry(entry) : entry.toLowerCase());
+  return {
+    allow: raw.allow.map(ip),
+    deny: raw.deny.map(ip),
+    ports: raw.ports.map((spec) => (typeof spec === 'string' ? describe(parsePortSpec(spec) as PortRange) : spec)),
+  };
+}
+
+/** `::ffff:192.0.2.1/120` stays as written but normalised: `2001:DB8::1` → `2001:db8::1`. */
+function normaliseEntry(entry: string): string {
+  const [address = '', bits] = entry.split('/');
+  return bits === undefined ? normalise(address) : `${ipaddr.parse(address).toString()}/${bits}`;
 }
 
 /**

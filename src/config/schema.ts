@@ -13,6 +13,8 @@ import {
   assertListenAddressOrOff,
   assertPort,
   assertCount,
+  assertDestinationList,
+  assertPortSpecList,
   assertPositiveInt,
   assertRangePort,
   assertBooleanOrNull,
@@ -29,6 +31,25 @@ const range = (doc: string, min: number, max: number) => ({
 
 export const siteSchema = {
   name: { doc: 'Name of the site, used in logs and metrics.', format: String, default: '' },
+  role: {
+    doc: 'What the site does: "reverse" fronts its upstream servers; "forward" is an explicit FTP proxy (USER user@host, SITE host, OPEN host); "transparent" serves inside clients whose tcp/21 the edge redirects to it (the server is the connection\'s original destination, from conntrack).',
+    format: ['reverse', 'forward', 'transparent'],
+    default: 'reverse',
+  },
+  destinations: {
+    allow: {
+      doc: 'Forward and transparent sites: servers that may be reached (addresses, CIDR blocks; host names on forward sites, resolved once per session); empty: any public address. Required on a forward site whose listener is not loopback.',
+      format: assertDestinationList,
+      default: [] as string[],
+    },
+    deny: { doc: 'Forward and transparent sites: servers refused, checked before allow (same forms).', format: assertDestinationList, default: [] as string[] },
+    ports: { doc: 'Forward and transparent sites: destination ports allowed, numbers or "lo-hi" ranges.', format: assertPortSpecList, default: [21] as (number | string)[] },
+  },
+  transparentPassive: {
+    doc: 'Transparent sites, PASV/EPSV: "direct" passes the server\'s reply on (its address checked) and the client dials the server through the edge\'s NAT; "pinhole" rewrites it to a passive pinhole on the gateway as on a reverse site.',
+    format: ['direct', 'pinhole'],
+    default: 'direct',
+  },
   listen: {
     host: { doc: 'Address the control listener binds to.', format: assertIp, default: '0.0.0.0' },
     port: { doc: 'Port of the control listener (0: any free port).', format: assertPort, default: 21 },

@@ -44,6 +44,18 @@ export interface UpstreamHealthConfig {
 }
 
 export type DataPlaneKind = 'relay' | 'nftables' | 'auto';
+/** `reverse` fronts fixed upstreams; `forward` and `transparent` serve inside clients (outbound). */
+export type SiteRole = 'reverse' | 'forward' | 'transparent';
+
+/** Which servers an outbound site may connect to (as written in the config, normalised). */
+export interface Destinations {
+  /** Addresses and CIDR blocks (and, on forward sites, host names); empty: any public address. */
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  /** Port numbers and "lo-hi" ranges. */
+  readonly ports: readonly (number | string)[];
+}
+
 export type UpstreamDataMode = 'client' | 'passive' | 'active';
 
 /** Routing on a reverse site by what the client says before login. */
@@ -102,6 +114,12 @@ export interface SiteTlsConfig {
 
 export interface SiteConfig {
   readonly name: string;
+  /** Absent on reverse sites (the default), so their config reads back as it was written. */
+  readonly role?: Exclude<SiteRole, 'reverse'>;
+  /** Forward and transparent sites: the destination policy. */
+  readonly destinations?: Destinations;
+  /** Transparent sites: PASV/EPSV replies passed on (`direct`) or rewritten to a pinhole. */
+  readonly transparentPassive?: 'direct' | 'pinhole';
   readonly listen: ListenConfig;
   readonly upstream: UpstreamConfig;
   /** `auto`, or one address per family (at most one IPv4 and one IPv6). */

@@ -67,7 +67,27 @@ export class DataCommands {
     }
     const protection = this.security.dataGate();
     if (protection !== undefined) return core.refuse(verb, protection);
+    if (core.settings.passiveDirect === true) return this.direct(verb, command.arg);
     this.setup({ mode: 'passive', verb });
+  }
+
+  /** Transparent sites: the server's own passive reply, checked like any 227/229 and naming only the server's control address. */
+  private direct(verb: PassiveVerb, arg: string): void {
+    const core = this.core;
+    const entry = core.fifo.push(verb, { state: 'waiting', collect: true });
+    core.holdInputUntil(entry);
+    core.send(entry, formatCommand(verb, arg), (e, reply) => {
+      const expected = verb === 'PASV' ? codes.ENTERING_PASSIVE : codes.ENTERING_EXTENDED_PASSIVE;
+      if (reply.code !== expected) return this.passOnFailure(e, { mode: 'passive', verb }, verb, reply);
+      const port = this.upstreamDataPort(verb, reply.text);
+      if (port === undefined) return this.fail(e, LOCAL.cantOpen);
+      const server = core.endpoints.upstream;
+      const named = verb === 'PASV' ? parsePasvReply(reply.text) : undefined;
+      const faithful = named === undefined || (named.ok && named.value.address === server);
+      if (!faithful) core.note({ kind: 'rejected', side: 'upstream', reason: '227-foreign-address', detail: reply.text.slice(0, 120) });
+      core.fifo.deliver(e, faithful ? Buffer.concat([...reply.parts, reply.raw]) : formatPasvReply(server, port));
+      core.finish(e);
+    });
   }
 
   active(command: Command): void {

@@ -48,6 +48,12 @@ export interface ControlSettings {
    * (USER, HOST, SITE or OPEN): forward proxies and routing by user or host.
    */
   readonly greetFirst?: boolean;
+  /**
+   * Transparent outbound sites: PASV/EPSV go to the server and its reply reaches the client naming the
+   * server's own control address (a 227 naming another host is rewritten to it; a privileged port is 425):
+   * the client dials the server's data port itself, through the edge's NAT. No pinhole.
+   */
+  readonly passiveDirect?: boolean;
 }
 
 /** The commands that name a route on a greet-first site. */

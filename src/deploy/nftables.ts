@@ -41,7 +41,7 @@ export function nftablesRules(config: GatewayConfig): string {
     '# from clients and its active range from its upstreams. Every other inbound packet is dropped, SSH included:',
     '# add your management access to the input chain before loading this on a remote host.',
   ];
-  return nftScript(header, NFT_TABLE, 'input', body, forward);
+  return nftScript(header, NFT_TABLE, 'input', body, [...forward, ...redirectChain(config.sites.filter((site) => site.role === 'transparent'))]);
 }
 
 /** A script that replaces table `table` (inet) atomically with one chain holding `body`. */
@@ -81,6 +81,33 @@ function forwardChain(config: GatewayConfig): string[] {
   ];
 }
 
+/**
+ * Transparent sites: inside clients' connections to FTP servers elsewhere are
+ * redirected to the site's listener (the gateway reads where they were going
+ * from conntrack). Traffic to the edge itself is left alone.
+ */
+function redirectChain(sites: readonly SiteConfig[]): string[] {
+  if (sites.length === 0) return [];
+  const lines = sites.flatMap((site) => {
+    const ports = (site.destinations?.ports ?? [21]).map(String);
+    const dports = ports.length === 1 ? (ports[0] ?? '21') : `{ ${ports.join(', ')} }`;
+    const match = `fib daddr type != local tcp dport ${dports} redirect to :${site.listen.port} comment ${JSON.stringify(`${site.name}: transparent FTP`)}`;
+    const clients = site.clients.allow;
+    const header = `# site ${site.name}: inside clients' FTP control connections go to the gateway on port ${site.listen.port}`;
+    if (clients.length === 0) return [header, match];
+    return [header, ...(['ip', 'ip6'] as const).flatMap((f) => {
+      const own = clients.filter((c) => familyOf(c) === f);
+      return own.length === 0 ? [] : [`${f} saddr ${formatSet(own)} ${match}`];
+    })];
+  });
+  return [
+    '',
+    '\tchain prerouting {',
+    ...['type nat hook prerouting priority dstnat; policy accept;', '', ...lines].map((line) => (line === '' ? '' : `\t\t${line}`)),
+    '\t}',
+  ];
+}
+
 /** `passive`: the site's passive range, or this instance's slice of it (the only part it listens on). */
 function siteRules(site: SiteConfig, passive: PortRange): string[] {
   const clients = site.clients.allow.length > 0 ? site.clients.allow : undefined;
@@ -94,7 +121,8 @@ function siteRules(site: SiteConfig, passive: PortRange): string[] {
   if (site.listen.port === 0) lines.push('# control port 0: the kernel picks it, so it cannot be opened here');
   else lines.push(...rules({ ports: String(site.listen.port), daddr: listenHost, saddr: clients, comment: `${site.name}: control` }));
   lines.push(...rules({ ports: formatRange(passive), daddr: listenHost, saddr: clients, comment: `${site.name}: passive data from clients` }));
-  if (upstreams === undefined) lines.push('# upstream.dns: its addresses change, so the active range is open to any source');
+  if (upstreams === undefined && site.role === undefined) lines.push('# upstream.dns: its addresses change, so the active range is open to any source');
+  if (site.role !== undefined) lines.push(`# ${site.role} site: its servers are chosen per session, so the active range is open to any source`);
   const active = { ports: formatRange(site.activePorts), daddr: specific(site.privateAddress), saddr: upstreams };
   lines.push(...rules({ ...active, comment: `${site.name}: active data from the upstream` }));
   return lines;
@@ -123,12 +151,13 @@ function familiesOf(opening: Opening): (Family | undefined)[] {
 
 /** The upstream addresses of a site, or undefined when a DNS name makes them unknowable here. */
 function upstreamAddresses(site: SiteConfig): string[] | undefined {
-  if (site.upstream.dns !== '') return undefined;
+  if (site.upstream.dns !== '' || site.role !== undefined) return undefined;
   const all = [site.upstream.host, ...site.upstream.hosts].filter((h) => h !== '');
   return [...new Set(all)];
 }
 
 function describeUpstream(site: SiteConfig): string {
+  if (site.role !== undefined) return `chosen per session (${site.role})`;
   const { host, hosts, dns, port } = site.upstream;
   if (dns !== '') return `${dns} port ${port}`;
   return [host, ...hosts].filter((h) => h !== '').map((h) => hostPort(h, port)).join(', ');

@@ -12,6 +12,8 @@ import { startHttp } from '../observe/httpServer.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
+import type { OwnEndpoint } from './destinations.js';
+import { ownEndpoints } from './outbound.js';
 import { Site, type SessionBudget } from './Site.js';
 import { PreLoginQueue } from './eviction.js';
 import { Admissions } from './admission.js';
@@ -58,6 +60,7 @@ export class Gateway {
       ]);
     this.metrics.upstreams = () => [...this.sites.values()].flatMap((site) => site.upstreams.gauges());
     this.probes = new ProbeRegistry({ observe: (upstream, seconds) => this.metrics.upstreamProbeSeconds.observe({ upstream }, seconds) });
+    this.metrics.siteRoles = () => [...this.sites.values()].map((site) => ({ site: site.name, role: site.config.role ?? 'reverse' }));
     this.metrics.initProcess('relay'); // both planes (in process, workers) relay in userspace
   }
 
@@ -205,8 +208,22 @@ export class Gateway {
   }
 
   private newSite(siteConfig: SiteConfig, predecessor?: Site): Site {
-    const deps = { log: this.log, metrics: this.metrics, budget: this.budget, dataPlane: this.dataPlane, probes: this.probes, admissions: this.admissions, instance: this.instance };
+    const deps = {
+      log: this.log,
+      metrics: this.metrics,
+      budget: this.budget,
+      dataPlane: this.dataPlane,
+      probes: this.probes,
+      admissions: this.admissions,
+      instance: this.instance,
+      ownEndpoints: () => this.ownEndpoints(),
+    };
     return new Site(siteConfig, deps, predecessor);
+  }
+
+  /** What outbound sites never connect to: the gateway's own listeners and ranges. */
+  private ownEndpoints(): OwnEndpoint[] {
+    return ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() });
   }
 
   private retire(site: Site): void {

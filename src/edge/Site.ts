@@ -12,7 +12,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { isClientAllowed, normalise } from '../common/address.js';
 import type { DataPlane } from '../data/DataPlane.js';
 import { ShardedPool } from '../data/ShardedPool.js';
-import { closeGracefully, Session } from '../control/Session.js';
+import { closeGracefully, Session, type UpstreamChooser } from '../control/Session.js';
 import { CONNECTION_REFUSED, refusalReply } from '../control/replies.js';
 import type { RouteResult } from '../control/Session.js';
 import type { ControlSettings, RouteVerb } from '../control/types.js';
@@ -24,6 +24,9 @@ import { UpstreamPool } from './UpstreamPool.js';
 import type { ProbeRegistry } from './health/ProbeRegistry.js';
 import { type Evictable, type EvictionScope, PreLoginQueue } from './eviction.js';
 import { type AdmissionQueue, type Admissions, Arrivals } from './admission.js';
+import { OriginalDestinations } from './conntrack.js';
+import type { OwnEndpoint } from './destinations.js';
+import { type Lookup, forwardRoute, singleUpstream, systemLookup, transparentVerdict } from './outbound.js';
 
 /** Accepted connections a site keeps waiting for admission; beyond them a connection is refused at once ("busy"). */
 const MAX_WAITING = 1_024;
@@ -90,7 +93,19 @@ export class Site implements AdmissionQueue {
 
   constructor(
     readonly config: SiteConfig,
-    private readonly deps: { log: Logger; metrics: Metrics; budget: SessionBudget; dataPlane: DataPlane; probes: ProbeRegistry; admissions: Admissions; instance: Instance },
+    private readonly deps: {
+      log: Logger;
+      metrics: Metrics;
+      budget: SessionBudget;
+      dataPlane: DataPlane;
+      probes: ProbeRegistry;
+      admissions: Admissions;
+      instance: Instance;
+      /** Outbound sites: every address:port the gateway listens on (never a destination). */
+      ownEndpoints?: () => readonly OwnEndpoint[];
+      /** Forward sites: how host names are resolved (tests give their own). */
+      lookup?: Lookup;
+    },
     /** The site of the same name this one replaces on reload: its live sessions' ports and counts carry over. */
     predecessor?: Site,
   ) {
@@ -115,10 +130,13 @@ export class Site implements AdmissionQueue {
     this.dataPlane = proxyProtocol !== 'off' && proxyProtocolData ? withUpstreamDataHeader(deps.dataPlane, versionOf(proxyProtocol)) : deps.dataPlane;
   }
 
-  /** Listening, and some upstream believed reachable. */
+  /** Listening, and some upstream believed reachable (an outbound site has no fixed upstream). */
   get ready(): boolean {
-    return this.listening && this.upstreams.ready;
+    return this.listening && (this.config.role !== undefined || this.upstreams.ready);
   }
+
+  /** Transparent sites: original destinations from conntrack, while listening. */
+  private origins: OriginalDestinations | undefined;
 
   get name(): string {
     return this.config.name;
@@ -146,9 +164,10 @@ export class Site implements AdmissionQueue {
       });
     });
     this.server = server;
+    await this.startOrigins();
     const bound = this.address();
     const upstreams = this.upstreams.snapshot().map((m) => m.host);
-    this.log.info({ host: bound?.host, port: bound?.port, upstreams, upstreamPort: this.upstreams.port, dns: this.config.upstream.dns || undefined }, 'listening');
+    this.log.info({ host: bound?.host, port: bound?.port, role: this.config.role, upstreams, upstreamPort: this.upstreams.port, dns: this.config.upstream.dns || undefined }, 'listening');
   }
 
   /** Take over the listener of the site this one replaces (same address): no connection is refused meanwhile. */
@@ -161,16 +180,33 @@ export class Site implements AdmissionQueue {
     server.on('connection', (socket: Socket) => this.accept(socket));
     this.server = server;
     for (const socket of old.arrivals.drain()) this.arrive(socket); // waiting connections are admitted on the new settings
+    await this.startOrigins();
+  }
+
+  private async startOrigins(): Promise<void> {
+    const port = this.address()?.port;
+    if (this.config.role !== 'transparent' || port === undefined) return;
+    const origins = new OriginalDestinations({ port, log: this.log });
+    this.origins = origins;
+    // Without the events, each accept asks `conntrack -L` (slower, still exact); without conntrack at all, every client gets 421.
+    await origins.start().catch((err: Error) => this.log.error({ err: err.message }, 'conntrack events unavailable'));
+  }
+
+  private stopOrigins(): void {
+    void this.origins?.close();
+    this.origins = undefined;
   }
 
   /** Replaced by a reload: no new sessions; live ones finish here. */
   retire(): void {
     this.upstreams.stop();
+    this.stopOrigins();
   }
 
   /** Stop accepting; sessions go on. */
   stopListening(): Promise<void> {
     this.upstreams.stop();
+    this.stopOrigins();
     const server = this.server;
     if (server === undefined) return Promise.resolve();
     this.server = undefined;
@@ -239,6 +275,7 @@ export class Site implements AdmissionQueue {
       this.refuse(socket, client, refusal);
       return;
     }
+    if (this.config.role === 'transparent') return void this.admitTransparent(socket, client);
     const routed = this.settings.greetFirst === true;
     const upstream = routed ? '' : this.upstreams.take();
     if (upstream === undefined) {
@@ -246,15 +283,47 @@ export class Site implements AdmissionQueue {
       this.deps.budget.give();
       return;
     }
+    this.startSession(socket, client, upstream, this.config.role === 'forward' ? singleUpstream(21) : this.upstreams);
+  }
+
+  /**
+   * A transparent site's connection goes where the client dialled before the
+   * edge redirected it (from conntrack), if the policy allows; else 421. The
+   * budget slot is held meanwhile; the per-client count starts with the session.
+   */
+  private async admitTransparent(socket: Socket, client: string): Promise<void> {
+    socket.on('error', () => undefined); // a reset while looking up is seen as `destroyed` below
+    const began = performance.now();
+    const origin = await this.origins?.lookup({
+      client,
+      clientPort: socket.remotePort ?? 0,
+      local: normalise(socket.localAddress),
+      localPort: socket.localPort ?? 0,
+    });
+    const lookupMs = performance.now() - began;
+    const own = this.deps.ownEndpoints?.() ?? [];
+    const refusal = origin === undefined ? 'no-original-destination' : transparentVerdict(this.config, origin.host, origin.port, own);
+    if (refusal !== undefined || origin === undefined || socket.destroyed) {
+      this.deps.budget.give();
+      if (socket.destroyed) return;
+      this.log.warn({ destination: origin === undefined ? undefined : `${origin.host}:${origin.port}`, lookupMs }, 'original destination refused');
+      return this.refuse(socket, client, refusal ?? 'no-original-destination');
+    }
+    this.startSession(socket, client, origin.host, singleUpstream(origin.port));
+  }
+
+  private startSession(socket: Socket, client: string, upstream: string, upstreams: UpstreamChooser): void {
     const id = (++this.nextId).toString(36);
+    const header = carriedHeaders.get(socket);
+    const carried = carriedClient(header);
     const session = new Session(
       {
         id,
         site: this.config,
         settings: this.settings,
         upstream,
-        upstreams: this.upstreams,
-        ...(routed && { route: (verb: RouteVerb, arg: string) => Promise.resolve(this.route(verb, arg)) }),
+        upstreams,
+        route: this.routeFor(),
         tls: this.tls,
         pools: this.pools,
         dataPlane: this.dataPlane,
@@ -272,6 +341,15 @@ export class Site implements AdmissionQueue {
     const via = header === undefined ? undefined : normalise(socket.remoteAddress);
     session.log.info({ clientPort: carried?.port ?? socket.remotePort, via }, 'session start');
     session.start();
+  }
+
+  /** Greet-first sites: a forward site's route (the server the client names), or routing by USER or HOST on a reverse site. */
+  private routeFor(): ((verb: RouteVerb, arg: string) => Promise<RouteResult>) | undefined {
+    if (this.config.role === 'forward') {
+      return forwardRoute({ site: this.config, own: () => this.deps.ownEndpoints?.() ?? [], lookup: this.deps.lookup ?? systemLookup });
+    }
+    if (this.settings.greetFirst !== true) return undefined;
+    return (verb, arg) => Promise.resolve(this.route(verb, arg));
   }
 
   /** Routing by USER or HOST (greet-first): the member for what the client named, counted like `take()`. */
@@ -425,7 +503,8 @@ export function controlSettings(config: SiteConfig): ControlSettings {
     privateAddress: config.privateAddress,
     ftps: config.ftps,
     tls: config.tls && { client: config.tls.client, implicit: config.tls.implicit, upstream: config.tls.upstream, requireProtP: config.tls.requireProtP },
-    greetFirst: config.routing.by !== 'none',
+    greetFirst: config.role === 'forward' || config.routing.by !== 'none',
+    passiveDirect: config.role === 'transparent' && config.transparentPassive === 'direct',
   };
 }
 

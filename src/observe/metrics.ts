@@ -49,11 +49,15 @@ export class Metrics {
   readonly startTime: Gauge;
   readonly sessionsEvicted: Counter<'site' | 'scope'>;
   readonly sessionEnds: Counter<'site' | 'reason'>;
+  /** Each site's role (1): outbound sites have no upstream series, and alerts on upstreams skip them. */
+  readonly siteRole: Gauge<'site' | 'role'>;
 
   /** Filled in by the gateway: the free ports and size of every pool, read at scrape time. */
   freePorts: () => { site: string; dir: Direction; free: number; size: number }[] = () => [];
   /** Filled in by the gateway: every upstream member of every site, its health, read at scrape time. */
   upstreams: () => MemberGauge[] = () => [];
+  /** Filled in by the gateway: every site's role, read at scrape time. */
+  siteRoles: () => { site: string; role: string }[] = () => [];
 
   constructor() {
     const registers = [this.registry];
@@ -134,6 +138,17 @@ export class Metrics {
       labelNames: ['upstream'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers,
+    });
+    this.siteRole = new Gauge({
+      name: 'ftp_alg_site_role',
+      help: 'Role of each site (1): "reverse" (fixed upstreams), "forward" or "transparent" (outbound: the server is chosen per session, no upstream series).',
+      labelNames: ['site', 'role'],
+      aggregator: 'max',
+      registers,
+      collect() {
+        this.reset();
+        for (const { site, role } of metrics.siteRoles()) this.set({ site, role }, 1);
+      },
     });
     // Process-wide values are set by the gateway only; `max` keeps them when the workers' registries are merged in.
     this.dataPlane = new Gauge({ name: 'ftp_alg_data_plane', help: 'The data plane in use (1): "relay" or "nftables".', labelNames: ['kind'], aggregator: 'max', registers });

@@ -59,6 +59,11 @@ export interface ClientRequest {
   remote: string;
   /** Local file to write (get) or read (put). */
   local?: string;
+  /**
+   * An FTP proxy (a forward site) the client goes through to `target`, in its
+   * own proxy mode: lftp's `ftp:proxy`, curl's and ftplib's `USER user@host`.
+   */
+  proxy?: { host: string; port: number };
   timeoutMs?: number;
   /** FTPS; cleartext FTP when absent. */
   tls?: ClientTls;
@@ -214,7 +219,7 @@ function lftpTlsSettings(tls: ClientTls | undefined): string[] {
 }
 
 function lftpScript(req: ClientRequest): string {
-  const { target } = req;
+  const { target, proxy } = req;
   const scheme = req.tls?.kind === 'implicit' ? 'ftps' : 'ftp';
   const passive = req.mode === 'pasv' || req.mode === 'epsv';
   const lines = [
@@ -230,6 +235,7 @@ function lftpScript(req: ClientRequest): string {
     'set ftp:ignore-pasv-address no',
     'set ftp:fix-pasv-address no',
     'set xfer:clobber on',
+    ...(proxy === undefined ? [] : [`set ftp:proxy ftp://${hostInUrl(proxy.host)}:${proxy.port}`]),
     `open -u ${target.user},${target.password} ${scheme}://${hostInUrl(target.host)}:${target.port}`,
   ];
   switch (req.op) {
@@ -323,7 +329,8 @@ function unquotePython(repr: string): string {
 }
 
 /** Runs one client operation inside the namespace `ns`. Never throws for a failed transfer. */
-export async function runClient(ns: string, req: ClientRequest): Promise<ClientResult> {
+export async function runClient(ns: string, request: ClientRequest): Promise<ClientResult> {
+  const req = viaProxy(request);
   const family = familyOfHost(req.target.host);
   const why = unsupported(req.client, req.mode, family);
   if (why !== undefined) throw new Error(`${req.client} cannot use ${req.mode} over IPv${family}: ${why}`);
@@ -341,7 +348,7 @@ export async function runClient(ns: string, req: ClientRequest): Promise<ClientR
     .filter((l) => l.dir === 'sent')
     .map((l) => (l.line.split(' ')[0] ?? '').toUpperCase())
     .filter((verb) => DATA_VERBS.has(verb));
-  return { ...result, request: req, transcript, dataCommands, listing, dataPeers, tlsVersions, tlsCertificates };
+  return { ...result, request, transcript, dataCommands, listing, dataPeers, tlsVersions, tlsCertificates };
 }
 
 /** The final reply the client received after it sent `verb` (the first time), or null. */
@@ -381,6 +388,15 @@ export function checkSetupReply(r: ClientResult, passivePorts: { min: number; ma
     return `${verb} answered "${reply}"`;
   }
   return null;
+}
+
+/** curl and ftplib reach a proxied target by logging in to the proxy as `user@host[:port]`; lftp has its own setting. */
+function viaProxy(req: ClientRequest): ClientRequest {
+  const { proxy, target } = req;
+  if (proxy === undefined || req.client === 'lftp') return req;
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  const user = `${target.user}@${host}${target.port === 21 ? '' : `:${target.port}`}`;
+  return { ...req, target: { ...target, host: proxy.host, port: proxy.port, user } };
 }
 
 export async function sha256File(path: string): Promise<string | null> {

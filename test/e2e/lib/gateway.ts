@@ -49,6 +49,12 @@ export interface GatewayConfig {
   }>;
 }
 
+/** Outbound sites (role forward or transparent): no upstream, and further keys as the config file takes them. */
+export interface OutboundGatewayConfig {
+  log: { level: string };
+  sites: Array<{ name: string; listen: { host: string; port: number }; [key: string]: unknown }>;
+}
+
 /** The one-site configuration of the e2e topology. */
 export function e2eConfig(level = process.env.E2E_GATEWAY_LOG_LEVEL ?? 'info'): GatewayConfig {
   return {
@@ -99,7 +105,7 @@ export function jsonLines(output: string): Record<string, unknown>[] {
 }
 
 /** Starts `cli` (the build under test unless told otherwise: a bench compares builds) with `config` in the edge namespace. */
-export async function startGateway(topo: Topology, config: GatewayConfig = e2eConfig(), cli = GATEWAY_CLI): Promise<RunningGateway> {
+export async function startGateway(topo: Topology, config: GatewayConfig | OutboundGatewayConfig = e2eConfig(), cli = GATEWAY_CLI): Promise<RunningGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-gw-'));
   const configFile = join(dir, 'gateway.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));

@@ -11,13 +11,15 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { createRoot, type Root } from './fixtures.js';
 import { type RunningGateway } from './gateway.js';
 import { assertPrereq, type Prereq } from './prereq.js';
-import { createTopology, listNamespaces, type Topology } from './topology.js';
+import { createTopology, type Layout, listNamespaces, type Topology } from './topology.js';
 
 export interface E2eSuiteOptions {
   readonly prereq: Prereq;
   /** The scratch directory's prefix under the system's temporary directory. */
   readonly workPrefix: string;
   readonly hookTimeoutMs: number;
+  /** Which way the namespaces face (default: reverse, the server behind the edge). */
+  readonly layout?: Layout;
   /** Starts the suite's gateway once the topology stands; none if absent. */
   readonly startGateway?: (topo: Topology) => Promise<RunningGateway>;
   /** Called in the afterAll once the gateway has stopped, before anything else goes (a matrix to print). */
@@ -46,7 +48,7 @@ export function useE2eSuite(options: E2eSuiteOptions): E2eSuite {
     assertPrereq(options.prereq);
     work = await mkdtemp(join(tmpdir(), options.workPrefix));
     root = await createRoot();
-    topo = await createTopology();
+    topo = await createTopology(options.layout);
     if (options.startGateway !== undefined) gateway = await options.startGateway(topo);
   }, options.hookTimeoutMs);
 

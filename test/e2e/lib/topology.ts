@@ -8,6 +8,11 @@
 // The client has only its connected routes, so 192.0.2.0/24 is unreachable
 // from it; the edge does not forward. The only way from the client to the
 // server is an application-layer gateway running in the edge namespace.
+//
+// The `outbound` layout reverses the roles (issue 15): the client is inside
+// (203.0.113.0/24, its default route via the edge), the server outside with
+// no route back to the inside at all, and the edge forwards and masquerades
+// out of 192.0.2.1, its external address, with no FTP conntrack helper.
 // Namespace names carry the creating process id and a random suffix, so test
 // files running in parallel never collide, and a later run can remove the
 // namespaces of a run that died before its teardown.
@@ -181,7 +186,9 @@ async function removeStaleNamespaces(): Promise<void> {
   }
 }
 
-export async function createTopology(): Promise<Topology> {
+export type Layout = 'reverse' | 'outbound';
+
+export async function createTopology(layout: Layout = 'reverse'): Promise<Topology> {
   await removeStaleNamespaces();
   const id = `${process.pid}-${randomBytes(3).toString('hex')}`;
   const ns: Record<Role, string> = {
@@ -220,9 +227,17 @@ export async function createTopology(): Promise<Topology> {
     await ip(['-n', ns.edge, 'link', 'set', 'to-server', 'up']);
     await ip(['-n', ns.server, 'link', 'set', 'to-edge', 'up']);
 
-    // The server answers the edge through it; the client gets no such route.
-    await ip(['-n', ns.server, 'route', 'add', 'default', 'via', ADDR.edgePrivate]);
-    await nsExec(ns.edge, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+    if (layout === 'reverse') {
+      // The server answers the edge through it; the client gets no such route.
+      await ip(['-n', ns.server, 'route', 'add', 'default', 'via', ADDR.edgePrivate]);
+      await nsExec(ns.edge, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+    } else {
+      // Inside clients reach everything through the edge; the server knows only its own link.
+      await ip(['-n', ns.client, 'route', 'add', 'default', 'via', ADDR.edgePublic]);
+      await nsExec(ns.edge, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+      const masquerade = 'table ip e2e_nat { chain postrouting { type nat hook postrouting priority srcnat; oifname "to-server" masquerade; }; }';
+      await nsExec(ns.edge, 'nft', [masquerade]);
+    }
   } catch (err) {
     await destroy();
     throw err;

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../../src/config/load.js';
+import { parseConfig } from '../../../src/config/load.js';
 import { nftablesRules } from '../../../src/deploy/nftables.js';
 import { configWithSite } from '../../support/deployConfig.js';
 
@@ -128,5 +129,41 @@ describe('the forward chain of the kernel data plane', () => {
       'type filter hook forward priority filter; policy drop;',
       'ct status dnat meta l4proto tcp ct original proto-dst { 50000-50099, 50100-50199 } accept comment "ftp-alg kernel data plane pinholes"',
     ]);
+  });
+});
+
+describe('nftablesRules for outbound sites (issue 15)', () => {
+  const outbound = (role: 'forward' | 'transparent', extra: Record<string, unknown> = {}) =>
+    parseConfig({
+      sites: [
+        {
+          name: 'office',
+          role,
+          listen: { host: '0.0.0.0', port: 2121 },
+          destinations: { allow: ['0.0.0.0/0'], ports: [21, '2121-2122'] },
+          passivePorts: { min: 50000, max: 50099 },
+          activePorts: { min: 50100, max: 50199 },
+          ...extra,
+        },
+      ],
+    });
+
+  it('a transparent site: inside clients\' FTP to any server is redirected to its listener, never traffic to the edge itself', () => {
+    const text = nftablesRules(outbound('transparent', { clients: { allow: ['198.51.100.0/24', '2001:db8:1::/48'] } }));
+    const chain = /chain prerouting \{\n([\s\S]*?)\n\t\}/.exec(text)?.[1] ?? '';
+    expect(chain).toContain('type nat hook prerouting priority dstnat; policy accept;');
+    const rules = chain.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith('type'));
+    expect(rules.map(withoutComment)).toEqual([
+      'ip saddr 198.51.100.0/24 fib daddr type != local tcp dport { 21, 2121-2122 } redirect to :2121',
+      'ip6 saddr 2001:db8:1::/48 fib daddr type != local tcp dport { 21, 2121-2122 } redirect to :2121',
+    ]);
+  });
+
+  it('outbound sites open their active range to any server (chosen per session); a forward site has no redirect', () => {
+    for (const role of ['forward', 'transparent'] as const) {
+      const text = nftablesRules(outbound(role));
+      expect(ruleLines(text).map(withoutComment)).toContain('tcp dport 50100-50199 accept');
+      expect(text.includes('chain prerouting')).toBe(role === 'transparent');
+    }
   });
 });

@@ -1,0 +1,210 @@
+/**
+ * The original destination of a redirected connection, for transparent
+ * sites. Node exposes neither SO_ORIGINAL_DST nor IP_TRANSPARENT, so it
+ * comes from connection tracking: one long-lived `conntrack -E -e NEW`
+ * child per listener port (filtered by the reply tuple: source port = the
+ * listener), whose events are kept for a few seconds by the reply tuple,
+ * which is what the accepted socket sees (client, client port as NAT left
+ * it, local address and port). The SYN's event is
+ * emitted when the kernel confirms the flow, before the handshake ends, so
+ * an accept nearly always finds it waiting (a map lookup); otherwise it
+ * waits for it briefly, then asks `conntrack -L` once. Never a guess: no
+ * entry, or an entry that was not redirected, is `undefined`.
+ *
+ * (The kernel data plane drives conntrack the same way, from one child;
+ * these two may share it once both are on main.)
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { normalise } from '../common/address.js';
+import type { Logger } from '../observe/logger.js';
+
+export interface Flow {
+  readonly orig: Tuple;
+  readonly reply: Tuple;
+}
+
+export interface Tuple {
+  readonly src: string;
+  readonly dst: string;
+  readonly sport: number;
+  readonly dport: number;
+}
+
+/** The accepted socket's two ends. */
+export interface Accepted {
+  readonly client: string;
+  readonly clientPort: number;
+  readonly local: string;
+  readonly localPort: number;
+}
+
+export interface OriginalDestination {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `conntrack -E` / `-L` line (conntrack-tools 1.4): the first four tuple fields are the original direction, the next four the reply. Total. */
+export function parseFlow(line: string): Flow | undefined {
+  const fields = [...line.matchAll(/\b(src|dst|sport|dport)=(\S+)/g)];
+  if (fields.length < 8) return undefined;
+  const tuple = (at: number): Tuple | undefined => {
+    const t: Record<string, string> = {};
+    for (const f of fields.slice(at, at + 4)) t[f[1] as string] = f[2] as string;
+    const src = normalise(t.src);
+    const dst = normalise(t.dst);
+    const sport = Number(t.sport);
+    const dport = Number(t.dport);
+    const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
+    return src === '' || dst === '' || !port(sport) || !port(dport) ? undefined : { src, dst, sport, dport };
+  };
+  const orig = tuple(0);
+  const reply = tuple(4);
+  return orig === undefined || reply === undefined ? undefined : { orig, reply };
+}
+
+/** Where `accepted` was going before the edge redirected it; undefined when `flow` is not its flow or was not redirected. */
+export function originalDestination(flow: Flow, accepted: Accepted): OriginalDestination | undefined {
+  const { orig, reply } = flow;
+  // The reply tuple is what the accepted socket sees: NAT may have remapped the client's port (two
+  // connections from one client port to two servers would otherwise meet on one listener tuple).
+  const mine =
+    orig.src === accepted.client &&
+    reply.dst === accepted.client &&
+    reply.dport === accepted.clientPort &&
+    reply.src === accepted.local &&
+    reply.sport === accepted.localPort;
+  if (!mine) return undefined;
+  if (orig.dst === accepted.local && orig.dport === accepted.localPort) return undefined; // dialled the gateway itself
+  return { host: orig.dst, port: orig.dport };
+}
+
+const key = (client: string, clientPort: number, local: string, localPort: number) => `${client}|${clientPort}|${local}|${localPort}`;
+
+/** Events kept this long for an accept to claim them, and at most this many. */
+const KEEP_MS = 10_000;
+const MAX_KEPT = 65_536;
+const TOOL_TIMEOUT_MS = 2_000;
+const EXIT_WAIT_MS = 2_000;
+
+export interface ConntrackOptions {
+  /** The listener's port: only flows redirected to it are kept. */
+  readonly port: number;
+  readonly log: Logger;
+  /** How long an accept waits for its event before asking `conntrack -L`. */
+  readonly waitMs?: number;
+  readonly binary?: string;
+}
+
+export class OriginalDestinations {
+  private child: ChildProcess | undefined;
+  private readonly flows = new Map<string, { readonly flow: Flow; readonly at: number }>();
+  private readonly waiters = new Map<string, (flow: Flow) => void>();
+  private closing = false;
+
+  constructor(private readonly options: ConntrackOptions) {}
+
+  /** Resolves once the conntrack child runs (it prints nothing until an event); rejects if it cannot start. */
+  start(): Promise<void> {
+    const { binary = 'conntrack', port, log } = this.options;
+    const child = spawn(binary, ['-E', '-e', 'NEW', '-p', 'tcp', '--reply-port-src', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    createInterface({ input: child.stdout as NodeJS.ReadableStream, crlfDelay: Infinity }).on('line', (line) => this.onLine(line));
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+      stderr = (stderr + s).slice(-2000);
+    });
+    return new Promise((resolve, reject) => {
+      const ready = setTimeout(resolve, 200);
+      child.once('error', (err) => {
+        clearTimeout(ready);
+        reject(err);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(ready);
+        if (this.child === child) this.child = undefined;
+        const reason = `conntrack exited (${code ?? signal}): ${stderr.trim()}`;
+        reject(new Error(reason));
+        // Lookups go on through `conntrack -L` alone (slower, still exact).
+        if (!this.closing) log.error({ reason }, 'original-destination events lost');
+      });
+    });
+  }
+
+  /** Where the accepted connection was going, or undefined (not found, or not redirected). */
+  async lookup(accepted: Accepted): Promise<OriginalDestination | undefined> {
+    const k = key(accepted.client, accepted.clientPort, accepted.local, accepted.localPort);
+    const kept = this.flows.get(k);
+    if (kept !== undefined) {
+      this.flows.delete(k);
+      return originalDestination(kept.flow, accepted);
+    }
+    const flow = this.child === undefined ? undefined : await this.waitFor(k, this.options.waitMs ?? 100);
+    if (flow !== undefined) return originalDestination(flow, accepted);
+    return this.query(accepted);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const child = this.child;
+    this.child = undefined;
+    this.flows.clear();
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_WAIT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private waitFor(k: string, ms: number): Promise<Flow | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(k);
+        resolve(undefined);
+      }, ms);
+      this.waiters.set(k, (flow) => {
+        clearTimeout(timer);
+        resolve(flow);
+      });
+    });
+  }
+
+  private onLine(line: string): void {
+    const flow = parseFlow(line);
+    if (flow === undefined) return;
+    const k = key(flow.reply.dst, flow.reply.dport, flow.reply.src, flow.reply.sport);
+    const waiter = this.waiters.get(k);
+    if (waiter !== undefined) {
+      this.waiters.delete(k);
+      return waiter(flow);
+    }
+    const now = performance.now();
+    this.flows.set(k, { flow, at: now });
+    // Oldest first (insertion order): forget what no accept claimed in time.
+    for (const [old, entry] of this.flows) {
+      if (now - entry.at < KEEP_MS && this.flows.size <= MAX_KEPT) break;
+      this.flows.delete(old);
+    }
+  }
+
+  /** The slow path: one `conntrack -L` for exactly this connection. */
+  private query(accepted: Accepted): Promise<OriginalDestination | undefined> {
+    const family = accepted.client.includes(':') ? 'ipv6' : 'ipv4';
+    const args = ['-L', '-f', family, '-p', 'tcp', '--reply-dst', accepted.client, '--reply-port-dst', String(accepted.clientPort), '--reply-port-src', String(accepted.localPort)];
+    return new Promise((resolve) => {
+      execFile(this.options.binary ?? 'conntrack', args, { timeout: TOOL_TIMEOUT_MS }, (err, stdout) => {
+        if (err !== null && stdout === '') {
+          this.options.log.warn({ err: err.message }, 'conntrack -L failed');
+          return resolve(undefined);
+        }
+        for (const line of stdout.split('\n')) {
+          const flow = parseFlow(line);
+          const found = flow === undefined ? undefined : originalDestination(flow, accepted);
+          if (found !== undefined) return resolve(found);
+        }
+        resolve(undefined);
+      });
+    });
+  }
+}

@@ -6,10 +6,8 @@
  * Every line it received stays in `connection.lines`, so a test can assert
  * what the gateway really sent upstream.
  */
-import net, { type Socket } from 'node:net';
-import { once } from 'node:events';
 import type { Responder, ScriptedConnection } from '../../support/scripted.js';
-import { pasvReply } from '../../support/scripted.js';
+import { pasvReply, startScriptedUpstream } from '../../support/scripted.js';
 import { type Dialled, dial, parseActiveLine } from './dataPeers.js';
 
 export interface FtpScript {
@@ -100,51 +98,17 @@ export interface ScriptedFtpServer {
   close(): Promise<void>;
 }
 
-/**
- * The same script on a listener of any address (the shared scripted
- * upstream binds 127.0.0.1 only): an IPv6 upstream on ::1.
- */
+/** The same script on a listener of any address: an IPv6 upstream on ::1. */
 export async function startScriptedFtpOn(host: string, script: FtpScript = {}): Promise<ScriptedFtpServer> {
   const { respond, dialled } = scriptedFtp(script);
-  const lines: string[] = [];
-  const sockets = new Set<Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    const conn: ScriptedConnection = {
-      socket,
-      received: () => Buffer.from(lines.join('\r\n')),
-      lines,
-      write: (bytes) => {
-        if (socket.writable) socket.write(bytes);
-      },
-      waitForBytes: () => Promise.resolve(),
-      closed: new Promise((resolve) => socket.once('close', () => resolve())),
-    };
-    let partial = '';
-    socket.on('data', (chunk: Buffer) => {
-      partial += chunk.toString('latin1');
-      for (let lf = partial.indexOf('\n'); lf !== -1; lf = partial.indexOf('\n')) {
-        const line = partial.slice(0, lf).replace(/\r$/, '');
-        partial = partial.slice(lf + 1);
-        lines.push(line);
-        const answer = respond(line, conn);
-        if (answer !== undefined) conn.write(answer);
-      }
-    });
-    socket.write('220 scripted\r\n');
-  });
-  server.listen({ host, port: 0 });
-  await once(server, 'listening');
+  const upstream = await startScriptedUpstream({ host, respond });
   return {
     host,
-    port: (server.address() as net.AddressInfo).port,
-    lines,
-    dialled,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    port: upstream.port,
+    get lines() {
+      return upstream.connections[0]?.lines ?? [];
     },
+    dialled,
+    close: () => upstream.close(),
   };
 }

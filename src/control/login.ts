@@ -3,8 +3,8 @@
  * what the client says before it logs in (a forward proxy's `USER
  * user@host`, `SITE host` or `OPEN host`; RFC 7151 `HOST` for name-based
  * virtual hosting; per-user routing). The gateway greets the client
- * itself, answers what it can alone (FEAT, SYST, NOOP, HELP, QUIT, and
- * AUTH/PBSZ/PROT when it terminates TLS), asks Session for a route when the
+ * itself, answers what it can alone (FEAT, SYST, NOOP, HELP, QUIT; AUTH,
+ * PBSZ and PROT are security.ts's, before any phase), asks Session for a route when the
  * client names one, and, once the chosen upstream has greeted, replays the
  * login so the client sees one consistent conversation.
  */
@@ -13,7 +13,6 @@ import { type Command, formatCommand } from '../ftp/command.js';
 import { formatReply } from '../ftp/reply.js';
 import type { Core } from './protocol.js';
 import type { Entry } from './ReplyFifo.js';
-import type { Security } from './security.js';
 import type { RouteVerb } from './types.js';
 
 const ROUTE_VERBS = new Set<string>(['USER', 'HOST', 'SITE', 'OPEN']);
@@ -29,10 +28,7 @@ interface Pending {
 export class Login {
   private pending: Pending | undefined;
 
-  constructor(
-    private readonly core: Core,
-    private readonly security: Security,
-  ) {}
+  constructor(private readonly core: Core) {}
 
   /** The gateway's own greeting. */
   greet(): void {
@@ -45,12 +41,6 @@ export class Login {
     const { verb, arg } = command;
     if (ROUTE_VERBS.has(verb) && !(verb === 'SITE' && arg === '')) return this.route(verb as RouteVerb, arg);
     switch (verb) {
-      case 'AUTH':
-      case 'PBSZ':
-      case 'PROT':
-      case 'CCC':
-        if (this.security.handle(command)) return;
-        break;
       case 'FEAT':
         return void core.fifo.local(verb, this.features());
       case 'SYST':

@@ -82,7 +82,7 @@ export class ControlProtocol implements Core {
     this.fifo = new ReplyFifo((action) => this.out.push(action));
     this.security = new Security(this);
     this.data = new DataCommands(this, this.security);
-    this.login = new Login(this, this.security);
+    this.login = new Login(this);
     if (settings.greetFirst === true) {
       this.phase = 'login';
       this.greeting = undefined;
@@ -271,6 +271,7 @@ export class ControlProtocol implements Core {
       this.refuse(command.verb, gate);
       return;
     }
+    if (this.security.handle(command)) return; // AUTH, PBSZ, PROT, CCC when the gateway answers them
     if (this.phase === 'login') this.login.handle(command);
     else this.dispatch(command, input.line);
   }
@@ -284,12 +285,6 @@ export class ControlProtocol implements Core {
       case 'PORT':
       case 'EPRT':
         return this.data.active(command);
-      case 'AUTH':
-      case 'PBSZ':
-      case 'PROT':
-      case 'CCC':
-        if (this.security.handle(command)) return;
-        break;
       case 'FEAT':
         this.forward(raw, 'FEAT', {
           collect: true,

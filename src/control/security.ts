@@ -18,6 +18,7 @@ import type { Entry } from './ReplyFifo.js';
 /** What a client may say before TLS on a `required` site. */
 const ALLOWED_BEFORE_TLS = new Set(['AUTH', 'FEAT', 'NOOP', 'HELP', 'SYST', 'QUIT']);
 const LOGIN_VERBS = new Set(['USER', 'PASS', 'ACCT']);
+const SECURITY_VERBS = new Set(['AUTH', 'PBSZ', 'PROT', 'CCC']);
 /** RFC 4217 4: TLS; SSL, TLS-C and TLS-P are the older names clients still send (curl starts with SSL). */
 const MECHANISMS = new Set(['TLS', 'SSL', 'TLS-C', 'TLS-P']);
 
@@ -54,8 +55,9 @@ export class Security {
     return tls !== undefined && tls.requireProtP && !this.protectClientData ? 'needs-prot-p' : undefined;
   }
 
-  /** AUTH, PBSZ, PROT, CCC; false: not answered here (a site without TLS forwards PBSZ/PROT/CCC). */
+  /** AUTH, PBSZ, PROT, CCC; false: not one of them, or not answered here (a site without TLS forwards PBSZ/PROT/CCC). */
   handle(command: Command): boolean {
+    if (!SECURITY_VERBS.has(command.verb)) return false;
     const tls = this.core.settings.tls;
     if (command.verb === 'AUTH' && tls === undefined) {
       this.refuseAuth();

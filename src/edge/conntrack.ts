@@ -11,24 +11,18 @@
  * waits for it briefly, then asks `conntrack -L` once. Never a guess: no
  * entry, or an entry that was not redirected, is `undefined`.
  *
- * (The kernel data plane drives conntrack the same way, from one child;
- * these two may share it once both are on main.)
+ * (The kernel data plane drives conntrack the same way, from a child of its
+ * own; both read its lines with one parser, data/nftables/flowEvents.ts.)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { normalise } from '../common/address.js';
+import { parseFlowEvent, type Tuple } from '../data/nftables/flowEvents.js';
 import type { Logger } from '../observe/logger.js';
 
 export interface Flow {
   readonly orig: Tuple;
   readonly reply: Tuple;
-}
-
-export interface Tuple {
-  readonly src: string;
-  readonly dst: string;
-  readonly sport: number;
-  readonly dport: number;
 }
 
 /** The accepted socket's two ends. */
@@ -44,23 +38,10 @@ export interface OriginalDestination {
   readonly port: number;
 }
 
-/** `conntrack -E` / `-L` line (conntrack-tools 1.4): the first four tuple fields are the original direction, the next four the reply. Total. */
+/** `conntrack -E` / `-L` line: its two tuples (the one parser, data/nftables/flowEvents.ts). Total. */
 export function parseFlow(line: string): Flow | undefined {
-  const fields = [...line.matchAll(/\b(src|dst|sport|dport)=(\S+)/g)];
-  if (fields.length < 8) return undefined;
-  const tuple = (at: number): Tuple | undefined => {
-    const t: Record<string, string> = {};
-    for (const f of fields.slice(at, at + 4)) t[f[1] as string] = f[2] as string;
-    const src = normalise(t.src);
-    const dst = normalise(t.dst);
-    const sport = Number(t.sport);
-    const dport = Number(t.dport);
-    const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
-    return src === '' || dst === '' || !port(sport) || !port(dport) ? undefined : { src, dst, sport, dport };
-  };
-  const orig = tuple(0);
-  const reply = tuple(4);
-  return orig === undefined || reply === undefined ? undefined : { orig, reply };
+  const event = parseFlowEvent(line);
+  return event === undefined ? undefined : { orig: event.orig, reply: event.reply };
 }
 
 /** Where `accepted` was going before the edge redirected it; undefined when `flow` is not its flow or was not redirected. */

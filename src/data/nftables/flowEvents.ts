@@ -1,6 +1,8 @@
 /**
  * Lines of `conntrack -E` and `conntrack -L` (conntrack-tools 1.4), parsed:
- * pure and total (a listed flow reads as NEW).
+ * pure and total (a listed flow reads as NEW). The one parser of them: the
+ * kernel data plane's flow watch and transparent sites' original-destination
+ * lookup (edge/conntrack.ts) both read lines through it.
  *
  *     [NEW] tcp 6 120 SYN_SENT src=A dst=B sport=1 dport=2 [UNREPLIED] src=C dst=D sport=3 dport=4 id=7
  */
@@ -53,7 +55,8 @@ function tuple(t: Partial<Record<string, string>> | undefined): Tuple | undefine
   const dst = normalise(t.dst);
   const sport = Number(t.sport);
   const dport = Number(t.dport);
-  if (src === '' || dst === '' || !Number.isInteger(sport) || !Number.isInteger(dport)) return undefined;
+  const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
+  if (src === '' || dst === '' || !port(sport) || !port(dport)) return undefined;
   return { src, dst, sport, dport };
 }
 

@@ -16,7 +16,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { normalise } from '../common/address.js';
 import { parseFlowEvent, type Tuple } from '../data/nftables/flowEvents.js';
 import type { Logger } from '../observe/logger.js';
 

@@ -176,19 +176,24 @@ const CURL_MODE = {
 
 let seq = 0;
 
-/** One curl transfer straight at the server (what the client believes); MiB/s. `check`: the small file, sha256 both ways. */
+/**
+ * One curl transfer straight at the server (what the client believes): MiB/s
+ * over the whole session (`rate`) and over the data phase alone (`dataRate`,
+ * after curl's pretransfer point), and the setup before it (`setupMs`: connect,
+ * login, PASV/PORT). `check`: the small file, sha256 both ways.
+ */
 async function curl(variant, mode, dir, check) {
   const bytes = check ? P.checkBytes : P.fileBytes;
   const file = check ? 'check.bin' : 'big.bin';
   const name = `u-${process.pid}-${seq++}.bin`;
   const got = join(workDir, `down-${seq}.bin`);
-  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}', ...CURL_MODE[mode]];
+  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total} %{time_pretransfer}', ...CURL_MODE[mode]];
   if (dir === 'down') args.push('-o', check ? got : '/dev/null', `ftp://${ADDR.server}/pub/${file}`);
   else args.push('-T', join(workDir, file), `ftp://${ADDR.server}/upload/${name}`);
   const what = `curl ${mode} ${dir} via ${variant}`;
   const r = await nsRun(topo.ns.client, 'curl', args, { timeoutMs: 310_000 });
   if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.trim()}\n${procs.gateway?.output().slice(-3000) ?? ''}`);
-  const [down, up, secs] = r.stdout.trim().split(' ').map(Number);
+  const [down, up, secs, pre] = r.stdout.trim().split(' ').map(Number);
   const moved = dir === 'down' ? down : up;
   if (moved !== bytes) throw new Error(`${what}: ${moved} of ${bytes} bytes`);
   const arrived = dir === 'up' ? join(workDir, 'root/upload', name) : check ? got : undefined;
@@ -197,7 +202,7 @@ async function curl(variant, mode, dir, check) {
     await rm(arrived, { force: true });
     if (digest !== patternHash(bytes)) throw new Error(`${what}: the file arrived with another sha256`);
   }
-  return bytes / MiB / secs;
+  return { rate: bytes / MiB / secs, dataRate: bytes / MiB / (secs - pre), setupMs: pre * 1000 };
 }
 
 // ---- samples -----------------------------------------------------------------
@@ -232,7 +237,10 @@ async function round(variant) {
   let moved = 0;
   for (const mode of MODES) {
     for (const dir of ['down', 'up']) {
-      record(`${mode}.${dir}`, variant, await curl(variant, mode, dir, false));
+      const r = await curl(variant, mode, dir, false);
+      record(`${mode}.${dir}`, variant, r.rate);
+      record(`${mode}.${dir}.data`, variant, r.dataRate);
+      record('setup', variant, r.setupMs);
       moved += P.fileBytes;
     }
   }
@@ -246,22 +254,29 @@ const LABEL = { pasv: 'passive (PASV)', epsv: 'passive (EPSV)', port: 'active (P
 
 function table() {
   const gateways = VARIANTS.filter((v) => v !== 'kernel');
-  const head = ['transfer', 'kernel ALG MiB/s', ...gateways.flatMap((g) => [`${g} MiB/s`, `${g}/kernel`])];
+  const ratioCell = (r) => (r === undefined ? '—' : `${r.toFixed(2)}×${r >= 0.9 ? '' : ' **<0.9**'}`);
+  const head = ['transfer', 'kernel ALG MiB/s', ...gateways.flatMap((g) => [`${g} MiB/s`, `${g}/kernel`, `${g}/kernel, data phase`])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const rows = [];
+  const medians = (id) => Object.fromEntries(VARIANTS.map((v) => [v, median(samples[id]?.[v] ?? [])]));
+  const ratio = (med, g) => (med[g] === undefined || med.kernel === undefined ? undefined : med[g] / med.kernel);
   for (const mode of MODES) {
     for (const dir of ['down', 'up']) {
-      const per = samples[`${mode}.${dir}`] ?? {};
-      const med = Object.fromEntries(VARIANTS.map((v) => [v, median(per[v] ?? [])]));
-      const ratios = Object.fromEntries(gateways.map((g) => [g, med[g] === undefined || med.kernel === undefined ? undefined : med[g] / med.kernel]));
+      const med = medians(`${mode}.${dir}`);
+      const data = medians(`${mode}.${dir}.data`);
+      const ratios = Object.fromEntries(gateways.map((g) => [g, ratio(med, g)]));
+      const dataRatios = Object.fromEntries(gateways.map((g) => [g, ratio(data, g)]));
       const cells = [`curl ${dir === 'down' ? 'download' : 'upload'} ${P.fileBytes / MiB} MiB, ${LABEL[mode]}`, fmt(med.kernel)];
-      for (const g of gateways) cells.push(fmt(med[g]), ratios[g] === undefined ? '—' : `${ratios[g].toFixed(2)}×${ratios[g] >= 0.9 ? '' : ' **<0.9**'}`);
+      for (const g of gateways) cells.push(fmt(med[g]), ratioCell(ratios[g]), ratioCell(dataRatios[g]));
       lines.push(`| ${cells.join(' | ')} |`);
-      rows.push({ mode, dir, medians: med, ratios, runs: per });
+      rows.push({ mode, dir, medians: med, ratios, dataMedians: data, dataRatios, runs: samples[`${mode}.${dir}`] ?? {} });
     }
   }
-  const cpu = samples.cpu ?? {};
-  lines.push(`| CPU of the gateway per GiB moved (s/GiB) | — | ${gateways.flatMap((g) => [fmt(median(cpu[g] ?? [])), '']).join(' | ')} |`);
+  const setup = medians('setup');
+  const cpu = medians('cpu');
+  const extra = (label, kernel, med) => `| ${[label, kernel, ...gateways.flatMap((g) => [fmt(med[g]), '', ''])].join(' | ')} |`;
+  lines.push(extra('setup before the data (connect, login, PASV/PORT), ms, median', fmt(setup.kernel), setup));
+  lines.push(extra('CPU of the gateway per GiB moved, s/GiB', '—', cpu));
   return { markdown: lines.join('\n'), rows };
 }
 

@@ -78,7 +78,7 @@ export class KernelDataPlane implements DataPlane {
       return this.options.fallback.pinhole(request);
     }
     metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
-    const deps = { nft: this.nft, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
+    const deps = { elements: this.nft, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
     return new KernelPinhole(deps, request, plan);
   }
 

@@ -20,7 +20,7 @@ import type { TlsClient, TlsServer } from '../tls/SiteTls.js';
 import { ControlProtocol } from './protocol.js';
 import { ReadGate } from './ReadGate.js';
 import { farewellFor } from './replies.js';
-import type { Action, ControlSettings, EndReason, LegSpec, Note, PinholeSpec, RouteVerb } from './types.js';
+import type { Action, ControlSettings, EndReason, ForwardSpec, LegSpec, Note, PinholeSpec, RouteVerb } from './types.js';
 
 /** How a session's attempt on an upstream member went (passive health, issue 17). */
 export type UpstreamOutcome =
@@ -312,6 +312,8 @@ export class Session {
         return this.toUpstream(action.line);
       case 'openPinhole':
         return void this.openPinhole(action.spec);
+      case 'openForward':
+        return void this.openForward(action.spec);
       case 'closePinholes':
         return this.closePinholes(action.which, action.reason);
       case 'label':
@@ -442,9 +444,8 @@ export class Session {
   // ---- pinholes ----------------------------------------------------------------
 
   private async openPinhole(spec: PinholeSpec): Promise<void> {
-    const { site, metrics, dataPlane, clientPinholes } = this.ctx;
-    if (this.pinholes.size >= site.limits.maxPinholesPerSession) return this.run(this.core.pinholeFailed(spec.id, 'ERR_ALG_PINHOLE_LIMIT_SESSION'));
-    if (!clientPinholes.tryTake()) return this.run(this.core.pinholeFailed(spec.id, 'ERR_ALG_PINHOLE_LIMIT_CLIENT'));
+    const { site, metrics, dataPlane } = this.ctx;
+    if (!this.takePinholeSlot(spec.id)) return;
     const pinhole = dataPlane.pinhole({
       site: site.name,
       dir: spec.dir,
@@ -456,18 +457,46 @@ export class Session {
       metrics,
       tls: this.pinholeTls(spec),
     });
-    this.pinholes.set(spec.id, pinhole);
-    void pinhole.closed().then(() => this.pinholeClosed(spec.id, pinhole));
+    await this.track(spec.id, pinhole);
+  }
+
+  /**
+   * A transparent site's direct passive data: a plane that can admit exactly
+   * that flow does (held like a pinhole: closed by a new PASV, ABOR, the end);
+   * otherwise the edge's NAT carries it and there is nothing to hold.
+   */
+  private async openForward(spec: ForwardSpec): Promise<void> {
+    const { site, metrics, dataPlane } = this.ctx;
+    if (dataPlane.forward === undefined) return this.run(this.core.pinholeOpened(spec.id, { client: undefined, upstream: undefined }));
+    if (!this.takePinholeSlot(spec.id)) return;
+    const { client, server, port } = spec;
+    const entry = dataPlane.forward({ site: site.name, client, server, port, acceptTimeoutMs: site.timeouts.pinholeAcceptMs, log: this.log, metrics });
+    await this.track(spec.id, entry);
+  }
+
+  /** The session's and the client's pinhole limits; false (and the core told) when one is reached. */
+  private takePinholeSlot(id: number): boolean {
+    const { site, clientPinholes } = this.ctx;
+    const refusal =
+      this.pinholes.size >= site.limits.maxPinholesPerSession ? 'ERR_ALG_PINHOLE_LIMIT_SESSION' : !clientPinholes.tryTake() ? 'ERR_ALG_PINHOLE_LIMIT_CLIENT' : undefined;
+    if (refusal !== undefined) this.run(this.core.pinholeFailed(id, refusal));
+    return refusal === undefined;
+  }
+
+  /** Hold a pinhole until it closes; tell the core once it is open, or why not. */
+  private async track(id: number, pinhole: PinholeHandle): Promise<void> {
+    this.pinholes.set(id, pinhole);
+    void pinhole.closed().then(() => this.pinholeClosed(id, pinhole));
     try {
       await pinhole.open();
     } catch (err) {
       pinhole.close('open-failed');
       const code = (err as { code?: unknown }).code;
       this.log.debug({ err: errFields(err as Error) }, 'pinhole open failed');
-      return this.run(this.core.pinholeFailed(spec.id, typeof code === 'string' ? code : 'ERR_ALG_BIND'));
+      return this.run(this.core.pinholeFailed(id, typeof code === 'string' ? code : 'ERR_ALG_BIND'));
     }
     if (this.ended) return pinhole.close('session-end'); // the session ended while the pinhole was being opened
-    this.run(this.core.pinholeOpened(spec.id, { client: pinhole.clientPort, upstream: pinhole.upstreamPort }));
+    this.run(this.core.pinholeOpened(id, { client: pinhole.clientPort, upstream: pinhole.upstreamPort }));
   }
 
   /** PROT P legs: the client's under the site's certificate, the upstream's resuming the upstream control session. */

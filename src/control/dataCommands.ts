@@ -71,7 +71,10 @@ export class DataCommands {
     this.setup({ mode: 'passive', verb });
   }
 
-  /** Transparent sites: the server's own passive reply, checked like any 227/229 and naming only the server's control address. */
+  /**
+   * Transparent sites: the server's own passive reply, checked like any 227/229 and naming only the
+   * server's control address, once the data plane admits the client's connection to that port.
+   */
   private direct(verb: PassiveVerb, arg: string): void {
     const core = this.core;
     const entry = core.fifo.push(verb, { state: 'waiting', collect: true });
@@ -85,8 +88,12 @@ export class DataCommands {
       const named = verb === 'PASV' ? parsePasvReply(reply.text) : undefined;
       const faithful = named === undefined || (named.ok && named.value.address === server);
       if (!faithful) core.note({ kind: 'rejected', side: 'upstream', reason: '227-foreign-address', detail: reply.text.slice(0, 120) });
-      core.fifo.deliver(e, faithful ? Buffer.concat([...reply.parts, reply.raw]) : formatPasvReply(server, port));
-      core.finish(e);
+      const answer = faithful ? Buffer.concat([...reply.parts, reply.raw]) : formatPasvReply(server, port);
+      const admitted = () => {
+        core.fifo.deliver(e, answer);
+        core.finish(e);
+      };
+      core.openForward({ client: core.endpoints.client, server, port }, admitted, this.refused(e));
     });
   }
 
@@ -188,15 +195,16 @@ export class DataCommands {
       wish.mode === 'passive'
         ? { kind: 'listen', host: endpoints.clientLocal, pool: 'passive', expectedPeer: endpoints.client }
         : { kind: 'connect', host: wish.target.address, port: wish.target.port, localAddress: endpoints.clientLocal, fromPort20: settings.activeMode.sourcePort20 };
-    this.core.openPinhole(
-      { dir: wish.mode, client: clientLeg, upstream: upstreamLeg, tls: this.security.dataTls },
-      then,
-      (code) => {
-        const failure = pinholeFailure(code);
-        this.core.note({ kind: 'pinhole-refused', reason: failure.reason });
-        this.fail(entry, failure.reply);
-      },
-    );
+    this.core.openPinhole({ dir: wish.mode, client: clientLeg, upstream: upstreamLeg, tls: this.security.dataTls }, then, this.refused(entry));
+  }
+
+  /** A pinhole (or forward entry) that could not be opened: the client hears why, in the entry's turn. */
+  private refused(entry: Entry): (code: string) => void {
+    return (code) => {
+      const failure = pinholeFailure(code);
+      this.core.note({ kind: 'pinhole-refused', reason: failure.reason });
+      this.fail(entry, failure.reply);
+    };
   }
 
   /** The client's answer, in the form it asked for. */

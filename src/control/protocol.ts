@@ -23,7 +23,7 @@ import { type RefusalReason, farewellFor, refusalReply } from './replies.js';
 import { type Entry, type EntryOptions, ReplyFifo, type ReplyHandler } from './ReplyFifo.js';
 import { Login } from './login.js';
 import { Security } from './security.js';
-import type { Action, ControlSettings, EndReason, Endpoints, FinalReply, Note, PinholePorts, PinholeSpec } from './types.js';
+import type { Action, ControlSettings, EndReason, Endpoints, FinalReply, ForwardSpec, Note, PinholePorts, PinholeSpec } from './types.js';
 
 /** Commands in flight plus queued input, at most; more ends the session (a client that never reads). */
 export const MAX_PENDING = 64;
@@ -54,6 +54,8 @@ export interface Core {
   discardBacklog(): void;
   /** Ask Session for a pinhole; `opened` or `failed` is called in the entry's turn. */
   openPinhole(spec: Omit<PinholeSpec, 'id'>, opened: (ports: PinholePorts, id: number) => void, failed: (code: string) => void): void;
+  /** Ask Session to admit a direct data connection (one id space with pinholes); `opened` or `failed` in the entry's turn. */
+  openForward(spec: Omit<ForwardSpec, 'id'>, opened: () => void, failed: (code: string) => void): void;
   end(reason: EndReason, farewell?: Buffer): void;
 }
 
@@ -416,6 +418,12 @@ export class ControlProtocol implements Core {
     const id = ++this.nextPinholeId;
     this.pinholeWaiters.set(id, { opened, failed });
     this.emit({ type: 'openPinhole', spec: { ...spec, id } });
+  }
+
+  openForward(spec: Omit<ForwardSpec, 'id'>, opened: () => void, failed: (code: string) => void): void {
+    const id = ++this.nextPinholeId;
+    this.pinholeWaiters.set(id, { opened, failed });
+    this.emit({ type: 'openForward', spec: { ...spec, id } });
   }
 
   finish(entry: Entry): void {

@@ -81,6 +81,14 @@ export interface PinholeSpec {
   readonly tls: { readonly client: boolean; readonly upstream: boolean };
 }
 
+/** A transparent site's direct passive data connection: `client` dials `server`:`port` itself. */
+export interface ForwardSpec {
+  readonly id: number;
+  readonly client: string;
+  readonly server: string;
+  readonly port: number;
+}
+
 /** Ports a pinhole listens on, once open. */
 export interface PinholePorts {
   readonly client: number | undefined;
@@ -106,6 +114,8 @@ export type Action =
   /** The upstream accepted AUTH TLS: start TLS toward it. */
   | { readonly type: 'secureUpstream' }
   | { readonly type: 'openPinhole'; readonly spec: PinholeSpec }
+  /** Let the client's direct data connection to the server through (transparent sites' PASV/EPSV); answered like a pinhole. */
+  | { readonly type: 'openForward'; readonly spec: ForwardSpec }
   /** Close pinholes: those still waiting for their peer, all of them, or one by id. */
   | { readonly type: 'closePinholes'; readonly which: 'waiting' | 'all' | number; readonly reason: string }
   /** The newest pinhole serves this transfer command (for logs). */

@@ -44,6 +44,21 @@ export interface PinholeRequest {
   readonly tls?: PinholeTls;
 }
 
+/**
+ * A transparent site's direct passive data: the client dials the server's
+ * own data port through the edge. A plane that can admit exactly that flow
+ * (the kernel plane's forward entry) does so; others need nothing for it.
+ */
+export interface ForwardRequest {
+  readonly site: string;
+  readonly client: string;
+  readonly server: string;
+  readonly port: number;
+  readonly acceptTimeoutMs: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
 export interface DataPlane {
   /** What carries the bytes, for the start log line and `ftp_alg_data_plane{kind}`. */
   readonly kind: 'relay' | 'nftables';
@@ -52,6 +67,8 @@ export interface DataPlane {
   /** Set up what the plane needs before the first pinhole (a kernel table, helper processes). */
   start?(): Promise<void>;
   pinhole(request: PinholeRequest): PinholeHandle;
+  /** Admit one direct flow (see ForwardRequest); absent: the edge's NAT carries it unaided. */
+  forward?(request: ForwardRequest): PinholeHandle;
   /** Metrics kept by the data plane outside the gateway's own registry, as prom-client JSON. */
   metricsJson(): Promise<unknown[]>;
   close(): Promise<void>;

@@ -9,6 +9,7 @@ import ipaddr from 'ipaddr.js';
 import { isIp, parseListenAddress } from '../config/formats.js';
 import { passiveSlice } from '../config/instance.js';
 import type { GatewayConfig, PortRange, SiteConfig } from '../config/types.js';
+import { DIRECT_MARK_HEX } from '../data/nftables/ruleset.js';
 import { wantsKernelPlane } from './kubePod.js';
 
 export const NFT_TABLE = 'ftp_alg';
@@ -71,12 +72,23 @@ export function nftScript(header: readonly string[], table: string, chain: strin
  */
 function forwardChain(config: GatewayConfig): string[] {
   const ranges = config.sites.flatMap((s) => [formatRange(s.passivePorts), formatRange(s.activePorts)]);
+  const direct = config.sites.filter((s) => s.role === 'transparent' && s.transparentPassive === 'direct');
+  const outbound = config.sites.some((s) => s.role !== undefined);
   return [
     '',
     '\t# dataPlane.kind "nftables"/"auto": forwarding is on for the kernel data plane; forward only its pinholes',
     '\tchain forward {',
     '\t\ttype filter hook forward priority filter; policy drop;',
     `\t\tct status dnat meta l4proto tcp ct original proto-dst { ${ranges.join(', ')} } accept comment "ftp-alg kernel data plane pinholes"`,
+    ...(direct.length === 0
+      ? []
+      : [
+          `\t\t# ${direct.map((s) => s.name).join(', ')}: each PASV/EPSV reply the gateway passes on admits one connection of that client to`,
+          "\t\t# that server port (a one-shot entry of the gateway's table, which marks the flow); a forward chain of your own",
+          '\t\t# with policy drop needs this rule too',
+          `\t\tct mark & ${DIRECT_MARK_HEX} == ${DIRECT_MARK_HEX} accept comment "ftp-alg transparent sites: direct passive data"`,
+        ]),
+    ...(outbound ? ["\t\t# outbound sites: the inside clients' other traffic is dropped here too unless you accept it (e.g. iifname \"lan0\" oifname \"wan0\" accept)"] : []),
     '\t}',
   ];
 }

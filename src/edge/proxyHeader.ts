@@ -96,7 +96,9 @@ export function upstreamHeader(version: 1 | 2, client: Socket, carried: ProxyHea
 /** A data plane whose connections to the upstream begin with a PROXY header naming the client's end of the data connection. */
 export function withUpstreamDataHeader(plane: DataPlane, version: 1 | 2): DataPlane {
   const mark = (leg: LegRequest): LegRequest => (leg.kind === 'connect' ? { ...leg, proxyHeader: version } : leg);
+  const forward = plane.forward?.bind(plane);
   return {
+    ...(forward !== undefined && { forward }),
     kind: plane.kind,
     shards: plane.shards,
     start: () => plane.start?.() ?? Promise.resolve(),

@@ -13,9 +13,10 @@ import { KernelPlaneError } from '../../common/errors.js';
 import type { PortRange } from '../../config/types.js';
 import type { Logger } from '../../observe/logger.js';
 import type { Metrics } from '../../observe/metrics.js';
-import type { DataPlane, PinholeHandle, PinholeRequest } from '../DataPlane.js';
+import type { DataPlane, ForwardRequest, PinholeHandle, PinholeRequest } from '../DataPlane.js';
 import { parseFlowEvent, type Tuple } from './flowEvents.js';
 import { FlowWatch } from './FlowWatch.js';
+import { ForwardEntry } from './ForwardEntry.js';
 import { type KernelLegs, KernelPinhole } from './KernelPinhole.js';
 import { NftShell } from './NftShell.js';
 import { deleteTableCommand, tableScript } from './ruleset.js';
@@ -80,6 +81,12 @@ export class KernelDataPlane implements DataPlane {
     metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
     const deps = { elements: this.nft, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
     return new KernelPinhole(deps, request, plan);
+  }
+
+  /** A transparent site's direct passive flow: one forward entry (fwd4/fwd6), or 425 while the plane is down. */
+  forward(request: ForwardRequest): PinholeHandle {
+    request.metrics.pinholesByPlane.inc({ site: request.site, plane: 'nftables', reason: 'forward' });
+    return new ForwardEntry({ elements: this.nft, healthy: () => this.healthy, onError: (op) => this.countError(op) }, request);
   }
 
   metricsJson(): Promise<unknown[]> {

@@ -9,7 +9,11 @@
  * - `arm4`/`arm6` hold the key until the first SYN uses it: the `oneshot`
  *   chain deletes it in the packet path, so a second connection finds no
  *   DNAT, reaches the edge itself and is refused (RST);
- * - `orig4`/`reply4` (and v6) count the bytes of each direction of the flow.
+ * - `orig4`/`reply4` (and v6) count the bytes of each direction of the flow;
+ * - `fwd4`/`fwd6` (transparent sites' direct passive data, no NAT) hold
+ *   (client . server . port) until the client's first SYN: the `gate`
+ *   chain consumes the element and sets DIRECT_MARK on the flow, which the
+ *   edge's own forward chain accepts (one flow, then nothing).
  * Every element but the counters has the accept deadline as its timeout.
  * A flow outlives its elements: conntrack keeps its NAT until the flow is
  * gone (a retransmitted FIN after TIME_WAIT must still pass), so nothing
@@ -19,6 +23,13 @@ import type { Family } from '../../common/address.js';
 
 export const TABLE = 'ftp_alg_dp';
 const T = `inet ${TABLE}`;
+/**
+ * The ct mark bit of a flow admitted by a forward entry (fwd4/fwd6), set
+ * with `or` (other bits stay the operator's). A forward chain with `policy
+ * drop` lets those flows through with `ct mark & 0x10000000 == 0x10000000 accept`.
+ */
+export const DIRECT_MARK = 0x10000000;
+export const DIRECT_MARK_HEX = `0x${DIRECT_MARK.toString(16).padStart(8, '0')}`;
 
 export interface PinholeKey {
   readonly family: Family;
@@ -49,6 +60,7 @@ function familySets(f: Family): string {
     `\tset arm${f} { type ${key}; flags timeout; size 65535; }`,
     `\tset orig${f} { type ${key}; flags timeout; size 65535; counter; }`,
     `\tset reply${f} { type ${key}; flags timeout; size 65535; counter; }`,
+    `\tset fwd${f} { type ${key}; flags timeout; size 65535; }`,
   ].join('\n');
 }
 
@@ -66,6 +78,8 @@ function rules(f: Family): { pre: string; oneshot: string; post: string; gate: s
     oneshot: `\t\tct state new ct status dnat meta l4proto tcp delete @arm${f} { ${ip} saddr . ct original ${ip} daddr . ct original proto-dst }`,
     post: `\t\tct status dnat meta l4proto tcp snat ${ip} to ${ctKey(f)} map @snat${f}`,
     gate: [
+      // A forward entry admits the first SYN of exactly its flow and is gone; the mark carries the flow on.
+      `\t\ttcp flags & (syn | ack) == syn ct state new ${key} @fwd${f} ct mark set ct mark or ${DIRECT_MARK_HEX} delete @fwd${f} { ${key} } accept`,
       `\t\tct status dnat meta l4proto tcp ct direction original ${ctKey(f)} @orig${f} accept`,
       `\t\tct status dnat meta l4proto tcp ct direction reply ${ctKey(f)} @reply${f} accept`,
     ].join('\n'),
@@ -179,6 +193,31 @@ export function closeOps(k: PinholeKey, t: PinholeTarget): ElementOp[] {
   const [orig, reply, pin, snat, arm] = pinholeElements(k, t, READD_TIMEOUT_MS) as [ElementOp, ElementOp, ElementOp, ElementOp, ElementOp];
   const adds = [arm, pin, snat, orig, reply];
   return [...adds, ...adds.map(({ set, key }): ElementOp => ({ op: 'delete', set, key }))];
+}
+
+/** A transparent site's direct passive data: (client . server . port) admitted once, within the accept deadline. */
+export interface ForwardKey {
+  readonly family: Family;
+  readonly client: string;
+  readonly server: string;
+  readonly port: number;
+}
+
+function forwardParts(k: ForwardKey): Part[] {
+  return [address(k.family, k.client), address(k.family, k.server), port(k.port)];
+}
+
+export function forwardOpenOps(k: ForwardKey, timeoutMs: number): ElementOp[] {
+  return [{ op: 'add', set: `fwd${k.family}`, key: forwardParts(k), timeoutMs }];
+}
+
+/** Removes the entry whether or not the first SYN consumed it (re-added first: a no-op when present). */
+export function forwardCloseOps(k: ForwardKey): ElementOp[] {
+  const key = forwardParts(k);
+  return [
+    { op: 'add', set: `fwd${k.family}`, key, timeoutMs: READD_TIMEOUT_MS },
+    { op: 'delete', set: `fwd${k.family}`, key },
+  ];
 }
 
 /** Both counters of a pinhole: the answer holds orig's, then reply's. */

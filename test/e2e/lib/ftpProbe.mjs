@@ -3,7 +3,7 @@
 // Steps: {op:'control', host, port} | {op:'send', line} (answer: the final
 // reply line; '{listen}' becomes the h,h,h,h,p,p of the last 'listen') |
 // {op:'dial', host, port (a number, 'last' or 'last-1': the port of the
-// latest 227/229 or the one before), from?, slot?, hold?} (answer: 'refused' |
+// latest 227/229 or the one before, 'last+1': the port after the latest), from?, slot?, hold?} (answer: 'refused' |
 // 'connected', the connection kept as `slot`) | {op:'read', slot} (answer:
 // {bytes, sha256}) | {op:'listen', host} (answer: the port; the connection it
 // accepts is the next `read` of slot 'listen') | {op:'sleep', ms}.
@@ -41,9 +41,10 @@ async function finalReply() {
   }
 }
 
-/** `port: 'last'` is the port of the latest 227/229; `port: 'last-1'` the one before it. */
+/** `port: 'last'` is the port of the latest 227/229; `port: 'last-1'` the one before it; 'last+1' the port after the latest. */
 function portOf(step) {
   if (typeof step.port === 'number') return step.port;
+  if (step.port === 'last+1') return portOf({ port: 'last' }) + 1;
   const passive = results.filter((r) => typeof r === 'string' && /^22[79] /.test(r));
   const reply = passive[passive.length - (step.port === 'last-1' ? 2 : 1)] ?? '';
   const epsv = /\|\|\|(\d+)\|/.exec(reply);

@@ -52,6 +52,8 @@ export interface GatewayConfig {
 /** Outbound sites (role forward or transparent): no upstream, and further keys as the config file takes them. */
 export interface OutboundGatewayConfig {
   log: { level: string };
+  dataPlane?: { kind?: 'relay' | 'nftables' | 'auto' };
+  metrics?: { listen: string };
   sites: Array<{ name: string; listen: { host: string; port: number }; [key: string]: unknown }>;
 }
 

@@ -35,6 +35,8 @@ export function show(a: Action): string {
       const { id, dir, client, upstream, tls } = a.spec;
       return `open#${id} ${dir} client=${leg(client)} upstream=${leg(upstream)}${tls.client || tls.upstream ? ` tls=${tls.client ? 'C' : '-'}${tls.upstream ? 'U' : '-'}` : ''}`;
     }
+    case 'openForward':
+      return `forward#${a.spec.id} ${a.spec.client} -> ${a.spec.server}:${a.spec.port}`;
     case 'closePinholes':
       return `close ${a.which} ${a.reason}`;
     case 'label':

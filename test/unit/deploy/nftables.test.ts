@@ -177,6 +177,20 @@ describe('nftablesRules for outbound sites (issue 15)', () => {
     expect(redirects(text)).toEqual(expected);
   });
 
+  it.each([
+    ['direct', true],
+    ['pinhole', false],
+  ])('kernel plane, transparentPassive %s: the forward chain accepts the one-shot entries\' mark: %s', (transparentPassive, accepts) => {
+    const config = parseConfig({
+      dataPlane: { kind: 'nftables' },
+      sites: [{ name: 'office', role: 'transparent', transparentPassive, listen: { host: '0.0.0.0', port: 2121 }, passivePorts: { min: 50000, max: 50099 }, activePorts: { min: 50100, max: 50199 } }],
+    });
+    const chain = (/chain forward \{\n([\s\S]*?)\n\t\}/.exec(nftablesRules(config))?.[1] ?? '').split('\n').map((l) => l.trim());
+    expect(chain[0]).toBe('type filter hook forward priority filter; policy drop;');
+    expect(chain.includes('ct mark & 0x10000000 == 0x10000000 accept comment "ftp-alg transparent sites: direct passive data"')).toBe(accepts);
+    expect(chain.at(-1)).toMatch(/^# outbound sites: the inside clients' other traffic is dropped here too/);
+  });
+
   it('outbound sites open their active range to any server (chosen per session); a forward site has no redirect', () => {
     for (const role of ['forward', 'transparent'] as const) {
       const text = nftablesRules(outbound(role));

@@ -92,6 +92,11 @@ export class ReplyFifo {
     this.flush();
   }
 
+  /** Some entry for one of `verbs` still waits for the upstream's final reply (after any 1xx). */
+  awaits(verbs: ReadonlySet<string>): boolean {
+    return this.entries.some((e) => e.state === 'upstream' && verbs.has(e.verb));
+  }
+
   /** Everything owed is said: no entry left. */
   get empty(): boolean {
     return this.entries.length === 0;

@@ -552,6 +552,10 @@ export class Session {
     if (loginMs > 0 && !this.core.loggedIn && now - this.began >= loginMs) return this.end('login-timeout');
     if (now - this.lastLineAt < controlIdleMs) return;
     for (const p of this.pinholes.values()) if (p.state === 'relaying') return;
+    if (this.core.directTransfer) {
+      this.lastLineAt = now; // its end, within a sweep, starts the idle time afresh (as a pinhole's closing does)
+      return;
+    }
     this.end('control-idle');
   }
 

@@ -121,6 +121,15 @@ export class ControlProtocol implements Core {
     return this.phase !== 'ready' || (this.fifo.empty && this.backlog.length === 0);
   }
 
+  /**
+   * A transfer runs that no pinhole of the gateway carries: on a site whose passive data goes straight to
+   * the server (passiveDirect), a transfer command still awaiting its final reply. The control connection
+   * is quiet meanwhile, and must not be ended as idle under it.
+   */
+  get directTransfer(): boolean {
+    return this.settings.passiveDirect === true && this.fifo.awaits(TRANSFER_VERBS);
+  }
+
   /** The client control connection is TLS. */
   get clientSecure(): boolean {
     return this.security.clientSecure;

@@ -33,11 +33,49 @@ const PROBE = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'ftpProbe.mjs
 const SITE_PORT = 2122;
 const OTHER_CLIENT = '203.0.113.11';
 const ACCEPT_MS = 10_000;
+const CONTROL_IDLE_MS = 2_000;
+
+/**
+ * A slow download in the client namespace: EPSV, the data connection, RETR,
+ * then 64 KiB every 60 ms (a small receive buffer), while the control
+ * connection stays quiet for longer than the site's controlIdleMs. Prints the
+ * reply to RETR, the bytes read and the final reply.
+ */
+const SLOW_GET = `
+import re, socket, sys, time
+host, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.create_connection((host, 21), timeout=30)
+f = s.makefile('rb')
+def reply():
+    while True:
+        l = f.readline().decode('latin1').rstrip('\\r\\n')
+        if not l: return '(closed)'
+        if len(l) >= 4 and l[:3].isdigit() and l[3] == ' ': return l
+def cmd(c):
+    s.sendall((c + '\\r\\n').encode('latin1'))
+    return reply()
+reply()
+cmd('USER ' + user); cmd('PASS ' + password); cmd('TYPE I')
+port = int(re.search(r'\\|\\|\\|(\\d+)\\|', cmd('EPSV')).group(1))
+d = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM)
+d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+d.settimeout(30)
+d.connect((host, port))
+print(cmd('RETR /pub/8m.bin'), flush=True)
+n = 0
+while True:
+    b = d.recv(65536)
+    if not b: break
+    n += len(b)
+    time.sleep(0.06)
+print(n, flush=True)
+print(reply(), flush=True)
+`;
 
 const prereq = suitePrereq('outbound-kernel.e2e', { gateway: true, tools: ['nft', 'conntrack', 'curl'] });
 
 function config(kind: 'nftables' | 'relay'): OutboundGatewayConfig {
-  const site = (name: string, host: string, clients: string, servers: string, first: number) => ({
+  const site = (name: string, host: string, clients: string, servers: string, first: number, controlIdleMs = 300_000) => ({
     name,
     role: 'transparent',
     listen: { host, port: SITE_PORT },
@@ -46,13 +84,13 @@ function config(kind: 'nftables' | 'relay'): OutboundGatewayConfig {
     externalAddress: host,
     passivePorts: { min: first, max: first + 99 },
     activePorts: { min: first + 100, max: first + 199 },
-    timeouts: { pinholeAcceptMs: ACCEPT_MS },
+    timeouts: { pinholeAcceptMs: ACCEPT_MS, controlIdleMs },
   });
   return {
     log: { level: 'debug' },
     dataPlane: { kind },
     metrics: { listen: '127.0.0.1:0' },
-    sites: [site('transparent', ADDR.edgePublic, '203.0.113.0/24', '192.0.2.0/24', 50000), site('transparent6', ADDR.edge6, '2001:db8:1::/64', '2001:db8:2::/64', 50200)],
+    sites: [site('transparent', ADDR.edgePublic, '203.0.113.0/24', '192.0.2.0/24', 50000), site('transparent6', ADDR.edge6, '2001:db8:1::/64', '2001:db8:2::/64', 50200, CONTROL_IDLE_MS)],
   };
 }
 
@@ -92,7 +130,8 @@ describe.skipIf(prereq.skip)('transparent sites on the kernel plane behind a clo
     for (const s of Object.values(servers)) await s?.stop();
   }, HOOK_TIMEOUT_MS);
 
-  const why = (r: ClientResult) => `${describeResult(r)}\n${suite.gatewayLog(40)}`;
+  const gatewayTail = () => (gateway?.output() ?? '').split('\n').slice(-40).join('\n');
+  const why = (r: ClientResult) => `${describeResult(r)}\n${gatewayTail()}`;
   const lines = (msg: string) => jsonLines(gateway?.output() ?? '').filter((l) => l.msg === msg);
 
   it('the edge\'s forward chain is closed (policy drop) and accepts the entries\' mark', () => {
@@ -144,6 +183,16 @@ describe.skipIf(prereq.skip)('transparent sites on the kernel plane behind a clo
     // Dropped (a timeout), not refused: the server would have answered each of them with a reset or an accept.
     expect(results.slice(5, 9)).toEqual(['timeout', 'timeout', 'connected', 'timeout']);
     expect(results[10]).toMatchObject({ bytes: FILES['8m.bin'].length, sha256: expectedSha('8m.bin') });
+  }, TEST_TIMEOUT_MS);
+
+  it('IPv6 (controlIdleMs 2 s): a direct transfer longer than that keeps its quiet control connection, the 226 arrives', async () => {
+    const s = servers[6];
+    const r = await t().exec('client', 'python3', ['-c', SLOW_GET, ADDR.server6, s?.user ?? '', s?.password ?? ''], { timeoutMs: 40_000 });
+    const [retr, bytes, final] = r.stdout.trim().split('\n');
+    expect(retr, r.stderr).toMatch(/^150 /);
+    expect(Number(bytes)).toBe(FILES['8m.bin'].length);
+    expect(final, gatewayTail()).toMatch(/^226 /);
+    expect(lines('session end').filter((l) => l.reason === 'control-idle')).toEqual([]);
   }, TEST_TIMEOUT_MS);
 
   it('active mode still goes through the kernel pinholes (DNAT), accepted by the same chain', async () => {

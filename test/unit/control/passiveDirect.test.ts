@@ -66,6 +66,28 @@ describe('control core: passive data on a transparent site (passiveDirect)', () 
     expect(d.log.slice(3)).toEqual(['C< 227 Entering Passive Mode (192,0,2,10,19,137)', 'label RETR', 'U> RETR x']);
   });
 
+  it('a transfer the gateway does not carry runs from the command to its final reply (the quiet control connection is not idle then)', () => {
+    const d = direct();
+    d.client('EPSV');
+    d.upstream('229 Extended (|||5001|)');
+    d.opened(1, {});
+    expect(d.core.directTransfer).toBe(false);
+    d.client('RETR big');
+    d.upstream('150 Opening BINARY mode data connection');
+    expect(d.core.directTransfer).toBe(true);
+    d.upstream('226 Transfer complete');
+    expect(d.core.directTransfer).toBe(false);
+    d.client('NOOP');
+    expect(d.core.directTransfer).toBe(false);
+  });
+
+  it('on a reverse site a transfer is the pinhole\'s to show, never the core\'s', () => {
+    const d = Driver.ready();
+    d.client('RETR big');
+    d.upstream('150 Opening BINARY mode data connection');
+    expect(d.core.directTransfer).toBe(false);
+  });
+
   it('PORT still becomes an active pinhole on the outside address admitting only the server', () => {
     const d = direct();
     d.client('PORT 198,51,100,7,19,137');

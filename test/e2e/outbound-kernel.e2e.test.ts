@@ -21,7 +21,7 @@ import { hasElements } from '../../src/data/nftables/ruleset.js';
 import { describeResult, runClient, sha256File, usedMode, type ClientResult, type Family, type Mode } from './lib/clients.js';
 import { expectedSha, remotePath, FILES } from './lib/fixtures.js';
 import { jsonLines, startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
-import { loadGeneratedRules } from './lib/outbound.js';
+import { loadGeneratedRules, PY_CONTROL } from './lib/outbound.js';
 import { assertPrereq, suitePrereq } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -41,19 +41,10 @@ const CONTROL_IDLE_MS = 2_000;
  * connection stays quiet for longer than the site's controlIdleMs. Prints the
  * reply to RETR, the bytes read and the final reply.
  */
-const SLOW_GET = `
-import re, socket, sys, time
+const SLOW_GET = `${PY_CONTROL}
+import re, sys, time
 host, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
-s = socket.create_connection((host, 21), timeout=30)
-f = s.makefile('rb')
-def reply():
-    while True:
-        l = f.readline().decode('latin1').rstrip('\\r\\n')
-        if not l: return '(closed)'
-        if len(l) >= 4 and l[:3].isdigit() and l[3] == ' ': return l
-def cmd(c):
-    s.sendall((c + '\\r\\n').encode('latin1'))
-    return reply()
+control(host, 21, 30)
 reply()
 cmd('USER ' + user); cmd('PASS ' + password); cmd('TYPE I')
 port = int(re.search(r'\\|\\|\\|(\\d+)\\|', cmd('EPSV')).group(1))

@@ -37,7 +37,7 @@ import {
 } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
-import { loadGeneratedRules, outboundRequest, type OutboundSite as Site } from './lib/outbound.js';
+import { loadGeneratedRules, outboundRequest, PY_CONTROL, type OutboundSite as Site } from './lib/outbound.js';
 import { assertPrereq, checkPrereq, IN_CI } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -116,20 +116,13 @@ function outboundConfig(): OutboundGatewayConfig {
 }
 
 /** Raw control lines from the client namespace: the last line of each reply (greeting first), "(closed)" at EOF. */
-const PROBE = `
-import socket, sys
+const PROBE = `${PY_CONTROL}
+import sys
 host, port, lines = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-s = socket.create_connection((host, port), timeout=10)
-f = s.makefile('rb')
-def reply():
-    while True:
-        l = f.readline().decode('latin1').rstrip('\\r\\n')
-        if not l: return '(closed)'
-        if len(l) >= 4 and l[:3].isdigit() and l[3] == ' ': return l
+control(host, port, 10)
 print(reply(), flush=True)
 for line in lines:
-    s.sendall((line + '\\r\\n').encode('latin1'))
-    print(reply(), flush=True)
+    print(cmd(line), flush=True)
 print(reply() if lines == [] else '', flush=True)
 `;
 

@@ -11,6 +11,27 @@ import { run, type Topology } from './topology.js';
 
 export type OutboundSite = 'forward' | 'transparent';
 
+/**
+ * Python for scripts run in the client namespace: a control connection `s`
+ * to (host, port), `reply()` the last line of the next reply ("(closed)" at
+ * EOF) and `cmd(line)` a command and its reply.
+ */
+export const PY_CONTROL = `
+import socket
+def control(host, port, timeout):
+    global s, f
+    s = socket.create_connection((host, port), timeout=timeout)
+    f = s.makefile('rb')
+def reply():
+    while True:
+        l = f.readline().decode('latin1').rstrip('\\r\\n')
+        if not l: return '(closed)'
+        if len(l) >= 4 and l[:3].isdigit() and l[3] == ' ': return l
+def cmd(line):
+    s.sendall((line + '\\r\\n').encode('latin1'))
+    return reply()
+`;
+
 /** Generates the ruleset for `config` (in `work`) and loads it in the edge; returns its text. */
 export async function loadGeneratedRules(t: Topology, work: string, config: OutboundGatewayConfig): Promise<string> {
   const file = join(work, 'gateway.json');

@@ -3,7 +3,9 @@
  * every instance, each instance's passive slice (the one it serves, from the
  * same function the gateway uses) steered to it, DNAT only; refusals.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { loadConfigFile } from '../../../src/config/load.js';
 import { passiveSlice } from '../../../src/config/instance.js';
 import { BalancerError, balancerRules, controlMapUpdate, controlSlots, slotTargets } from '../../../src/deploy/balancer.js';
 import { probeUrls } from '../../../src/deploy/BalancerAgent.js';
@@ -24,7 +26,14 @@ function ruleLines(text: string): string[] {
     .map((l) => l.replace(/ comment "[^"]*"$/, ''));
 }
 
+const ROOT = new URL('../../../', import.meta.url);
+
 describe('balancerRules', () => {
+  it('deploy/balancer/balancer.nft equals what the generator prints for deploy/balancer/ftp-alg.json (deploy/README.md)', () => {
+    const example = loadConfigFile(new URL('deploy/balancer/ftp-alg.json', ROOT).pathname);
+    expect(readFileSync(new URL('deploy/balancer/balancer.nft', ROOT), 'utf8')).toBe(balancerRules(example, { instances: INSTANCES }));
+  });
+
   it('spreads the control port and steers each passive slice to its owner', () => {
     expect(ruleLines(balancerRules(two, { instances: INSTANCES }))).toEqual([
       'ip daddr 203.0.113.1 tcp dport 21 dnat ip to jhash ip saddr . tcp sport mod 2 map @control',

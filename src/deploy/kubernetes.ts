@@ -16,6 +16,7 @@ import ipaddr from 'ipaddr.js';
 import { parseListenAddress } from '../config/formats.js';
 import type { GatewayConfig, SiteConfig } from '../config/types.js';
 import { CONFIG_FILE, controlPorts, podSpec, privilegedPorts, type PodShape, scrapeAnnotations } from './kubePod.js';
+import { deployment, externalFamilies, instanceLabels, type Metadata, portsOf, selectorLabels, servicePort } from './kubeObjects.js';
 import { formatYamlDocuments, type YamlMap, type YamlValue } from './yaml.js';
 
 export type KubePattern = 'daemonset' | 'loadbalancer';
@@ -34,12 +35,6 @@ export interface KubeOptions {
 export const KUBE_DEFAULTS = { name: 'ftp-alg', namespace: 'ftp-alg', image: 'ftp-alg:latest' } as const;
 /** Nodes that run the DaemonSet carry this label, `true`; a NoSchedule taint with this key keeps other pods off. */
 export const EDGE_NODE_LABEL = 'ftp-alg/edge';
-
-interface Metadata extends YamlMap {
-  readonly name: string;
-  readonly namespace: string;
-  readonly labels: YamlMap;
-}
 
 /** The config cannot run in the chosen pattern as it stands. */
 export class ManifestError extends Error {
@@ -102,20 +97,6 @@ function daemonSet(config: GatewayConfig, metadata: Metadata, shape: PodShape): 
           ...podSpec(config, shape),
         },
       },
-    },
-  };
-}
-
-function deployment(config: GatewayConfig, metadata: Metadata, shape: PodShape): YamlMap {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata,
-    spec: {
-      replicas: 1, // one pod per Service: see the header
-      strategy: { type: 'Recreate' }, // never two pods behind the Service, even during a rollout
-      selector: { matchLabels: selectorLabels(metadata.name) },
-      template: { metadata: { labels: metadata.labels, annotations: scrapeAnnotations(config) }, spec: podSpec(config, shape) },
     },
   };
 }
@@ -259,37 +240,15 @@ function upstreamPeers(site: SiteConfig, pool: string | undefined): YamlMap[] | 
   return hosts.map((host) => ({ ipBlock: { cidr: asCidr(host) } }));
 }
 
-function externalFamilies(config: GatewayConfig): string[] {
-  const addresses = config.sites[0]?.externalAddress ?? 'auto';
-  if (addresses === 'auto') return ['IPv4'];
-  return addresses.map((a) => (ipaddr.parse(a).kind() === 'ipv6' ? 'IPv6' : 'IPv4'));
-}
-
 function asCidr(address: string): string {
   if (address.includes('/')) return address;
   return `${address}/${ipaddr.parse(address).kind() === 'ipv6' ? 128 : 32}`;
-}
-
-function servicePort(name: string, port: number): YamlMap {
-  return { name, protocol: 'TCP', port, targetPort: port };
 }
 
 function tcpPorts(min: number, max: number): YamlMap {
   return min === max ? { protocol: 'TCP', port: min } : { protocol: 'TCP', port: min, endPort: max };
 }
 
-function portsOf(min: number, max: number): number[] {
-  return Array.from({ length: max - min + 1 }, (_, i) => min + i);
-}
-
-function instanceLabels(name: string): YamlMap {
-  return { ...selectorLabels(name), 'app.kubernetes.io/component': 'gateway' };
-}
-
 function upstreamLabels(pool: string): YamlMap {
   return { 'app.kubernetes.io/name': pool };
-}
-
-function selectorLabels(name: string): YamlMap {
-  return { 'app.kubernetes.io/name': 'ftp-alg', 'app.kubernetes.io/instance': name };
 }

@@ -26,7 +26,7 @@ export const DEPLOY_OPTIONS = {
   'interval-ms': { type: 'string' },
 } as const;
 
-export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer] [--name NAME]
+export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer|metallb] [--name NAME]
                [--namespace NS] [--image IMAGE] [--upstream-service NAME]
                                     print Kubernetes manifests for the config (YAML)
        ftp-alg --nftables --config FILE  print an nftables ruleset opening exactly the config's ports

@@ -4,14 +4,25 @@
  */
 import ipaddr from 'ipaddr.js';
 import type { GatewayConfig } from '../config/types.js';
-import { podSpec, type PodShape, scrapeAnnotations } from './kubePod.js';
+import { CONFIG_FILE, podSpec, type PodShape, scrapeAnnotations } from './kubePod.js';
 import type { YamlMap } from './yaml.js';
+
+/** The config cannot run in the chosen pattern as it stands. */
+export class ManifestError extends Error {
+  readonly code = 'ERR_ALG_MANIFEST';
+  override readonly name = 'ManifestError';
+}
 
 export interface Metadata extends YamlMap {
   readonly name: string;
   readonly namespace: string;
   readonly labels: YamlMap;
   readonly annotations?: YamlMap;
+}
+
+/** The gateway's config file, as the pods mount it. */
+export function configMap(metadata: Metadata, config: GatewayConfig): YamlMap {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata, data: { [CONFIG_FILE]: `${JSON.stringify(config, null, 2)}\n` } };
 }
 
 /**
@@ -38,6 +49,29 @@ export function externalFamilies(config: GatewayConfig): string[] {
   const addresses = config.sites[0]?.externalAddress ?? 'auto';
   if (addresses === 'auto') return ['IPv4'];
   return addresses.map((a) => (ipaddr.parse(a).kind() === 'ipv6' ? 'IPv6' : 'IPv4'));
+}
+
+/** A LoadBalancer Service over the pods `selector` picks, on the config's external address families. */
+export function loadBalancerService(
+  config: GatewayConfig,
+  metadata: Metadata,
+  o: { readonly policy: 'Local' | 'Cluster'; readonly selector: YamlMap; readonly ports: YamlMap[]; readonly nodePorts?: false },
+): YamlMap {
+  const families = externalFamilies(config);
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata,
+    spec: {
+      type: 'LoadBalancer',
+      externalTrafficPolicy: o.policy,
+      allocateLoadBalancerNodePorts: o.nodePorts,
+      ipFamilyPolicy: families.length > 1 ? 'PreferDualStack' : 'SingleStack',
+      ipFamilies: families,
+      selector: o.selector,
+      ports: o.ports,
+    },
+  };
 }
 
 export function servicePort(name: string, port: number): YamlMap {

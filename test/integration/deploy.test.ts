@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../../src/config/load.js';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { balancerRules, controlMapUpdate, slotTargets } from '../../src/deploy/balancer.js';
 import { nftablesRules } from '../../src/deploy/nftables.js';
 import { findOnPath } from '../support/onPath.js';
 
@@ -162,6 +163,19 @@ describeIf(nftMissing)('nftables ruleset', () => {
 
   it('nft -c accepts deploy/balancer/balancer.nft (the control map and its rules)', async () => {
     await check(join(ROOT, 'deploy/balancer/balancer.nft'));
+  });
+
+  it.each([
+    ['IPv4', '0.0.0.0', '203.0.113.1', ['192.0.2.21', '192.0.2.22', '192.0.2.23']],
+    ['IPv6', '::', '2001:db8::1', ['2001:db8:2::21', '2001:db8:2::22', '2001:db8:2::23']],
+  ])("nft -c accepts a generated %s balancer followed by the agent's map update (one instance down)", async (_family, host, vip, instances) => {
+    const config = parseConfig({
+      instance: { index: 0, count: instances.length },
+      sites: [{ name: 'main', listen: { host, port: 21 }, upstream: { host: '192.0.2.10', port: 21 }, externalAddress: vip, passivePorts: { min: 50000, max: 50999 }, activePorts: { min: 51000, max: 51999 } }],
+    });
+    const path = join(scratch, `balancer-${_family}.nft`);
+    writeFileSync(path, balancerRules(config, { instances }) + controlMapUpdate(slotTargets(instances, [true, false, true])));
+    await check(path);
   });
 
   const examples = readdirSync(join(ROOT, 'config/examples')).filter((f) => f.endsWith('.json'));

@@ -8,9 +8,10 @@
  * in a row bring it back. So a failed instance stops getting new sessions
  * within FALL_CHECKS intervals of its failure (plus one probe timeout, an
  * interval, if it hangs instead of refusing). The map is rewritten in one
- * nft transaction, and only when its targets change (or the last write
- * failed); connections already made keep their DNAT in conntrack, so
- * nothing running is moved. Passive slices are not touched: a slice has one
+ * nft transaction when its targets change, after a failed write, and every
+ * REWRITE_EVERY_CHECKS checks anyway (a ruleset loaded again under a
+ * running agent starts with every slot on its owner). Connections already
+ * made keep their DNAT in conntrack, so nothing running is moved. Passive slices are not touched: a slice has one
  * owner, and its sessions live and die with it.
  */
 import { execFile } from 'node:child_process';
@@ -24,6 +25,8 @@ import { BalancerError, controlMapUpdate, slotTargets } from './balancer.js';
 export const FALL_CHECKS = 2;
 /** Good checks in a row before an instance that was down gets new sessions again. */
 export const RISE_CHECKS = 2;
+/** Checks between two writes of an unchanged map. */
+export const REWRITE_EVERY_CHECKS = 30;
 export const DEFAULT_CHECK_INTERVAL_MS = 1_000;
 export const MIN_CHECK_INTERVAL_MS = 100;
 const NFT_TIMEOUT_MS = 5_000;
@@ -63,6 +66,7 @@ export class BalancerAgent {
   /** Per instance: up (undefined: not yet checked), and checks in a row against that state. */
   private readonly state: { up: boolean | undefined; against: number }[];
   private written: string | undefined;
+  private checksSinceWrite = 0;
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
   private stopped = false;
@@ -92,12 +96,15 @@ export class BalancerAgent {
     const up = this.state.map((s) => s.up === true);
     const targets = slotTargets(this.options.instances, up);
     const script = controlMapUpdate(targets);
-    if (script === this.written) return;
-    if (!up.some(Boolean)) this.options.log.error('no instance is up: every control slot goes to its owner');
+    this.checksSinceWrite += 1;
+    const changed = script !== this.written;
+    if (!changed && this.checksSinceWrite < REWRITE_EVERY_CHECKS) return;
+    if (changed && !up.some(Boolean)) this.options.log.error('no instance is up: every control slot goes to its owner');
     try {
       await this.apply(script);
       this.written = script;
-      this.options.log.info({ targets, up: this.options.instances.filter((_, i) => up[i]) }, 'control map updated');
+      this.checksSinceWrite = 0;
+      if (changed) this.options.log.info({ targets, up: this.options.instances.filter((_, i) => up[i]) }, 'control map updated');
     } catch (err) {
       this.written = undefined;
       this.options.log.error({ err }, 'control map not updated (is the balancer ruleset loaded?); trying again next check');

@@ -11,7 +11,7 @@ import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { controlMapUpdate } from '../../src/deploy/balancer.js';
-import { BalancerAgent, FALL_CHECKS, RISE_CHECKS } from '../../src/deploy/BalancerAgent.js';
+import { BalancerAgent, FALL_CHECKS, REWRITE_EVERY_CHECKS, RISE_CHECKS } from '../../src/deploy/BalancerAgent.js';
 import { createLogger } from '../../src/observe/logger.js';
 
 const A = '192.0.2.21';
@@ -137,6 +137,17 @@ describe('BalancerAgent', () => {
     await r.agent.check();
     expect(r.written).toEqual([controlMapUpdate([A, B])]);
     expect(logged(r, 'no instance is up: every control slot goes to its owner')).toHaveLength(1);
+  });
+
+  it(`an unchanged map is written again every ${REWRITE_EVERY_CHECKS} checks (a ruleset reloaded under the agent is corrected), without a log line`, async () => {
+    const [a, b] = [await fakeInstance(), await fakeInstance()];
+    const r = rig([a.url, b.url]);
+    b.answer = 503;
+    for (let i = 0; i < REWRITE_EVERY_CHECKS; i += 1) await r.agent.check();
+    expect(r.written).toEqual([controlMapUpdate([A, A])]);
+    await r.agent.check();
+    expect(r.written).toEqual([controlMapUpdate([A, A]), controlMapUpdate([A, A])]);
+    expect(logged(r, 'control map updated')).toHaveLength(1);
   });
 
   it('a failed write is logged and tried again at the next check', async () => {

@@ -22,7 +22,7 @@
 // (client), the gateway (edge) and both raw upstreams (server): the kernel plane needs real interfaces.
 //
 // Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--planes relay,workers] [--plane NAME={json}] [--rounds 1]
-//        [--netns] [--json out.json] [--cli path/to/cli.js]   (another build, for a before/after figure)
+//        [--netns] [--load-nice 0] [--json out.json] [--cli path/to/cli.js]   (another build, for a before/after figure)
 //        [--phases idle,transfers] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
 import { spawn } from 'node:child_process';
@@ -47,6 +47,7 @@ const { values: opt } = parseArgs({
     'node-arg': { type: 'string', multiple: true, default: [] },
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
+    'load-nice': { type: 'string', default: '0' },
     json: { type: 'string' },
   },
 });
@@ -68,6 +69,11 @@ const PLANES = [
   ...opt.plane.map((spec) => [spec.slice(0, spec.indexOf('=')), JSON.parse(spec.slice(spec.indexOf('=') + 1))]),
 ];
 const ROUNDS = Number(opt.rounds);
+/**
+ * --load-nice N runs the load's two ends (loadgen and the flood's upstream) N nice levels down: on a real
+ * edge they are other machines, here they take the same 2 cores from the gateway and from the direct probe.
+ */
+const LOAD_NICE = Number(opt['load-nice']);
 const NETNS = opt.netns || PLANES.some(([, o]) => o.dataPlane?.kind === 'nftables');
 
 if (NETNS && process.env.FAIRNESS_NETNS === undefined) {
@@ -141,9 +147,10 @@ async function freeBlock(n) {
   throw new Error(`no block of ${n} free ports`);
 }
 
-/** A node program, in namespace `ns` (server, edge) with --netns, else here. */
-function spawnTracked(args, stdout = 'pipe', ns = undefined, env = {}) {
-  const [cmd, argv] = ns === undefined || NS === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', NS[ns], process.execPath, ...args]];
+/** A node program, in namespace `ns` (server, edge) with --netns, else here; `nice` above 0 through nice(1). */
+function spawnTracked(args, { stdout = 'pipe', ns = undefined, env = {}, nice = 0 } = {}) {
+  const node = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const [cmd, argv] = ns === undefined || NS === undefined ? [node[0], node.slice(1)] : ['ip', ['netns', 'exec', NS[ns], ...node]];
   const child = spawn(cmd, argv, { stdio: ['ignore', stdout, 'inherit'], env: { ...process.env, ...env } }); // ip netns exec execs node: the pid is node's
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -160,9 +167,9 @@ async function until(what, check, timeoutMs = 15_000) {
   }
 }
 
-async function startRawServer() {
+async function startRawServer(nice = 0) {
   const base = await freeBlock(DATA_PORTS + 1);
-  const child = spawnTracked([join(HERE, 'lib/rawserver.mjs'), ADDR.upstream, String(base), String(base + 1), String(DATA_PORTS)], 'pipe', 'server');
+  const child = spawnTracked([join(HERE, 'lib/rawserver.mjs'), ADDR.upstream, String(base), String(base + 1), String(DATA_PORTS)], { ns: 'server', nice });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   await until('raw upstream', () => (out.includes('ready') ? true : undefined));
@@ -184,7 +191,7 @@ async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
   const configPath = join(dir, `gateway-${plane}.json`);
   writeFileSync(configPath, JSON.stringify(config));
   const logPath = join(dir, `gateway-${plane}.log`);
-  const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], openSync(logPath, 'w'), 'edge', env);
+  const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], { stdout: openSync(logPath, 'w'), ns: 'edge', env });
   // Lines that are not JSON (--trace-gc through --node-arg) are skipped.
   const json = (l) => {
     try {
@@ -208,7 +215,7 @@ async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
 }
 
 function loadgen(args) {
-  const child = spawnTracked([join(HERE, 'lib/loadgen.mjs'), ...args]);
+  const child = spawnTracked([join(HERE, 'lib/loadgen.mjs'), ...args], { nice: LOAD_NICE });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   return new Promise((resolve) => child.once('exit', () => resolve(out.trim() === '' ? { error: 'no output' } : JSON.parse(out.trim().split('\n').pop()))));
@@ -406,7 +413,7 @@ function report(runs) {
 }
 
 try {
-  const upstream = await startRawServer();
+  const upstream = await startRawServer(LOAD_NICE); // the flood's upstream: part of the load
   const quiet = await startRawServer(); // the bystander site's and the direct probe's: no load ever reaches it
   const runs = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -422,7 +429,8 @@ try {
   process.stdout.write(`${table}\n`);
   if (opt.json !== undefined) {
     const brief = runs.map((r) => ({ ...r, phases: Object.fromEntries(Object.entries(r.phases).map(([k, p]) => [k, { ...p, samples: Object.fromEntries(Object.entries(p.samples).map(([n, xs]) => [n, summary(xs)])) }])) }));
-    writeFileSync(opt.json, JSON.stringify({ date: new Date().toISOString(), node: process.version, seconds: SECONDS, rate: Number(opt.rate), netns: NS !== undefined, runs: brief, table }, null, 2));
+    const settings = { seconds: SECONDS, rate: Number(opt.rate), netns: NS !== undefined, loadNice: LOAD_NICE };
+    writeFileSync(opt.json, JSON.stringify({ date: new Date().toISOString(), node: process.version, ...settings, runs: brief, table }, null, 2));
   }
 } finally {
   cleanup();

@@ -22,7 +22,7 @@
 // (client), the gateway (edge) and both raw upstreams (server): the kernel plane needs real interfaces.
 //
 // Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--planes relay,workers] [--plane NAME={json}] [--rounds 1]
-//        [--netns] [--load-nice 0] [--json out.json] [--cli path/to/cli.js]   (another build, for a before/after figure)
+//        [--netns] [--load-nice 0] [--json out.json] [--log-dir DIR] [--cli path/to/cli.js]   (another build, for a before/after figure)
 //        [--phases idle,transfers] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
 import { spawn } from 'node:child_process';
@@ -48,6 +48,7 @@ const { values: opt } = parseArgs({
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
     'load-nice': { type: 'string', default: '0' },
+    'log-dir': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -190,7 +191,7 @@ async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
   const config = { log: { level: 'info' }, metrics: { listen: `${ADDR.edge}:0` }, ...overlay, sites: [site('flood', 0, floodPort), site('bystander', 1, quietPort)] };
   const configPath = join(dir, `gateway-${plane}.json`);
   writeFileSync(configPath, JSON.stringify(config));
-  const logPath = join(dir, `gateway-${plane}.log`);
+  const logPath = join(opt['log-dir'] ?? dir, `gateway-${plane}.log`); // --log-dir keeps them (e.g. for --trace-gc)
   const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], { stdout: openSync(logPath, 'w'), ns: 'edge', env });
   // Lines that are not JSON (--trace-gc through --node-arg) are skipped.
   const json = (l) => {

@@ -9,11 +9,12 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../support/control.js';
+import { ControlClient, readDataConnection } from '../support/control.js';
 import { sha256 } from '../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../support/gateway.js';
 import { portRanges, rangeSize } from '../support/ports.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { parse227, parse229 } from '../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(64 * 1024);

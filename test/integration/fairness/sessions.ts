@@ -6,12 +6,13 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import type { PortRange } from '../../../src/config/types.js';
-import { ControlClient, parse227, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
 import { portRanges } from '../../support/ports.js';
 import { within } from '../../support/traps.js';
+import { parse227 } from '../../support/hostPort.js';
 
 /** `n` sessions to `port`, each greeted, logged in and in binary mode; each is destroyed by `closers`. */
 export async function loggedInSessions(port: number, n: number, closers: (() => void)[]): Promise<ControlClient[]> {

@@ -9,10 +9,11 @@
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import { type ControlClient, parse227 } from '../../support/control.js';
+import { type ControlClient } from '../../support/control.js';
 import { MiB } from '../../support/leaks.js';
 import { CLIENT, within } from '../../support/traps.js';
 import { portToOwn, startTransfer, useTransferRig } from '../../support/transferRig.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const BIG = randomBytes(8 * MiB);
 

@@ -10,8 +10,9 @@ import { ControlClient } from '../../support/control.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { type ScriptedConnection, type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
-import { type DataListener, dial, eprtArg, listenForData, parseActiveLine, portArg, probe } from './dataPeers.js';
+import { type DataListener, dial, listenForData, probe } from './dataPeers.js';
 import { scriptedFtp } from './scriptedFtp.js';
+import { eprtArg, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const STRANGER = '127.0.0.2';

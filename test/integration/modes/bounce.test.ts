@@ -14,8 +14,9 @@ import { ControlClient } from '../../support/control.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { type DataSource, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../../support/scripted.js';
-import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
+import { type DataListener, listenForData } from './dataPeers.js';
 import { dataCommands, scriptedFtp } from './scriptedFtp.js';
+import { eprtArg, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const THIRD_HOST = '127.0.0.2';

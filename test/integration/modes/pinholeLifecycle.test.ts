@@ -10,12 +10,13 @@ import net, { type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { UpstreamDataMode } from '../../../src/config/types.js';
-import { ControlClient, parse227, parse229 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { type ScriptedConnection, type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
-import { type DataListener, eprtArg, listenForData, parseActiveLine, portArg, probe } from './dataPeers.js';
+import { type DataListener, listenForData, probe } from './dataPeers.js';
 import { dataCommands, scriptedFtp } from './scriptedFtp.js';
+import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PROBE_FROM = '127.0.0.2';

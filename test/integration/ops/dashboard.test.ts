@@ -17,13 +17,14 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/index.js';
-import { ControlClient, parse227 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
 import { startOpsGateway } from '../../support/opsGateway.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { portRanges } from '../../support/ports.js';
 import { assertToolPrereq, freeLoopbackPort, type QueryAnswer, type RunningPrometheus, startPrometheus, toolPrereq } from '../../support/prometheus.js';
 import { gatewayMetrics, metricNames, nameProblems } from '../../support/promql.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const DASHBOARD = fileURLToPath(new URL('../../../deploy/grafana/ftp-alg.json', import.meta.url));
 const RULES = fileURLToPath(new URL('../../../deploy/prometheus/ftp-alg.rules.yml', import.meta.url));

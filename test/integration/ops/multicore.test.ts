@@ -15,13 +15,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { parse227 } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
 import { type CliProcess, configFile, type ConfigFile, killStartedClis, type LogLine, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
 import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
 import { Scrape } from '../../support/opsMetrics.js';
 import { type ControlProbe, startControlProbe } from '../../support/opsProbe.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { parse227 } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const SITE = 'multi';

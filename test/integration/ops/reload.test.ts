@@ -19,6 +19,7 @@ import { startOpsGateway } from '../../support/opsGateway.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { download, pacedDownload, pacedUpload, pasv } from '../../support/opsTransfer.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { parse227 } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [oldPassive, newPassive, activePorts, secondPassive, secondActive] = portRanges(5, 12) as [Range, Range, Range, Range, Range];
@@ -48,10 +49,9 @@ function site(name: string, overrides: Record<string, unknown> = {}): Record<str
 /** The 227 names `address` and a port of `range`, in the gateway's own words. */
 function expect227(line: string, address: string, range: Range): void {
   expect(line).toMatch(/^227 Entering Passive Mode \((\d+,){5}\d+\)\.?\r\n$/);
-  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(line);
-  const n = (m?.slice(1) ?? []).map(Number);
-  expect(n.slice(0, 4).join('.')).toBe(address);
-  expect(inRange((n[4] ?? 0) * 256 + (n[5] ?? 0), range)).toBe(true);
+  const named = parse227(line);
+  expect(named.address).toBe(address);
+  expect(inRange(named.port, range)).toBe(true);
 }
 
 async function refused(port: number): Promise<boolean> {

@@ -18,7 +18,8 @@ import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { FILES, NAMES } from '../../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { eprtArg, listenForData, portArg } from '../modes/dataPeers.js';
+import { listenForData } from '../modes/dataPeers.js';
+import { eprtArg, portArg } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts, passive2, active2] = portRanges(4, 20) as [Range, Range, Range, Range];

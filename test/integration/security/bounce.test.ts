@@ -14,7 +14,7 @@ import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
 import { CLIENT, type Listener, listen, listenPrivileged, listenTwins, recordGatewayConnects, THIRD_HOST } from '../../support/traps.js';
-import { portArg } from '../modes/dataPeers.js';
+import { portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts, substitutePassive, substituteActive] = portRanges(4, 10) as [
   { min: number; max: number },

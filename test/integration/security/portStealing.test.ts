@@ -10,13 +10,14 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, loggedInClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, parsePort, startFakeFtp } from '../../support/hostileUpstream.js';
+import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { CLIENT, listen, OTHER_CLIENT, probe, recordGatewayConnects, THIRD_HOST } from '../../support/traps.js';
+import { parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 200) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(256 * 1024);
@@ -83,10 +84,10 @@ describe('a stranger connecting to an active pinhole first', () => {
     const own = await listen(CLIENT);
     try {
       const client = await session();
-      expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-      const announced = parsePort(fake.connections.at(-1)?.lines.at(-1)?.slice(5) ?? '');
-      expect(announced?.host).toBe(CLIENT); // the gateway's private address
-      const pinhole = announced?.port as number;
+      expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
+      const announced = parseActiveLine(fake.connections.at(-1)?.lines.at(-1) ?? '');
+      expect(announced.address).toBe(CLIENT); // the gateway's private address
+      const pinhole = announced.port;
       expect(inRange(pinhole, activePorts)).toBe(true);
 
       for (const stranger of [THIRD_HOST, OTHER_CLIENT]) {

@@ -26,7 +26,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { MiB } from '../../support/leaks.js';
-import { type CliProcess, configFile, type ConfigFile, killStartedClis, sitePort, startCli } from '../../support/opsCli.js';
+import { type CliProcess, configFile, type ConfigFile, killStartedClis, sitePort, startCli } from '../../support/cli.js';
 import { portRanges } from '../../support/ports.js';
 import { within } from '../../support/traps.js';
 import { parse227 } from '../../support/hostPort.js';

@@ -24,7 +24,9 @@ if (!values.inner) {
 }
 
 const { NftShell } = await import('../dist/data/nftables/NftShell.js');
-const { tableScript, openCommand, closeCommand } = await import('../dist/data/nftables/ruleset.js');
+const { tableScript, openOps, closeOps, renderNft } = await import('../dist/data/nftables/ruleset.js');
+const openCommand = (k, t, ms) => renderNft(openOps(k, t, ms));
+const closeCommand = (k, t) => renderNft(closeOps(k, t));
 
 const key = (i) => ({ family: 4, peer: '203.0.113.10', address: '203.0.113.1', port: 10000 + i });
 const target = { host: '192.0.2.10', port: 40000, source: '192.0.2.1' };

@@ -16,18 +16,18 @@
 // TLS on control and data). Everything it starts it stops, and
 // it deletes its namespaces, on success, failure or a signal.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { PATTERN, patternHash } from './lib/fastio.mjs';
+import { patternHash } from './lib/fastio.mjs';
+import { ftpRoot, scratchDir, sha256File, writePatternFile } from './lib/ftpRoot.mjs';
 import { makeCerts } from './lib/certs.mjs';
 import { cpuSeconds, machineBusySeconds, rssKiB, rssSampler } from './lib/measure.mjs';
 import { PORTS, startGateway, startHaproxy, startRawServer, startVsftpd } from './lib/peers.mjs';
-import { killAllSync, NOFILE, nsRun, run, runJson, start, stop, waitFor } from './lib/proc.mjs';
+import { NOFILE, nsRun, run, runJson, runMain, start, stop, waitFor } from './lib/proc.mjs';
 import { buildTable } from './lib/report.mjs';
 import { ADDR, createTopology, destroyAllSync, kernelHelperStatus } from './lib/topology.mjs';
 
@@ -156,16 +156,9 @@ async function teardown() {
   if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
 }
 
-process.once('exit', () => {
-  killAllSync();
+function lastResort() {
   destroyAllSync();
   if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(sig, () => {
-    log(`${sig}: tearing down`);
-    teardown().finally(() => process.exit(130));
-  });
 }
 
 // ---- variants ----------------------------------------------------------
@@ -297,11 +290,6 @@ async function curl(variant, mode, dir, seq) {
 let curlSeq = 0;
 let fileDigest = '';
 
-async function sha256File(path) {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk);
-  return hash.digest('hex');
-}
 async function groupCurl(variant) {
   for (const mode of ['pasv', 'port']) {
     for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
@@ -363,19 +351,9 @@ const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop:
 // ---- main ----------------------------------------------------------------
 
 async function prepareFiles() {
-  workDir = await mkdtemp('/dev/shm/ftpalg-bench-');
-  await chmod(workDir, 0o755);
-  const root = join(workDir, 'root');
-  await mkdir(join(root, 'pub'), { recursive: true, mode: 0o755 });
-  await chmod(root, 0o755);
-  await mkdir(join(root, 'upload'));
-  await chown(join(root, 'upload'), 65534, 65534);
-  await chmod(join(root, 'upload'), 0o777);
-  for (const file of [join(root, 'pub/big.bin'), join(workDir, 'up.bin')]) {
-    await writeFile(file, '');
-    for (let left = P.fileBytes; left > 0; left -= PATTERN.length) await writeFile(file, left >= PATTERN.length ? PATTERN : PATTERN.subarray(0, left), { flag: 'a' });
-    await chmod(file, 0o644);
-  }
+  workDir = await scratchDir('ftpalg-bench-');
+  const root = await ftpRoot(workDir);
+  for (const file of [join(root, 'pub/big.bin'), join(workDir, 'up.bin')]) await writePatternFile(file, P.fileBytes);
   fileDigest = patternHash(P.fileBytes);
   return root;
 }
@@ -446,17 +424,4 @@ async function main() {
   log(`done in ${elapsed.toFixed(0)} s: ${met.filter((v) => v.met).length} of ${met.length} targets met`);
 }
 
-const hardStop = setTimeout(() => {
-  log('hard time bound exceeded: tearing down');
-  teardown().finally(() => process.exit(3));
-}, Number(opt['max-minutes']) * 60_000 + 120_000);
-hardStop.unref();
-
-main().then(
-  () => process.exit(0),
-  async (err) => {
-    log(`failed: ${err.stack ?? err}`);
-    await teardown().catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, { teardown, lastResort, hardStopMs: Number(opt['max-minutes']) * 60_000 + 120_000, log });

@@ -131,3 +131,34 @@ export function runSync(cmd, args) {
     return false;
   }
 }
+
+/**
+ * A bench's lifecycle around `main`: `teardown` after success (exit 0),
+ * failure (1), SIGINT/SIGTERM/SIGHUP (130) or `hardStopMs` (3); at process
+ * exit, whatever still runs is killed and `lastResort` runs synchronously.
+ */
+export function runMain(main, { teardown, lastResort, hardStopMs, log }) {
+  process.once('exit', () => {
+    killAllSync();
+    lastResort();
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(sig, () => {
+      log(`${sig}: tearing down`);
+      teardown().finally(() => process.exit(130));
+    });
+  }
+  const hardStop = setTimeout(() => {
+    log('hard time bound exceeded: tearing down');
+    teardown().finally(() => process.exit(3));
+  }, hardStopMs);
+  hardStop.unref();
+  main().then(
+    () => process.exit(0),
+    async (err) => {
+      log(`failed: ${err.stack ?? err}`);
+      await teardown().catch(() => undefined);
+      process.exit(1);
+    },
+  );
+}

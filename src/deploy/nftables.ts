@@ -83,29 +83,50 @@ function forwardChain(config: GatewayConfig): string[] {
 
 /**
  * Transparent sites: inside clients' connections to FTP servers elsewhere are
- * redirected to the site's listener (the gateway reads where they were going
- * from conntrack). Traffic to the edge itself is left alone.
+ * sent to the site's listener (the gateway reads where they were going from
+ * conntrack), only in the families the listener accepts. Traffic to the edge
+ * itself is left alone.
  */
 function redirectChain(sites: readonly SiteConfig[]): string[] {
   if (sites.length === 0) return [];
-  const lines = sites.flatMap((site) => {
-    const ports = (site.destinations?.ports ?? [21]).map(String);
-    const dports = ports.length === 1 ? (ports[0] ?? '21') : `{ ${ports.join(', ')} }`;
-    const match = `fib daddr type != local tcp dport ${dports} redirect to :${site.listen.port} comment ${JSON.stringify(`${site.name}: transparent FTP`)}`;
-    const clients = site.clients.allow;
-    const header = `# site ${site.name}: inside clients' FTP control connections go to the gateway on port ${site.listen.port}`;
-    if (clients.length === 0) return [header, match];
-    return [header, ...(['ip', 'ip6'] as const).flatMap((f) => {
-      const own = clients.filter((c) => familyOf(c) === f);
-      return own.length === 0 ? [] : [`${f} saddr ${formatSet(own)} ${match}`];
-    })];
-  });
   return [
     '',
     '\tchain prerouting {',
-    ...['type nat hook prerouting priority dstnat; policy accept;', '', ...lines].map((line) => (line === '' ? '' : `\t\t${line}`)),
+    ...['type nat hook prerouting priority dstnat; policy accept;', '', ...sites.flatMap(redirectRules)].map((line) => (line === '' ? '' : `\t\t${line}`)),
     '\t}',
   ];
+}
+
+function redirectRules(site: SiteConfig): string[] {
+  const ports = (site.destinations?.ports ?? [21]).map(String);
+  const dports = ports.length === 1 ? (ports[0] ?? '21') : `{ ${ports.join(', ')} }`;
+  const { host, port } = site.listen;
+  const match = `fib daddr type != local tcp dport ${dports}`;
+  const comment = `comment ${JSON.stringify(`${site.name}: transparent FTP`)}`;
+  // A listener on one address gets exactly that address: `redirect` would pick the inbound interface's first one.
+  const to = (f: Family) => (specific(host) === undefined ? `redirect to :${port}` : `dnat ${f} to ${hostPort(host, port)}`);
+  const header = `# site ${site.name}: inside clients' FTP control connections go to the gateway on ${hostPort(host, port)}`;
+  const clients = site.clients.allow;
+  const families = listenerFamilies(host);
+  if (clients.length === 0 && families.length === 2 && specific(host) === undefined) return [header, `${match} ${to('ip')} ${comment}`];
+  const lines = [header];
+  for (const f of ['ip', 'ip6'] as const) {
+    const own = clients.filter((c) => familyOf(c) === f);
+    if (clients.length > 0 && own.length === 0) continue;
+    if (!families.includes(f)) {
+      if (own.length > 0) lines.push(`# its ${f === 'ip' ? 'IPv4' : 'IPv6'} clients cannot reach a listener on ${host}: not redirected`);
+      continue;
+    }
+    const from = own.length === 0 ? `meta nfproto ${f === 'ip' ? 'ipv4' : 'ipv6'}` : `${f} saddr ${formatSet(own)}`;
+    lines.push(`${from} ${match} ${to(f)} ${comment}`);
+  }
+  return lines;
+}
+
+/** The families a listener on `host` accepts: 0.0.0.0 IPv4, :: both (Node's dual stack), an address its own. */
+function listenerFamilies(host: string): Family[] {
+  if (host === '0.0.0.0') return ['ip'];
+  return specific(host) === undefined ? ['ip', 'ip6'] : [familyOf(host)];
 }
 
 /** `passive`: the site's passive range, or this instance's slice of it (the only part it listens on). */

@@ -12,6 +12,11 @@
 // NAT must fail (the server cannot reach an inside address, and a PORT naming
 // one is refused): the negative control. Through either site every mode, get,
 // put and list must pass byte-exact, and the server must see only 192.0.2.1.
+//
+// The same over IPv6 (issue 9's pinholes untested there before): "forward6" and
+// "transparent6" on [2001:db8:1::1], vsftpd on [2001:db8:2::10], the edge
+// masquerading out of 2001:db8:2::1; EPRT straight through the NAT fails, EPSV
+// and EPRT through either site pass byte-exact (forward: USER u@[2001:db8:2::10]).
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -27,14 +32,16 @@ import {
   type ClientKind,
   type ClientRequest,
   type ClientResult,
+  type Family,
   type Mode,
 } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
-import { assertPrereq, checkPrereq, GATEWAY_CLI, IN_CI } from './lib/prereq.js';
+import { loadGeneratedRules, outboundRequest, type OutboundSite as Site } from './lib/outbound.js';
+import { assertPrereq, checkPrereq, IN_CI } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
 import { useE2eSuite } from './lib/suite.js';
-import { ADDR, run, stopChild, type Topology } from './lib/topology.js';
+import { ADDR, stopChild, type Topology } from './lib/topology.js';
 
 const HOOK_TIMEOUT_MS = 120_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -42,6 +49,11 @@ const FORWARD_PORT = 2121;
 const TRANSPARENT_PORT = 2122;
 const INSIDE = ADDR.edgePublic; // the edge's inside address (clients' side)
 const EXTERNAL = ADDR.edgePrivate; // the edge's outside address (servers' side)
+/** Per family: the edge's inside and outside addresses, the server, and the client's own address. */
+const NET = {
+  4: { inside: INSIDE, external: EXTERNAL, server: ADDR.server, client: ADDR.client },
+  6: { inside: ADDR.edge6, external: ADDR.edgePrivate6, server: ADDR.server6, client: ADDR.client6 },
+} as const;
 const DENIED = '192.0.2.66';
 /** ftp-srv, the second server outside, on a port both sites allow. */
 const FTPSRV_PORT = 2100;
@@ -80,6 +92,25 @@ function outboundConfig(): OutboundGatewayConfig {
         passivePorts: { min: 50200, max: 50299 },
         activePorts: { min: 50300, max: 50399 },
       },
+      {
+        name: 'forward6',
+        role: 'forward',
+        listen: { host: NET[6].inside, port: FORWARD_PORT },
+        destinations: { allow: ['2001:db8:2::/64'], ports: [21] },
+        externalAddress: NET[6].inside,
+        passivePorts: { min: 50400, max: 50499 },
+        activePorts: { min: 50500, max: 50599 },
+      },
+      {
+        name: 'transparent6',
+        role: 'transparent',
+        listen: { host: NET[6].inside, port: TRANSPARENT_PORT },
+        clients: { allow: ['2001:db8:1::/64'], deny: [] },
+        destinations: { allow: ['2001:db8:2::/64'], ports: [21] },
+        externalAddress: NET[6].inside,
+        passivePorts: { min: 50600, max: 50699 },
+        activePorts: { min: 50700, max: 50799 },
+      },
     ],
   };
 }
@@ -104,10 +135,12 @@ print(reply() if lines == [] else '', flush=True)
 
 describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients inside, servers outside', () => {
   let server: RunningServer | undefined;
+  /** vsftpd on the server's IPv6 address. */
+  let server6: RunningServer | undefined;
   let gateway: RunningGateway | undefined;
   let ftpSrv: ChildProcess | undefined;
   let hostsDir = '';
-  const control: { active?: ClientResult; passive?: ClientResult } = {};
+  const control: Record<Family, { active?: ClientResult; passive?: ClientResult; log?: Set<string> }> = { 4: {}, 6: {} };
 
   const suite = useE2eSuite({
     prereq: outboundPrereq(),
@@ -116,12 +149,17 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
     layout: 'outbound',
   });
   const t = (): Topology => suite.t();
+  const target = (family: Family) => {
+    const s = family === 4 ? server : server6;
+    return { host: NET[family].server, port: 21, user: s?.user ?? '', password: s?.password ?? '' };
+  };
 
   beforeAll(async () => {
     assertPrereq(outboundPrereq());
     const root = suite.root;
     if (root === undefined) throw new Error('no root');
     server = await startServer('vsftpd', t(), root.dir);
+    server6 = await startServer('vsftpd', t(), root.dir, { host: ADDR.server6 });
     await writeFile(join(suite.work, 'up.bin'), FILES['1k.bin']);
     const srv = t().spawn('server', process.execPath, [FTPSRV_SCRIPT, root.dir, ADDR.server, String(FTPSRV_PORT)]);
     ftpSrv = srv;
@@ -138,46 +176,43 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
       srv.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
     });
     // The negative control: straight through the NAT, no gateway yet.
-    const direct = (mode: Mode): Promise<ClientResult> =>
+    const direct = (mode: Mode, family: Family): Promise<ClientResult> =>
       runClient(t().ns.client, {
         client: 'curl',
         mode,
         op: 'get',
-        target: { host: ADDR.server, port: 21, user: server?.user ?? '', password: server?.password ?? '' },
+        target: target(family),
         remote: remotePath('1k.bin'),
         local: join(suite.work, `direct-${mode}.bin`),
         timeoutMs: 20_000,
       });
-    control.active = await direct('port');
-    control.passive = await direct('pasv');
+    control[4] = { active: await direct('port', 4), passive: await direct('pasv', 4) };
+    control[6] = { active: await direct('eprt', 6), passive: await direct('epsv', 6) };
+    // The IPv6 control's EPRT names the inside address: the server's log from here on must not.
+    control[6].log = new Set(((await server6.logs()) ?? '').split('\n'));
     // The edge's resolver for the forward site's host names (ip netns exec mounts /etc/netns/<ns>/hosts).
     hostsDir = join('/etc/netns', t().ns.edge);
     await mkdir(hostsDir, { recursive: true });
     await writeFile(join(hostsDir, 'hosts'), HOSTS);
     // The generated ruleset (redirect for the transparent site, inbound filter), then the gateway.
     const config = outboundConfig();
-    const file = join(suite.work, 'gateway.json');
-    await writeFile(file, JSON.stringify(config));
-    const rules = await run(process.execPath, [GATEWAY_CLI, '--nftables', '--config', file]);
-    if (rules.code !== 0) throw new Error(`--nftables failed: ${rules.stderr}`);
-    await writeFile(join(suite.work, 'rules.nft'), rules.stdout);
-    const loaded = await t().exec('edge', 'nft', ['-f', join(suite.work, 'rules.nft')]);
-    if (loaded.code !== 0) throw new Error(`nft -f failed: ${loaded.stderr}\n${rules.stdout}`);
+    await loadGeneratedRules(t(), suite.work, config);
     gateway = await startGateway(t(), config);
   }, HOOK_TIMEOUT_MS);
 
   afterAll(async () => {
     await gateway?.stop();
     await server?.stop();
+    await server6?.stop();
     if (ftpSrv !== undefined) await stopChild(ftpSrv);
     if (hostsDir !== '') await rm(hostsDir, { recursive: true, force: true });
   }, HOOK_TIMEOUT_MS);
 
   const why = (r: ClientResult) => `${describeResult(r)}\n${suite.gatewayLog(40)}`;
 
-  it('negative control: without the gateway, active mode from inside fails; passive through the NAT works', () => {
-    const active = control.active as ClientResult;
-    const passive = control.passive as ClientResult;
+  it.each([4, 6] as const)('negative control, IPv%s: without the gateway, active mode from inside fails; passive through the NAT works', (family) => {
+    const active = control[family].active as ClientResult;
+    const passive = control[family].passive as ClientResult;
     expect(active.code, describeResult(active)).not.toBe(0);
     expect(usedMode(active)).toBe(true);
     expect(passive.code, describeResult(passive)).toBe(0);
@@ -190,53 +225,55 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
     expect(flows.stdout).not.toMatch(/helper=ftp/);
   });
 
-  type Site = 'forward' | 'transparent';
-  const CASES: [Site, ClientKind, Mode][] = [];
-  for (const site of ['forward', 'transparent'] as const) {
-    for (const client of ['curl', 'lftp', 'ftplib'] as const) {
-      for (const mode of ['pasv', 'epsv', 'port', 'eprt'] as const) {
-        // lftp 4.9 sends PASV through ftp:proxy whatever ftp:prefer-epsv says (seen in its transcript).
-        const lftpProxyEpsv = site === 'forward' && client === 'lftp' && mode === 'epsv';
-        if (unsupported(client, mode) === undefined && !lftpProxyEpsv) CASES.push([site, client, mode]);
+  // IPv6 names no address in PASV/PORT: EPSV and EPRT there (RFC 2428).
+  const CASES: [Site, ClientKind, Mode, Family][] = [];
+  for (const family of [4, 6] as const) {
+    for (const site of ['forward', 'transparent'] as const) {
+      for (const client of ['curl', 'lftp', 'ftplib'] as const) {
+        for (const mode of ['pasv', 'epsv', 'port', 'eprt'] as const) {
+          // lftp 4.9 sends PASV through ftp:proxy whatever ftp:prefer-epsv says on IPv4 (seen in its transcript).
+          const lftpProxyEpsv = family === 4 && site === 'forward' && client === 'lftp' && mode === 'epsv';
+          const v6 = family === 4 || mode === 'epsv' || mode === 'eprt';
+          if (v6 && unsupported(client, mode, family) === undefined && !lftpProxyEpsv) CASES.push([site, client, mode, family]);
+        }
       }
     }
   }
 
-  const request = (site: Site, client: ClientKind, mode: Mode, rest: Pick<ClientRequest, 'op' | 'remote' | 'local'>): ClientRequest => ({
-    client,
-    mode,
-    ...rest,
-    target: { host: ADDR.server, port: 21, user: server?.user ?? '', password: server?.password ?? '' },
-    proxy: site === 'forward' ? { host: INSIDE, port: FORWARD_PORT } : undefined,
-  });
+  const request = (site: Site, client: ClientKind, mode: Mode, family: Family, rest: Pick<ClientRequest, 'op' | 'remote' | 'local'>): ClientRequest =>
+    outboundRequest(site, client, mode, target(family), { host: NET[family].inside, port: FORWARD_PORT }, rest);
 
-  it.each(CASES)('%s site, %s, %s: get 8 MiB byte-exact', async (site, client, mode) => {
-    const local = join(suite.work, `${site}-${client}-${mode}.bin`);
-    const r = await runClient(t().ns.client, request(site, client, mode, { op: 'get', remote: remotePath('8m.bin'), local }));
+  it.each(CASES)('%s site, %s, %s, IPv%s: get 8 MiB byte-exact', async (site, client, mode, family) => {
+    const local = join(suite.work, `${site}-${client}-${mode}-${family}.bin`);
+    const r = await runClient(t().ns.client, request(site, client, mode, family, { op: 'get', remote: remotePath('8m.bin'), local }));
     expect(r.code, why(r)).toBe(0);
     expect(usedMode(r), why(r)).toBe(true);
     expect(await sha256File(local)).toBe(expectedSha('8m.bin'));
     const pasv = r.transcript.find((l) => l.dir === 'received' && l.line.startsWith('227'));
     // A forward site answers with its own pinhole; a transparent one passes the server's reply on.
     if (pasv !== undefined) expect(pasv.line).toContain(site === 'forward' ? '(203,0,113,1,' : '(192,0,2,10,');
+    // An IPv6 server is named in brackets (curl, ftplib) or whole (lftp, which leaves port 21 out).
+    const user = r.transcript.find((l) => l.dir === 'sent' && l.line.startsWith('USER'))?.line;
+    if (site === 'forward' && family === 6) expect(user).toBe(`USER anonymous@${client === 'lftp' ? ADDR.server6 : `[${ADDR.server6}]`}`);
   }, TEST_TIMEOUT_MS);
 
-  it.each(CASES.filter(([, client]) => client === 'curl'))('%s site, %s, %s: put and list', async (site, client, mode) => {
-    const name = `${site}-${mode}.bin`;
-    const put = await runClient(t().ns.client, request(site, client, mode, { op: 'put', remote: uploadPath(name), local: join(suite.work, 'up.bin') }));
+  it.each(CASES.filter(([, client]) => client === 'curl'))('%s site, %s, %s, IPv%s: put and list', async (site, client, mode, family) => {
+    const name = `${site}-${mode}-${family}.bin`;
+    const put = await runClient(t().ns.client, request(site, client, mode, family, { op: 'put', remote: uploadPath(name), local: join(suite.work, 'up.bin') }));
     expect(put.code, why(put)).toBe(0);
+    expect(usedMode(put), why(put)).toBe(true);
     expect(await sha256File(suite.root?.uploaded(name) ?? '')).toBe(expectedSha('1k.bin'));
-    const list = await runClient(t().ns.client, request(site, client, mode, { op: 'list', remote: '/pub/' }));
+    const list = await runClient(t().ns.client, request(site, client, mode, family, { op: 'list', remote: '/pub/' }));
     expect(list.code, why(list)).toBe(0);
     for (const file of Object.keys(FILES)) expect(list.listing.join('\n')).toContain(file);
   }, TEST_TIMEOUT_MS);
 
   // ftp-srv: curl cannot carry a port in `-u user@host:port`, so through the forward site it is lftp and ftplib.
-  const SRV_CASES = CASES.filter(([site, client, mode]) => (site === 'transparent' || client !== 'curl') && (client !== 'lftp' || mode === 'pasv'));
-  it.each(SRV_CASES)('ftp-srv outside, %s site, %s, %s: get 1 KiB byte-exact', async (site, client, mode) => {
+  const SRV_CASES = CASES.filter(([site, client, mode, family]) => family === 4 && (site === 'transparent' || client !== 'curl') && (client !== 'lftp' || mode === 'pasv'));
+  it.each(SRV_CASES)('ftp-srv outside, %s site, %s, %s: get 1 KiB byte-exact', async (site, client, mode, family) => {
     const local = join(suite.work, `srv-${site}-${client}-${mode}.bin`);
     const r = await runClient(t().ns.client, {
-      ...request(site, client, mode, { op: 'get', remote: remotePath('1k.bin'), local }),
+      ...request(site, client, mode, family, { op: 'get', remote: remotePath('1k.bin'), local }),
       target: { host: ADDR.server, port: FTPSRV_PORT, user: 'anonymous', password: 'e2e' },
     });
     expect(r.code, why(r)).toBe(0);
@@ -247,17 +284,20 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
   it('forward site: a host name resolved by the edge (USER anonymous@ftp.e2e.example)', async () => {
     const local = join(suite.work, 'by-name.bin');
     const r = await runClient(t().ns.client, {
-      ...request('forward', 'curl', 'epsv', { op: 'get', remote: remotePath('1k.bin'), local }),
+      ...request('forward', 'curl', 'epsv', 4, { op: 'get', remote: remotePath('1k.bin'), local }),
       target: { host: 'ftp.e2e.example', port: 21, user: server?.user ?? '', password: server?.password ?? '' },
     });
     expect(r.code, why(r)).toBe(0);
     expect(await sha256File(local)).toBe(expectedSha('1k.bin'));
   }, TEST_TIMEOUT_MS);
 
-  it('the server sees only the edge\'s external address, never an inside one', async () => {
-    const logs = (await server?.logs()) ?? '';
-    expect(logs).toContain(`Client "${EXTERNAL}"`);
-    expect(logs).not.toContain(ADDR.client);
+  it.each([4, 6] as const)('IPv%s: the server sees only the edge\'s external address, never an inside one', async (family) => {
+    const { external, client } = NET[family];
+    const seen = control[family].log ?? new Set<string>();
+    const logs = ((await (family === 4 ? server : server6)?.logs()) ?? '').split('\n').filter((l) => !seen.has(l));
+    expect(logs.filter((l) => l.includes(`Client "${external}"`)).length).toBeGreaterThan(CASES.filter((c) => c[3] === family).length);
+    expect(logs.filter((l) => l.includes('Client "') && !l.includes(`Client "${external}"`))).toEqual([]);
+    expect(logs.filter((l) => l.includes(client))).toEqual([]);
   });
 
   const probe = async (host: string, port: number, ...lines: string[]) => {

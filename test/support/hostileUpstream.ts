@@ -13,6 +13,7 @@
  */
 import net, { type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { parseActiveLine, pasvReply } from './hostPort.js';
 import { type ScriptedConnection, startScriptedUpstream } from './scripted.js';
 
 export interface Target {
@@ -77,7 +78,7 @@ interface State {
 }
 
 const defaultHooks = (): FakeHooks => ({
-  pasv: (port) => `227 Entering Passive Mode (127,0,0,1,${port >> 8},${port & 0xff}).\r\n`,
+  pasv: (port) => pasvReply('127.0.0.1', port),
   epsv: (port) => `229 Entering Extended Passive Mode (|||${port}|)\r\n`,
   retr: (socket, data) => socket.end(data),
   connectOnPort: false,
@@ -230,7 +231,7 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
         return hooks.epsv(await openPassive(state));
       case 'PORT':
       case 'EPRT': {
-        const target = verb === 'PORT' ? parsePort(arg) : parseEprt(arg);
+        const target = activeTarget(`${verb} ${arg}`);
         if (target === undefined) return '501 Bad argument.\r\n';
         state.passive?.server.close();
         state.passive = undefined;
@@ -328,22 +329,11 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
   };
 }
 
-/** `h1,h2,h3,h4,p1,p2` as a real (lenient) server reads it. */
-export function parsePort(arg: string): Target | undefined {
-  const n = arg.split(',').map((f) => Number.parseInt(f, 10));
-  if (n.length !== 6 || n.some((x) => !Number.isInteger(x))) return undefined;
-  return { host: n.slice(0, 4).join('.'), port: (n[4] as number) * 256 + (n[5] as number) };
-}
-
-function parseEprt(arg: string): Target | undefined {
-  const d = arg.charAt(0);
-  const parts = arg.split(d);
-  if (parts.length !== 5) return undefined;
-  const port = Number.parseInt(parts[3] as string, 10);
-  return Number.isInteger(port) ? { host: parts[2] as string, port } : undefined;
-}
-
-/** `227 … (h1,h2,h3,h4,p1,p2).` naming `address` and `port`. */
-export function reply227(address: string, port: number): string {
-  return `227 Entering Passive Mode (${address.split('.').join(',')},${port >> 8},${port & 0xff}).\r\n`;
+function activeTarget(line: string): Target | undefined {
+  try {
+    const { address, port } = parseActiveLine(line);
+    return { host: address, port };
+  } catch {
+    return undefined; // a server answers 501
+  }
 }

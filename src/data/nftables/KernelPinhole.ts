@@ -15,18 +15,8 @@ import type { ShardedPool } from '../ShardedPool.js';
 import { logTransfer } from '../transferLog.js';
 import { type FlowEvent, type Tuple, flowEnded } from './flowEvents.js';
 import type { FlowWatch } from './FlowWatch.js';
-import type { NftShell } from './NftShell.js';
-import {
-  type PinholeKey,
-  type PinholeTarget,
-  type Counter,
-  closeCommand,
-  countersCommand,
-  finishCommand,
-  openCommand,
-  parseCounters,
-  payloadBytes,
-} from './ruleset.js';
+import type { ElementDriver } from './ElementDriver.js';
+import { type PinholeKey, type PinholeTarget, type Counter, closeOps, countersOps, finishOps, openOps, payloadBytes } from './ruleset.js';
 
 /** After a pinhole closed unused, how long a flow the kernel admitted just before may still show up. */
 const LATE_FLOW_GRACE_MS = 250;
@@ -37,7 +27,7 @@ const MIN_IDLE_CHECK_MS = 250;
 const CUT_WAIT_MS = 5_000;
 
 export interface KernelPinholeDeps {
-  readonly nft: NftShell;
+  readonly elements: ElementDriver;
   readonly flows: FlowWatch;
   /** Ends a flow now (conntrack -D); resolves whether or not it existed. */
   readonly cut: (family: 4 | 6, flow: Tuple) => Promise<void>;
@@ -98,7 +88,7 @@ export class KernelPinhole implements PinholeHandle {
     this.key = key;
     this.deps.flows.watch(key.address, port, (e) => this.onFlow(e));
     try {
-      await this.deps.nft.run('open', openCommand(key, this.target, acceptTimeoutMs));
+      await this.deps.elements.apply('open', openOps(key, this.target, acceptTimeoutMs));
     } catch (err) {
       this.deps.onError('open');
       this.deps.flows.unwatch(key.address, port);
@@ -210,7 +200,7 @@ export class KernelPinhole implements PinholeHandle {
 
   /** The flow's counters: from the connecting peer (orig) and back to it (reply). */
   private async counters(): Promise<{ orig: Counter; reply: Counter }> {
-    return parseCounters(await this.deps.nft.run('counters', countersCommand(this.key as PinholeKey)));
+    return origReply(await this.deps.elements.apply('counters', countersOps(this.key as PinholeKey)));
   }
 
   private wrongPeer(peer: string): void {
@@ -254,7 +244,7 @@ export class KernelPinhole implements PinholeHandle {
   /** One round trip: the final counters, and the elements removed. False if nft refused (the caller removes them alone). */
   private async readCountersAndRemove(key: PinholeKey): Promise<boolean> {
     try {
-      const { orig, reply } = parseCounters(await this.deps.nft.run('finish', finishCommand(key, this.target)));
+      const { orig, reply } = origReply(await this.deps.elements.apply('finish', finishOps(key, this.target)));
       const fromPeer = payloadBytes(key.family, orig);
       const toPeer = payloadBytes(key.family, reply);
       // The peer is the client on a passive pinhole (its bytes go up) and the upstream on an active one.
@@ -269,7 +259,7 @@ export class KernelPinhole implements PinholeHandle {
 
   private async removeElements(): Promise<void> {
     try {
-      await this.deps.nft.run('close', closeCommand(this.key as PinholeKey, this.target));
+      await this.deps.elements.apply('close', closeOps(this.key as PinholeKey, this.target));
     } catch (err) {
       this.deps.onError('close');
       this.log.warn({ err }, 'pinhole elements not removed (they time out by themselves)');
@@ -287,6 +277,12 @@ export class KernelPinhole implements PinholeHandle {
     logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
 
+}
+
+/** The two counters a `countersOps` read answers with; zero where absent. */
+function origReply(counters: readonly Counter[]): { orig: Counter; reply: Counter } {
+  const none = { packets: 0, bytes: 0 };
+  return { orig: counters[0] ?? none, reply: counters[1] ?? none };
 }
 
 /** A free port from any shard of the pool (the kernel plane binds nothing, so any shard will do). */

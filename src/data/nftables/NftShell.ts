@@ -10,6 +10,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { KernelPlaneError } from '../../common/errors.js';
 import { endChild, onLines } from './child.js';
+import type { ElementDriver } from './ElementDriver.js';
+import { type Counter, type ElementOp, parseCounters, renderNft } from './ruleset.js';
 
 const SENTINEL = 'describe tcp dport';
 const SENTINEL_ANSWER = 'payload expression, datatype inet_service';
@@ -24,7 +26,8 @@ interface Pending {
   readonly sentAt: number;
 }
 
-export class NftShell {
+export class NftShell implements ElementDriver {
+  readonly name = 'nft';
   private child: ChildProcess | undefined;
   private readonly pending: Pending[] = [];
   private watchdog: NodeJS.Timeout | undefined;
@@ -61,6 +64,11 @@ export class NftShell {
       this.pending.push({ op, lines: [], resolve, reject, sentAt: performance.now() });
       stdin.write(`${command}\n${SENTINEL}\n`);
     });
+  }
+
+  /** One transaction of element ops as one line; the counters nft printed for its `get` ops. */
+  async apply(op: string, ops: readonly ElementOp[]): Promise<Counter[]> {
+    return parseCounters(await this.run(op, renderNft(ops)));
   }
 
   /** End nft (stdin closed, then SIGKILL by pid after a bound). */

@@ -111,55 +111,120 @@ export function deleteTableCommand(): string {
   return `delete table ${T}`;
 }
 
-function keyText(k: PinholeKey): string {
-  return `${k.peer} . ${k.address} . ${k.port}`;
+/**
+ * One component of an element's key or data, typed as the set declares it
+ * (nft's type names). The nft text and the netlink bytes are both rendered
+ * from these: an address as its text, a port as its number.
+ */
+export type Part =
+  | { readonly type: 'ipv4_addr'; readonly value: string }
+  | { readonly type: 'ipv6_addr'; readonly value: string }
+  | { readonly type: 'inet_service'; readonly value: number };
+
+/**
+ * One operation on one element of a set or map of the table. `add` of an
+ * element that exists is a no-op (never an error); `delete` of one that does
+ * not exist fails the transaction; `get` reads the element (its counter).
+ * A list of them is one transaction, applied in order, all or nothing.
+ */
+export interface ElementOp {
+  readonly op: 'add' | 'delete' | 'get';
+  readonly set: string;
+  readonly key: readonly Part[];
+  /** A map's value; only on `add` to a map. */
+  readonly data?: readonly Part[];
+  /** Only on `add` to a set with `flags timeout`. */
+  readonly timeoutMs?: number;
+}
+
+export function address(family: Family, value: string): Part {
+  return family === 4 ? { type: 'ipv4_addr', value } : { type: 'ipv6_addr', value };
+}
+
+export function port(value: number): Part {
+  return { type: 'inet_service', value };
+}
+
+function keyParts(k: PinholeKey): Part[] {
+  return [address(k.family, k.peer), address(k.family, k.address), port(k.port)];
+}
+
+/** Timeout of the elements a close re-adds before deleting them (they never outlive the transaction). */
+const READD_TIMEOUT_MS = 1_000;
+
+/** A pinhole's elements, in the order they go live: counters, NAT data, then the arm that makes it live. */
+function pinholeElements(k: PinholeKey, t: PinholeTarget, timeoutMs: number): ElementOp[] {
+  const key = keyParts(k);
+  const f = k.family;
+  return [
+    { op: 'add', set: `orig${f}`, key },
+    { op: 'add', set: `reply${f}`, key },
+    { op: 'add', set: `pin${f}`, key, data: [address(f, t.host), port(t.port)], timeoutMs },
+    { op: 'add', set: `snat${f}`, key, data: [address(f, t.source)], timeoutMs },
+    { op: 'add', set: `arm${f}`, key, timeoutMs },
+  ];
 }
 
 /** One transaction: counters, NAT data, then the arm that makes it live. */
-export function openCommand(k: PinholeKey, t: PinholeTarget, timeoutMs: number): string {
-  const key = keyText(k);
-  const f = k.family;
-  return [
-    `add element ${T} orig${f} { ${key} }`,
-    `add element ${T} reply${f} { ${key} }`,
-    `add element ${T} pin${f} { ${key} timeout ${timeoutMs}ms : ${t.host} . ${t.port} }`,
-    `add element ${T} snat${f} { ${key} timeout ${timeoutMs}ms : ${t.source} }`,
-    `add element ${T} arm${f} { ${key} timeout ${timeoutMs}ms }`,
-  ].join('; ');
+export function openOps(k: PinholeKey, t: PinholeTarget, timeoutMs: number): ElementOp[] {
+  return pinholeElements(k, t, timeoutMs);
 }
 
 /**
  * One transaction that removes every element of a pinhole whether or not the
  * kernel already consumed the arm or timed elements out: each element is
- * (re)added, which is a no-op when present, then deleted.
+ * (re)added, which is a no-op when present, then deleted. The arm goes first.
  */
-export function closeCommand(k: PinholeKey, t: PinholeTarget): string {
-  const key = keyText(k);
-  const f = k.family;
-  const parts: string[] = [];
-  const elements: [string, string][] = [
-    [`arm${f}`, `${key} timeout 1s`],
-    [`pin${f}`, `${key} timeout 1s : ${t.host} . ${t.port}`],
-    [`snat${f}`, `${key} timeout 1s : ${t.source}`],
-    [`orig${f}`, key],
-    [`reply${f}`, key],
-  ];
-  for (const [set, element] of elements) parts.push(`add element ${T} ${set} { ${element} }`);
-  for (const [set] of elements) parts.push(`delete element ${T} ${set} { ${key} }`);
-  return parts.join('; ');
+export function closeOps(k: PinholeKey, t: PinholeTarget): ElementOp[] {
+  const [orig, reply, pin, snat, arm] = pinholeElements(k, t, READD_TIMEOUT_MS) as [ElementOp, ElementOp, ElementOp, ElementOp, ElementOp];
+  const adds = [arm, pin, snat, orig, reply];
+  return [...adds, ...adds.map(({ set, key }): ElementOp => ({ op: 'delete', set, key }))];
 }
 
-/** Both counters of a pinhole in one command line: the answer holds orig's, then reply's. */
-export function countersCommand(k: PinholeKey): string {
-  return (['orig', 'reply'] as const).map((d) => `get element ${T} ${d}${k.family} { ${keyText(k)} }`).join('; ');
+/** Both counters of a pinhole: the answer holds orig's, then reply's. */
+export function countersOps(k: PinholeKey): ElementOp[] {
+  const key = keyParts(k);
+  return [
+    { op: 'get', set: `orig${k.family}`, key },
+    { op: 'get', set: `reply${k.family}`, key },
+  ];
 }
 
 /**
- * The end of a used pinhole in one round trip: nft answers the reads at once
- * and commits the removal after them, so the counters are the final ones.
+ * The end of a used pinhole in one round trip: the reads are answered first
+ * and the removal committed after them, so the counters are the final ones.
  */
-export function finishCommand(k: PinholeKey, t: PinholeTarget): string {
-  return `${countersCommand(k)}; ${closeCommand(k, t)}`;
+export function finishOps(k: PinholeKey, t: PinholeTarget): ElementOp[] {
+  return [...countersOps(k), ...closeOps(k, t)];
+}
+
+/**
+ * A write the kernel must accept before the plane takes pinholes: an element
+ * of no pinhole (port 0 is never in a range) added and removed in one
+ * transaction; proves the table, the set and the privilege.
+ */
+export function probeOps(): ElementOp[] {
+  const key = [address(4, '0.0.0.0'), address(4, '0.0.0.0'), port(0)];
+  return [
+    { op: 'add', set: 'arm4', key, timeoutMs: READD_TIMEOUT_MS },
+    { op: 'delete', set: 'arm4', key },
+  ];
+}
+
+function partText(p: Part): string {
+  return String(p.value);
+}
+
+function elementText(e: ElementOp): string {
+  const key = e.key.map(partText).join(' . ');
+  const timeout = e.timeoutMs === undefined ? '' : ` timeout ${e.timeoutMs}ms`;
+  const data = e.data === undefined ? '' : ` : ${e.data.map(partText).join(' . ')}`;
+  return `${key}${timeout}${data}`;
+}
+
+/** A transaction as one line of nft commands (for `nft -i`). */
+export function renderNft(ops: readonly ElementOp[]): string {
+  return ops.map((e) => `${e.op} element ${T} ${e.set} { ${elementText(e)} }`).join('; ');
 }
 
 export interface Counter {
@@ -167,14 +232,12 @@ export interface Counter {
   readonly bytes: number;
 }
 
-/** The orig and reply counters of a `countersCommand` answer; zero where absent. */
-export function parseCounters(lines: readonly string[]): { orig: Counter; reply: Counter } {
-  const found = lines.flatMap((line) => {
+/** The counters nft printed for the `get` ops of a transaction, in order. */
+export function parseCounters(lines: readonly string[]): Counter[] {
+  return lines.flatMap((line) => {
     const m = /counter packets (\d+) bytes (\d+)/.exec(line);
     return m === null ? [] : [{ packets: Number(m[1]), bytes: Number(m[2]) }];
   });
-  const none = { packets: 0, bytes: 0 };
-  return { orig: found[0] ?? none, reply: found[1] ?? none };
 }
 
 /**

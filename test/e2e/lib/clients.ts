@@ -162,13 +162,17 @@ function curlTlsArgs(tls: ClientTls | undefined): string[] {
 function curlArgs(req: ClientRequest): string[] {
   const { target } = req;
   const scheme = req.tls?.kind === 'implicit' ? 'ftps' : 'ftp';
-  const url = `${scheme}://${hostInUrl(target.host)}:${target.port}${req.remote}`;
+  // `--user` ends the user at its first colon: a user naming an IPv6 server (a forward site's
+  // `u@[2001:db8::1]`) travels percent-encoded in the URL instead, which curl decodes.
+  const inUrl = target.user.includes(':');
+  const credentials = inUrl ? `${encodeURIComponent(target.user)}:${encodeURIComponent(target.password)}@` : '';
+  const url = `${scheme}://${credentials}${hostInUrl(target.host)}:${target.port}${req.remote}`;
   const args = [
     '-sS',
     '-v',
     '--max-time', String(Math.floor((req.timeoutMs ?? CLIENT_TIMEOUT_MS) / 1000) - 2),
     '--connect-timeout', String(CONNECT_TIMEOUT_S),
-    '--user', `${target.user}:${target.password}`,
+    ...(inUrl ? [] : ['--user', `${target.user}:${target.password}`]),
     '--no-ftp-skip-pasv-ip', // honour the address in a 227
     ...curlTlsArgs(req.tls),
   ];
@@ -236,7 +240,9 @@ function lftpScript(req: ClientRequest): string {
     'set ftp:fix-pasv-address no',
     'set xfer:clobber on',
     ...(proxy === undefined ? [] : [`set ftp:proxy ftp://${hostInUrl(proxy.host)}:${proxy.port}`]),
-    `open -u ${target.user},${target.password} ${scheme}://${hostInUrl(target.host)}:${target.port}`,
+    // Port 21 is left out: through ftp:proxy lftp sends `USER user@host:port` for a port in the URL, which
+    // for an IPv6 host is the unbracketed, ambiguous `u@2001:db8::10:21` (taken as one address).
+    `open -u ${target.user},${target.password} ${scheme}://${hostInUrl(target.host)}${target.port === 21 ? '' : `:${target.port}`}`,
   ];
   switch (req.op) {
     case 'get':

@@ -12,7 +12,8 @@
 // TLS required for the anonymous login and every data connection, and data
 // connections that must resume the control connection's TLS session
 // (`require_ssl_reuse=YES`, its default). A second server may run next to
-// the first on another port and passive range (`port`, `passivePorts`).
+// the first on another port and passive range (`port`, `passivePorts`), and
+// on the server's IPv6 address instead (`host`: ADDR.server6, vsftpd only).
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -46,6 +47,8 @@ export interface ServerTls {
 }
 
 export interface ServerOptions {
+  /** Address in the server namespace (ADDR.server unless told; an IPv6 one for vsftpd only). */
+  readonly host?: string;
   /** Control port in the server namespace (21 unless told). */
   readonly port?: number;
   readonly passivePorts?: { readonly min: number; readonly max: number };
@@ -54,6 +57,7 @@ export interface ServerOptions {
 }
 
 interface Listen {
+  readonly host: string;
   readonly port: number;
   readonly passivePorts: { readonly min: number; readonly max: number };
 }
@@ -119,9 +123,7 @@ async function configureVsftpd(rootDir: string, dir: string, listen: Listen, tls
   await mkdir(empty, { mode: 0o755 });
   const log = join(dir, 'vsftpd.log');
   const conf = [
-    'listen=YES',
-    'listen_ipv6=NO',
-    `listen_address=${ADDR.server}`,
+    ...(listen.host.includes(':') ? ['listen=NO', 'listen_ipv6=YES', `listen_address6=${listen.host}`] : ['listen=YES', 'listen_ipv6=NO', `listen_address=${listen.host}`]),
     `listen_port=${listen.port}`,
     'background=NO',
     'anonymous_enable=YES',
@@ -242,14 +244,31 @@ async function configureProftpd(rootDir: string, dir: string, listen: Listen): P
   return { args: ['--nodaemon', '-c', file], user: VIRTUAL_USER, password: VIRTUAL_PASSWORD, logFiles: [log, commandLog] };
 }
 
-/** True when /proc/<pid>/net/tcp (the pid's namespace) has our listener. */
-async function isListening(pid: number, port: number): Promise<boolean> {
-  // 192.0.2.10:21 as the kernel prints it: little-endian address, hex port.
-  const octets = ADDR.server.split('.').map((o) => Number(o).toString(16).padStart(2, '0').toUpperCase());
-  const local = `${octets.reverse().join('')}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+/** An address as /proc/net/tcp{,6} prints it: each 32-bit word little-endian, in hex. */
+function procAddress(host: string): string {
+  const hex = host.includes(':')
+    ? ipv6Hex(host)
+    : host
+        .split('.')
+        .map((o) => Number(o).toString(16).padStart(2, '0'))
+        .join('');
+  const words = hex.match(/.{8}/g) ?? [];
+  return words.map((w) => (w.match(/../g) ?? []).reverse().join('')).join('').toUpperCase();
+}
+
+function ipv6Hex(host: string): string {
+  const [head = '', tail = ''] = host.split('::');
+  const parts = (x: string) => (x === '' ? [] : x.split(':'));
+  const groups = [...parts(head), ...Array<string>(8 - parts(head).length - parts(tail).length).fill('0'), ...parts(tail)];
+  return groups.map((g) => g.padStart(4, '0')).join('');
+}
+
+/** True when /proc/<pid>/net/tcp or tcp6 (the pid's namespace) has our listener. */
+async function isListening(pid: number, host: string, port: number): Promise<boolean> {
+  const local = `${procAddress(host)}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   let table: string;
   try {
-    table = await readFile(`/proc/${pid}/net/tcp`, 'utf8');
+    table = await readFile(`/proc/${pid}/net/tcp${host.includes(':') ? '6' : ''}`, 'utf8');
   } catch {
     return false;
   }
@@ -259,13 +278,13 @@ async function isListening(pid: number, port: number): Promise<boolean> {
   });
 }
 
-async function waitReady(child: ChildProcess, port: number, output: () => string): Promise<void> {
+async function waitReady(child: ChildProcess, listen: Listen, output: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`server exited before listening (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
-    if (child.pid !== undefined && (await isListening(child.pid, port))) return;
+    if (child.pid !== undefined && (await isListening(child.pid, listen.host, listen.port))) return;
     if (Date.now() > deadline) throw new Error(`server not listening after ${READY_TIMEOUT_MS} ms:\n${output()}`);
     await new Promise((r) => setTimeout(r, READY_POLL_MS));
   }
@@ -277,10 +296,12 @@ const CONFIGURE: Record<ServerKind, (rootDir: string, dir: string, listen: Liste
   proftpd: configureProftpd,
 };
 
-/** Starts one server in the topology's server namespace on 192.0.2.10:21 (or the port asked for). */
+/** Starts one server in the topology's server namespace on 192.0.2.10:21 (or the address and port asked for). */
 export async function startServer(kind: ServerKind, topo: Topology, rootDir: string, options: ServerOptions = {}): Promise<RunningServer> {
   if (options.tls !== undefined && kind !== 'vsftpd') throw new Error(`FTPS is set up for vsftpd only, not ${kind}`);
-  const listen: Listen = { port: options.port ?? FTP_PORT, passivePorts: options.passivePorts ?? PASSIVE_PORTS };
+  const host = options.host ?? ADDR.server;
+  if (host !== ADDR.server && kind !== 'vsftpd') throw new Error(`another address is set up for vsftpd only, not ${kind}`);
+  const listen: Listen = { host, port: options.port ?? FTP_PORT, passivePorts: options.passivePorts ?? PASSIVE_PORTS };
   const dir = await mkdtemp(join(tmpdir(), `ftpalg-e2e-${kind}-`));
   await chmod(dir, 0o755);
   const launch = await CONFIGURE[kind](rootDir, dir, listen, options.tls);
@@ -297,7 +318,7 @@ export async function startServer(kind: ServerKind, topo: Topology, rootDir: str
     return text;
   };
   try {
-    await waitReady(child, listen.port, () => output);
+    await waitReady(child, listen, () => output);
   } catch (err) {
     await stopChild(child);
     const detail = await logs();
@@ -307,7 +328,7 @@ export async function startServer(kind: ServerKind, topo: Topology, rootDir: str
   let stopped = false;
   return {
     kind,
-    host: ADDR.server,
+    host,
     port: listen.port,
     user: launch.user,
     password: launch.password,

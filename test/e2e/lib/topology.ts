@@ -9,6 +9,9 @@
 // from it; the edge does not forward. The only way from the client to the
 // server is an application-layer gateway running in the edge namespace.
 //
+// Both sides have IPv6 too: 2001:db8:1::/64 inside (client ::10, edge ::1),
+// 2001:db8:2::/64 outside (edge ::1, server ::10), with the same reachability.
+//
 // The `outbound` layout reverses the roles (issue 15): the client is inside
 // (203.0.113.0/24, its default route via the edge), the server outside with
 // no route back to the inside at all, and the edge forwards and masquerades
@@ -32,6 +35,8 @@ export const ADDR = {
   server: '192.0.2.10',
   client6: '2001:db8:1::10',
   edge6: '2001:db8:1::1',
+  edgePrivate6: '2001:db8:2::1',
+  server6: '2001:db8:2::10',
   privateNet: '192.0.2.0/24',
 } as const;
 
@@ -220,7 +225,9 @@ export async function createTopology(layout: Layout = 'reverse'): Promise<Topolo
     await ip(['-n', ns.edge, 'addr', 'add', `${ADDR.edgePublic}/24`, 'dev', 'to-client']);
     await ip(['-n', ns.edge, 'addr', 'add', `${ADDR.edge6}/64`, 'dev', 'to-client', 'nodad']);
     await ip(['-n', ns.edge, 'addr', 'add', `${ADDR.edgePrivate}/24`, 'dev', 'to-server']);
+    await ip(['-n', ns.edge, 'addr', 'add', `${ADDR.edgePrivate6}/64`, 'dev', 'to-server', 'nodad']);
     await ip(['-n', ns.server, 'addr', 'add', `${ADDR.server}/24`, 'dev', 'to-edge']);
+    await ip(['-n', ns.server, 'addr', 'add', `${ADDR.server6}/64`, 'dev', 'to-edge', 'nodad']);
 
     await ip(['-n', ns.client, 'link', 'set', 'to-edge', 'up']);
     await ip(['-n', ns.edge, 'link', 'set', 'to-client', 'up']);
@@ -234,8 +241,9 @@ export async function createTopology(layout: Layout = 'reverse'): Promise<Topolo
     } else {
       // Inside clients reach everything through the edge; the server knows only its own link.
       await ip(['-n', ns.client, 'route', 'add', 'default', 'via', ADDR.edgePublic]);
-      await nsExec(ns.edge, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-      const masquerade = 'table ip e2e_nat { chain postrouting { type nat hook postrouting priority srcnat; oifname "to-server" masquerade; }; }';
+      await ip(['-n', ns.client, '-6', 'route', 'add', 'default', 'via', ADDR.edge6]);
+      await nsExec(ns.edge, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+      const masquerade = 'table inet e2e_nat { chain postrouting { type nat hook postrouting priority srcnat; oifname "to-server" masquerade; }; }';
       await nsExec(ns.edge, 'nft', [masquerade]);
     }
   } catch (err) {

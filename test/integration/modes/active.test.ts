@@ -19,7 +19,8 @@ import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { FILES, NAMES } from '../../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
+import { type DataListener, listenForData } from './dataPeers.js';
+import { eprtArg, portArg } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 /** Pools of the main site, and of the sourcePort20 site. */

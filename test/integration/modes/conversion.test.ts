@@ -11,14 +11,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { UpstreamDataMode } from '../../../src/config/types.js';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { type DataSource, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../../support/scripted.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
+import { type DataListener, listenForData } from './dataPeers.js';
 import { dataCommands, scriptedFtp } from './scriptedFtp.js';
+import { eprtArg, parse227, parse229, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 type Verb = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';

@@ -136,28 +136,6 @@ export function probe(host: string, port: number, localAddress?: string): Promis
   });
 }
 
-/** `h1,h2,h3,h4,p1,p2` (RFC 959 PORT argument). */
-export function portArg(address: string, port: number): string {
-  return `${address.split('.').join(',')},${port >> 8},${port & 0xff}`;
-}
-
-/** `|1|a.b.c.d|port|` or `|2|v6|port|` (RFC 2428 EPRT argument). */
-export function eprtArg(address: string, port: number): string {
-  return `|${address.includes(':') ? 2 : 1}|${address}|${port}|`;
-}
-
-/** The address and port of a PORT or EPRT line as an upstream received it. */
-export function parseActiveLine(line: string): { verb: 'PORT' | 'EPRT'; address: string; port: number } {
-  const port = /^PORT (\d+),(\d+),(\d+),(\d+),(\d+),(\d+)$/.exec(line);
-  if (port !== null) {
-    const n = port.slice(1).map(Number);
-    return { verb: 'PORT', address: n.slice(0, 4).join('.'), port: (n[4] as number) * 256 + (n[5] as number) };
-  }
-  const eprt = /^EPRT \|([12])\|([^|]+)\|(\d+)\|$/.exec(line);
-  if (eprt !== null) return { verb: 'EPRT', address: eprt[2] as string, port: Number(eprt[3]) };
-  throw new Error(`not a PORT/EPRT line: ${line}`);
-}
-
 function plain(address: string | undefined): string {
   const a = address ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;

@@ -11,14 +11,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { dial, eprtArg, listenForData, parseActiveLine, portArg } from './dataPeers.js';
+import { dial, listenForData } from './dataPeers.js';
 import { dataCommands, type ScriptedFtpServer, scriptedFtp, startScriptedFtpOn } from './scriptedFtp.js';
+import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];

@@ -7,8 +7,9 @@
  * what the gateway really sent upstream.
  */
 import type { Responder, ScriptedConnection } from '../../support/scripted.js';
-import { pasvReply, startScriptedUpstream } from '../../support/scripted.js';
-import { type Dialled, dial, parseActiveLine } from './dataPeers.js';
+import { startScriptedUpstream } from '../../support/scripted.js';
+import { type Dialled, dial } from './dataPeers.js';
+import { parseActiveLine, pasvReply } from '../../support/hostPort.js';
 
 export interface FtpScript {
   /** Port named in 227/229 replies (the upstream's passive data listener). */

@@ -8,14 +8,15 @@
  * not (it is not relayed).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges } from '../../support/ports.js';
 import { type DataSource, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../../support/scripted.js';
 import { startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, dial, eprtArg, listenForData, parseActiveLine } from './dataPeers.js';
+import { type DataListener, dial, listenForData } from './dataPeers.js';
 import { dataCommands, type FtpScript, scriptedFtp } from './scriptedFtp.js';
+import { eprtArg, parse229, parseActiveLine } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = Buffer.from('payload through a translated data connection\r\n');

@@ -6,13 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { flowEnded, parseFlowEvent } from '../../../src/data/nftables/flowEvents.js';
 import {
-  closeCommand,
-  countersCommand,
-  finishCommand,
+  closeOps,
+  countersOps,
+  finishOps,
   hasElements,
-  openCommand,
+  openOps,
   parseCounters,
   payloadBytes,
+  renderNft,
   tableScript,
 } from '../../../src/data/nftables/ruleset.js';
 
@@ -44,8 +45,24 @@ describe('the table', () => {
 });
 
 describe('a pinhole transaction', () => {
-  it('opens with counters and NAT data first and the arm last, on one line', () => {
-    const cmd = openCommand(KEY4, TARGET4, 15_000);
+  const KEY4_PARTS = [
+    { type: 'ipv4_addr', value: '203.0.113.10' },
+    { type: 'ipv4_addr', value: '203.0.113.1' },
+    { type: 'inet_service', value: 50000 },
+  ];
+
+  it('opens with counters and NAT data first and the arm last, as typed element ops', () => {
+    expect(openOps(KEY4, TARGET4, 15_000)).toEqual([
+      { op: 'add', set: 'orig4', key: KEY4_PARTS },
+      { op: 'add', set: 'reply4', key: KEY4_PARTS },
+      { op: 'add', set: 'pin4', key: KEY4_PARTS, data: [{ type: 'ipv4_addr', value: '192.0.2.10' }, { type: 'inet_service', value: 40001 }], timeoutMs: 15_000 },
+      { op: 'add', set: 'snat4', key: KEY4_PARTS, data: [{ type: 'ipv4_addr', value: '192.0.2.1' }], timeoutMs: 15_000 },
+      { op: 'add', set: 'arm4', key: KEY4_PARTS, timeoutMs: 15_000 },
+    ]);
+  });
+
+  it('renders as nft commands on one line', () => {
+    const cmd = renderNft(openOps(KEY4, TARGET4, 15_000));
     expect(cmd).not.toContain('\n');
     expect(cmd.split('; ')).toEqual([
       'add element inet ftp_alg_dp orig4 { 203.0.113.10 . 203.0.113.1 . 50000 }',
@@ -57,22 +74,29 @@ describe('a pinhole transaction', () => {
   });
 
   it('closes whether or not the kernel consumed the arm: each element re-added (a no-op if present), then deleted', () => {
-    const parts = closeCommand(KEY6, TARGET6).split('; ');
-    expect(parts).toHaveLength(10);
-    expect(parts[0]).toBe('add element inet ftp_alg_dp arm6 { 2001:db8:1::10 . 2001:db8:1::1 . 50001 timeout 1s }');
+    const ops = closeOps(KEY6, TARGET6);
+    expect(ops.map((e) => `${e.op} ${e.set}`)).toEqual([
+      ...['arm6', 'pin6', 'snat6', 'orig6', 'reply6'].map((s) => `add ${s}`),
+      ...['arm6', 'pin6', 'snat6', 'orig6', 'reply6'].map((s) => `delete ${s}`),
+    ]);
+    expect(ops.slice(5).every((e) => e.data === undefined && e.timeoutMs === undefined)).toBe(true);
+    const parts = renderNft(ops).split('; ');
+    expect(parts[0]).toBe('add element inet ftp_alg_dp arm6 { 2001:db8:1::10 . 2001:db8:1::1 . 50001 timeout 1000ms }');
+    expect(parts[1]).toBe('add element inet ftp_alg_dp pin6 { 2001:db8:1::10 . 2001:db8:1::1 . 50001 timeout 1000ms : 2001:db8:2::10 . 40002 }');
+    expect(parts[3]).toBe('add element inet ftp_alg_dp orig6 { 2001:db8:1::10 . 2001:db8:1::1 . 50001 }'); // counters never time out
     expect(parts.slice(5)).toEqual(
       ['arm6', 'pin6', 'snat6', 'orig6', 'reply6'].map((s) => `delete element inet ftp_alg_dp ${s} { 2001:db8:1::10 . 2001:db8:1::1 . 50001 }`),
     );
   });
 
   it('reads both counters with get element, orig then reply', () => {
-    expect(countersCommand(KEY4)).toBe(
+    expect(renderNft(countersOps(KEY4))).toBe(
       'get element inet ftp_alg_dp orig4 { 203.0.113.10 . 203.0.113.1 . 50000 }; get element inet ftp_alg_dp reply4 { 203.0.113.10 . 203.0.113.1 . 50000 }',
     );
   });
 
-  it('finishes a used pinhole in one line: the counters read, then the removal', () => {
-    expect(finishCommand(KEY4, TARGET4)).toBe(`${countersCommand(KEY4)}; ${closeCommand(KEY4, TARGET4)}`);
+  it('finishes a used pinhole in one transaction: the counters read, then the removal', () => {
+    expect(finishOps(KEY4, TARGET4)).toEqual([...countersOps(KEY4), ...closeOps(KEY4, TARGET4)]);
   });
 });
 
@@ -86,9 +110,12 @@ describe('byte counters', () => {
   ];
   const answer = [...set('orig4', 11, 5580), ...set('reply4', 9, 100476)];
 
-  it('parses packets and bytes of orig, then reply; zero when the answer has none', () => {
-    expect(parseCounters(answer)).toEqual({ orig: { packets: 11, bytes: 5580 }, reply: { packets: 9, bytes: 100476 } });
-    expect(parseCounters([])).toEqual({ orig: { packets: 0, bytes: 0 }, reply: { packets: 0, bytes: 0 } });
+  it('parses packets and bytes of each element read, in order; none when the answer has none', () => {
+    expect(parseCounters(answer)).toEqual([
+      { packets: 11, bytes: 5580 },
+      { packets: 9, bytes: 100476 },
+    ]);
+    expect(parseCounters([])).toEqual([]);
   });
 
   it('takes the IP and TCP headers off (measured: 100 000 bytes of payload in 9 segments)', () => {

@@ -148,15 +148,33 @@ describe('nftablesRules for outbound sites (issue 15)', () => {
       ],
     });
 
-  it('a transparent site: inside clients\' FTP to any server is redirected to its listener, never traffic to the edge itself', () => {
-    const text = nftablesRules(outbound('transparent', { clients: { allow: ['198.51.100.0/24', '2001:db8:1::/48'] } }));
-    const chain = /chain prerouting \{\n([\s\S]*?)\n\t\}/.exec(text)?.[1] ?? '';
-    expect(chain).toContain('type nat hook prerouting priority dstnat; policy accept;');
-    const rules = chain.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith('type'));
-    expect(rules.map(withoutComment)).toEqual([
-      'ip saddr 198.51.100.0/24 fib daddr type != local tcp dport { 21, 2121-2122 } redirect to :2121',
-      'ip6 saddr 2001:db8:1::/48 fib daddr type != local tcp dport { 21, 2121-2122 } redirect to :2121',
-    ]);
+  /** The rule lines of the prerouting chain (comments kept: they say what was left out). */
+  const redirects = (text: string) =>
+    (/chain prerouting \{\n([\s\S]*?)\n\t\}/.exec(text)?.[1] ?? '')
+      .split('\n')
+      .map((l) => withoutComment(l.trim()))
+      .filter((l) => l !== '' && !l.startsWith('type') && !l.startsWith('# site'));
+  const D = 'fib daddr type != local tcp dport { 21, 2121-2122 }';
+
+  it.each([
+    ['0.0.0.0, clients of both families: IPv4 only (the listener takes no IPv6)', '0.0.0.0', ['198.51.100.0/24', '2001:db8:1::/48'], [
+      `ip saddr 198.51.100.0/24 ${D} redirect to :2121`,
+      '# its IPv6 clients cannot reach a listener on 0.0.0.0: not redirected',
+    ]],
+    [':: with no client list: one rule for both families', '::', [], [`${D} redirect to :2121`]],
+    [':: with clients of both families', '::', ['198.51.100.0/24', '2001:db8:1::/48'], [
+      `ip saddr 198.51.100.0/24 ${D} redirect to :2121`,
+      `ip6 saddr 2001:db8:1::/48 ${D} redirect to :2121`,
+    ]],
+    ['an IPv4 address: DNAT to exactly it (a redirect picks the interface\'s first address)', '198.51.100.1', ['198.51.100.0/24', '2001:db8:1::/48'], [
+      `ip saddr 198.51.100.0/24 ${D} dnat ip to 198.51.100.1:2121`,
+      '# its IPv6 clients cannot reach a listener on 198.51.100.1: not redirected',
+    ]],
+    ['an IPv6 address, no client list', '2001:db8:1::1', [], [`meta nfproto ipv6 ${D} dnat ip6 to [2001:db8:1::1]:2121`]],
+  ])('a transparent site on %s', (_name, host, clients, expected) => {
+    const text = nftablesRules(outbound('transparent', { listen: { host, port: 2121 }, clients: { allow: clients } }));
+    expect(text).toContain('type nat hook prerouting priority dstnat; policy accept;');
+    expect(redirects(text)).toEqual(expected);
   });
 
   it('outbound sites open their active range to any server (chosen per session); a forward site has no redirect', () => {

@@ -16,6 +16,6 @@ describe('deploy/outbound', () => {
   it('ftp-alg.nft equals what `ftp-alg --nftables` prints for ftp-alg.yaml (the redirect of inside clients\' tcp/21 included)', () => {
     const text = nftablesRules(config);
     expect(readFileSync(new URL('deploy/outbound/ftp-alg.nft', ROOT), 'utf8')).toBe(text);
-    expect(text).toContain('ip saddr 198.51.100.0/24 fib daddr type != local tcp dport 21 redirect to :2122');
+    expect(text).toContain('ip saddr 198.51.100.0/24 fib daddr type != local tcp dport 21 dnat ip to 198.51.100.1:2122');
   });
 });

@@ -23,7 +23,7 @@
 //
 // Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--planes relay,workers] [--plane NAME={json}] [--rounds 1]
 //        [--netns] [--load-nice 0] [--json out.json] [--log-dir DIR] [--cli path/to/cli.js]   (another build, for a before/after figure)
-//        [--phases idle,transfers] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
+//        [--phases idle,transfers] [--warmup 3000 (NOOPs before the first phase)] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +44,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '1' },
     netns: { type: 'boolean', default: false },
     phases: { type: 'string', default: 'idle,connect,pasv,transfers' },
+    warmup: { type: 'string', default: '3000' },
     'node-arg': { type: 'string', multiple: true, default: [] },
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
@@ -341,6 +342,13 @@ async function runFor(plane, overlay, upstream, quiet) {
   const gw = await startGateway(upstream.port, quiet.port, plane, overlay);
   const bystander = await noopSession(ADDR.edge, gw.bystander);
   const direct = await noopSession(ADDR.upstream, quiet.port);
+  // A fresh process runs its first few thousand round trips in V8's lower tiers (p99 per block of 1,000
+  // NOOPs fell about tenfold over the first 4,000, through the gateway and for the Node client alike):
+  // warm both paths up so the phases measure steady state, not the JIT.
+  for (let i = 0; i < Number(opt.warmup); i++) {
+    await bystander.noop();
+    await direct.noop();
+  }
   const probes = { noop: () => bystander.noop(), healthz: () => healthz(gw.metrics), direct: () => direct.noop() };
   const target = `${ADDR.edge}:${gw.flood}`;
   const phases = {};

@@ -40,7 +40,7 @@ const SESSIONS = 64;
 const METRICS_PORT = 9464;
 const CHECK_INTERVAL_MS = 1_000;
 /** On top of the agent's own bound (FALL_CHECKS or RISE_CHECKS intervals): the nft write, a busy machine. */
-const CHECK_MARGIN_MS = 1_500;
+const CHECK_MARGIN_MS = 2_500;
 /** Long downloads running across the kill: 8 MiB at 1 MiB/s, about 8 s each. */
 const LONG_SESSIONS = 12;
 const LONG_RATE = '1M';

@@ -67,6 +67,7 @@ export class BalancerAgent {
   private readonly state: { up: boolean | undefined; against: number }[];
   private written: string | undefined;
   private checksSinceWrite = 0;
+  private failedWrites = 0;
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
   private stopped = false;
@@ -104,10 +105,15 @@ export class BalancerAgent {
       await this.apply(script);
       this.written = script;
       this.checksSinceWrite = 0;
+      this.failedWrites = 0;
       if (changed) this.options.log.info({ targets, up: this.options.instances.filter((_, i) => up[i]) }, 'control map updated');
     } catch (err) {
       this.written = undefined;
-      this.options.log.error({ err }, 'control map not updated (is the balancer ruleset loaded?); trying again next check');
+      this.failedWrites += 1;
+      // Once, then every REWRITE_EVERY_CHECKS failures: a missing ruleset must not flood the journal.
+      if (this.failedWrites % REWRITE_EVERY_CHECKS === 1) {
+        this.options.log.error({ err, failedWrites: this.failedWrites }, 'control map not updated (is the balancer ruleset loaded?); trying again next check');
+      }
     }
   }
 

@@ -1,8 +1,10 @@
 /**
- * The deploy generators on the command line: `--k8s-manifests` and
- * `--nftables` print what they generate from `--config FILE`. The CLI
- * spreads DEPLOY_OPTIONS into its parseArgs options and hands the parsed
- * values here; the result says what to print and the exit code.
+ * The deploy generators on the command line: `--k8s-manifests`,
+ * `--nftables` and `--balancer` print what they generate from `--config
+ * FILE`. The CLI spreads DEPLOY_OPTIONS into its parseArgs options and hands
+ * the parsed values here; the result says what to print and the exit code.
+ * `--balancer-agent` is a daemon: balancerAgentSetup checks its line and
+ * agentCommand.ts runs it.
  */
 import { EX_CONFIG, EX_USAGE } from '../common/exitCodes.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';

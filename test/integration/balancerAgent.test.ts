@@ -150,13 +150,13 @@ describe('BalancerAgent', () => {
     expect(logged(r, 'control map updated')).toHaveLength(1);
   });
 
-  it('a failed write is logged and tried again at the next check', async () => {
+  it('a failed write is logged (once) and tried again at every check', async () => {
     const [a, b] = [await fakeInstance(), await fakeInstance()];
     const r = rig([a.url, b.url]);
     r.failWrites = true;
-    await r.agent.check();
+    for (let i = 0; i < 3; i += 1) await r.agent.check();
     expect(r.written).toEqual([]);
-    expect(logged(r, 'control map not updated (is the balancer ruleset loaded?); trying again next check')).toHaveLength(1);
+    expect(logged(r, 'control map not updated (is the balancer ruleset loaded?); trying again next check')).toHaveLength(1); // once, not every check
     r.failWrites = false;
     await r.agent.check();
     expect(r.written).toEqual([controlMapUpdate([A, B])]);

@@ -1,9 +1,8 @@
 /**
  * The data-connection ends a mode test plays itself: the client's listener
- * for active mode (what a client opens before it sends PORT/EPRT), an
- * upstream's outgoing data connection (what a server does after PORT), and
- * the PORT/EPRT arguments naming them. Written here by hand, not with the
- * gateway's codec, so a codec bug cannot hide in both sides of a test.
+ * for active mode (what a client opens before it sends PORT/EPRT) and an
+ * outgoing data connection (an upstream's after PORT, or a stranger's).
+ * The PORT/EPRT arguments naming them are in test/support/hostPort.ts.
  */
 import net, { type Server, type Socket } from 'node:net';
 import { once } from 'node:events';

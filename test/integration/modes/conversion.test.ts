@@ -18,7 +18,7 @@ import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { dataCommands, pasvNaming, startFakeFtp } from '../../support/hostileUpstream.js';
 import { eprtArg, parse227, parse229, portArg } from '../../support/hostPort.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, listenForData } from './dataPeers.js';
+import { listen, type Listener } from '../../support/traps.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 type Verb = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';
@@ -76,7 +76,7 @@ describe('what the upstream is sent, and the data path through each conversion (
       expect(inRange(port, passivePorts)).toBe(true);
       received = readDataConnection(port);
     } else {
-      const own: DataListener = await listenForData('127.0.0.1');
+      const own: Listener = await listen('127.0.0.1');
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
@@ -128,7 +128,7 @@ describe.each(['passive', 'active'] as const)('upstreamDataMode %s with a real u
       cleanup.push({ close: () => client.destroy() });
       await client.login();
       await client.command('TYPE I');
-      const own = await listenForData('127.0.0.1');
+      const own = await listen('127.0.0.1');
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
@@ -145,7 +145,7 @@ describe.each(['passive', 'active'] as const)('upstreamDataMode %s with a real u
       cleanup.push({ close: () => client.destroy() });
       await client.login();
       await client.command('TYPE I');
-      const own = await listenForData('127.0.0.1', FILES[name]);
+      const own = await listen('127.0.0.1', 0, { payload: FILES[name] });
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);

@@ -18,7 +18,7 @@ import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { dataCommands, type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { dial, listenForData } from './dataPeers.js';
+import { dial, listen } from '../../support/traps.js';
 
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
@@ -116,7 +116,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
 
   it.each(NAMES)('EPRT |2|::1|port|: downloads %s byte-exact, the gateway connecting from ::1', async (name) => {
     const client = await loggedInFrom(gw.port);
-    const own = await listenForData('::1');
+    const own = await listen('::1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
     await client.write(`RETR ${name}\r\n`);
@@ -129,7 +129,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
 
   it.each(NAMES)('EPRT |2|::1|port|: uploads %s byte-exact', async (name) => {
     const client = await loggedInFrom(gw.port);
-    const own = await listenForData('::1', FILES[name]);
+    const own = await listen('::1', 0, { payload: FILES[name] });
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
     const target = `v6-eprt-${name}`;
@@ -213,7 +213,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('what an IPv4 upstream is s
     const payload = Buffer.from('v6 client, v4 upstream, PORT\r\n');
     const client = await start({ EPRT: 502 });
     fake.files.set('file.bin', payload);
-    const own = await listenForData('::1');
+    const own = await listen('::1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
     const sent = dataCommands((await fake.connection()).lines);
@@ -281,7 +281,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('a dual-stack site on :: wi
 
   it('an IPv4 client on the dual-stack listener: PORT works and the data comes from 127.0.0.1', async () => {
     const client = await loggedInFrom(gw.port, '127.0.0.1');
-    const own = await listenForData('127.0.0.1');
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
     await client.write('RETR one-kib.bin\r\n');
@@ -349,7 +349,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv4 client (127.0.0.1)
 
   it('client PORT → upstream EPRT |2| naming the gateway\'s IPv6 private address; the upstream\'s connection reaches the client', async () => {
     const client = await start();
-    const own = await listenForData('127.0.0.1');
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
     const [line] = dataCommands(upstreamLines());

@@ -16,7 +16,7 @@ import { portRanges, rangeSize } from '../../support/ports.js';
 import { dataCommands, type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 import type { ScriptedConnection } from '../../support/scripted.js';
-import { type DataListener, listenForData, probe } from './dataPeers.js';
+import { listen, type Listener, probe } from '../../support/traps.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PROBE_FROM = '127.0.0.2';
@@ -55,17 +55,22 @@ async function session(site: Record<string, unknown> = {}): Promise<ControlClien
   return client;
 }
 
+/** Whether something accepts a connection on the port (a probe from PROBE_FROM, which no pinhole takes as its peer). */
+async function portState(port: number): Promise<'listening' | 'refused'> {
+  return (await probe(port, PROBE_FROM)).outcome === 'refused' ? 'refused' : 'listening';
+}
+
 /** The ports a data command made the gateway listen on: the client's (227/229) and the upstream's (PORT/EPRT sent upstream). */
-async function openPinhole(client: ControlClient, verb: Verb): Promise<{ listening: number[]; own?: DataListener }> {
+async function openPinhole(client: ControlClient, verb: Verb): Promise<{ listening: number[]; own?: Listener }> {
   const lines = (upstream as ScriptedConnection).lines;
   const seen = dataCommands(lines).length;
-  let own: DataListener | undefined;
+  let own: Listener | undefined;
   const listening: number[] = [];
   if (verb === 'PASV' || verb === 'EPSV') {
     const reply = await client.command(verb);
     listening.push(verb === 'PASV' ? parse227(reply.text).port : parse229(reply.text));
   } else {
-    own = await listenForData('127.0.0.1');
+    own = await listen('127.0.0.1');
     cleanup.push(own);
     const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
     expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
@@ -73,7 +78,7 @@ async function openPinhole(client: ControlClient, verb: Verb): Promise<{ listeni
   for (const line of dataCommands(lines).slice(seen)) {
     if (/^(PORT|EPRT) /.test(line)) listening.push(parseActiveLine(line).port);
   }
-  for (const port of listening) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('listening');
+  for (const port of listening) expect(await portState(port)).toBe('listening');
   return { listening, own };
 }
 
@@ -83,7 +88,7 @@ async function expectAllClosed(ports: readonly number[]): Promise<void> {
     expect(gateway.stats().pinholes).toBe(0);
     expect(gateway.stats().sites[SITE]).toMatchObject({ passiveFree: rangeSize(passivePorts), activeFree: rangeSize(activePorts) });
   });
-  for (const port of ports) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+  for (const port of ports) expect(await portState(port)).toBe('refused');
 }
 
 describe('a new data command replaces the waiting pinhole', () => {
@@ -94,7 +99,7 @@ describe('a new data command replaces the waiting pinhole', () => {
       expect(before.listening.length).toBeGreaterThan(0);
       const after = await openPinhole(client, second);
       for (const port of before.listening.filter((p) => !after.listening.includes(p))) {
-        expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+        expect(await portState(port)).toBe('refused');
       }
       const gateway = (gw as TestGateway).gateway;
       await vi.waitFor(() => expect(gateway.stats().pinholes).toBe(1));
@@ -175,7 +180,7 @@ describe('the end of the session closes its pinholes', () => {
     expect(outcome, 'Gateway.close() waited for the client to hang up').toBe('closed');
     expect(Date.now() - started).toBeLessThan(200 + SLACK_MS);
     await client.closed;
-    for (const port of listening) expect(await probe('127.0.0.1', port, PROBE_FROM)).toBe('refused');
+    for (const port of listening) expect(await portState(port)).toBe('refused');
   });
 });
 

@@ -15,7 +15,7 @@ import { inRange, portRanges } from '../../support/ports.js';
 import { dataCommands, type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { eprtArg, parse229, parseActiveLine } from '../../support/hostPort.js';
 import { startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, listenForData } from './dataPeers.js';
+import { listen, type Listener } from '../../support/traps.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = Buffer.from('payload through a translated data connection\r\n');
@@ -83,7 +83,7 @@ describe.each(REFUSALS)('an upstream that answers EPSV with %i', (code) => {
 
   it('with upstreamDataMode "passive", a client EPRT is carried out as PASV after the refused EPSV', async () => {
     const { client, fake } = await through({ refuse: { EPSV: code } }, { upstreamDataMode: 'passive' });
-    const own = await listenForData('127.0.0.1');
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('127.0.0.1', own.port)}`)).code).toBe(200);
     await client.write('RETR file.bin\r\n');
@@ -96,7 +96,7 @@ describe.each(REFUSALS)('an upstream that answers EPSV with %i', (code) => {
 describe.each(REFUSALS)('an upstream that answers EPRT with %i', (code) => {
   it('is sent PORT for the same pinhole; the client gets 200 and the data arrives', async () => {
     const { client, fake } = await through({ refuse: { EPRT: code } });
-    const own: DataListener = await listenForData('127.0.0.1');
+    const own: Listener = await listen('127.0.0.1');
     cleanup.push(own);
     const reply = await client.command(`EPRT ${eprtArg('127.0.0.1', own.port)}`);
     expect(reply.code).toBe(200);
@@ -118,7 +118,7 @@ describe.each(REFUSALS)('an upstream that answers EPRT with %i', (code) => {
 
   it('the gateway remembers: a second EPRT goes upstream as PORT at once', async () => {
     const { client, fake } = await through({ refuse: { EPRT: code } });
-    const own = await listenForData('127.0.0.1');
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('127.0.0.1', own.port)}`)).code).toBe(200);
     expect((await client.command(`EPRT ${eprtArg('127.0.0.1', own.port)}`)).code).toBe(200);

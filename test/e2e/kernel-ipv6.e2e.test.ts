@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { describeResult, runClient, sha256File, unsupported, usedMode, type ClientKind, type ClientResult, type Mode } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';

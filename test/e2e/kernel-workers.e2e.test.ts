@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseFlowEvent } from '../../src/data/nftables/flowEvents.js';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { GATEWAY_CLI, suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';

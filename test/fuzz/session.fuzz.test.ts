@@ -38,7 +38,8 @@ import {
   THIRD_HOST,
   within,
 } from '../support/traps.js';
-import { parse227, parse229, portArg } from '../support/hostPort.js';
+import { parseEpsvReply, parsePasvReply } from '../../src/ftp/hostPort.js';
+import { portArg } from '../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts] = portRanges(2, 20) as [Range, Range];
@@ -198,9 +199,12 @@ const run: fc.Arbitrary<Run> = fc.record({
 /** Ports of the gateway's own 227/229 answers (what the client would connect to). */
 function pinholePorts(text: string): number[] {
   const ports: number[] = [];
+  // The gateway's own 227/229 always parse; a hostile reply passed on verbatim may not, and is no pinhole.
   for (const line of text.split('\n')) {
-    if (/^227 Entering Passive Mode \(127,0,0,1,\d+,\d+\)\.\r$/.test(line)) ports.push(parse227(line).port);
-    if (/^229 Entering Extended Passive Mode \(\|\|\|\d+\|\)\r$/.test(line)) ports.push(parse229(line));
+    const pasv = /^227 Entering Passive Mode \(127,0,0,1,\d+,\d+\)\.\r$/.test(line) ? parsePasvReply(line) : undefined;
+    if (pasv?.ok === true) ports.push(pasv.value.port);
+    const epsv = /^229 Entering Extended Passive Mode \(\|\|\|\d+\|\)\r$/.test(line) ? parseEpsvReply(line) : undefined;
+    if (epsv?.ok === true) ports.push(epsv.value);
   }
   return ports.filter((p) => inRange(p, passivePorts));
 }

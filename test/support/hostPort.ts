@@ -1,59 +1,61 @@
 /**
- * PORT/EPRT arguments and 227/229 replies in tests, through the gateway's
- * own codec (src/ftp/hostPort.ts): one formatter and one parser for each,
- * so a test and the gateway can never disagree on the syntax. The parsers
- * here throw on a refusal: in a test, an unparsable reply is a failure.
+ * PORT/EPRT arguments and 227/229 replies in tests: the one place tests
+ * format and read them. Written here by hand from RFC 959 and RFC 2428,
+ * not with the gateway's codec (src/ftp/hostPort.ts), so that a codec bug
+ * cannot hide in both sides of a test. The parsers throw: in a test, a
+ * reply that does not parse is a failure.
  */
-import {
-  formatEprt,
-  formatHostPort,
-  formatPasvReply,
-  parseEprt,
-  parseEpsvReply,
-  parseHostPort,
-  parsePasvReply,
-} from '../../src/ftp/hostPort.js';
-import type { Parsed } from '../../src/ftp/result.js';
 
 export interface Target {
   readonly address: string;
   readonly port: number;
 }
 
-function accepted<T>(result: Parsed<T>, what: string, text: string): T {
-  if (!result.ok) throw new Error(`not ${what} (${result.reason}): ${text}`);
-  return result.value;
+/** `h1,h2,h3,h4,p1,p2` (RFC 959 4.1.2, PORT argument). */
+export function portArg(address: string, port: number): string {
+  return `${address.split('.').join(',')},${Math.floor(port / 256)},${port % 256}`;
 }
 
-/** The address and port of a `227 …` reply line (RFC 1123 4.1.2.6 forms). */
-export function parse227(text: string): Target {
-  const { address, port } = accepted(parsePasvReply(text), 'a 227 with a host-port', text);
-  return { address, port };
-}
-
-/** The port of a `229 … (|||port|)` reply line. */
-export function parse229(text: string): number {
-  return accepted(parseEpsvReply(text), 'a 229 with a port', text);
+/** `|1|a.b.c.d|port|` or `|2|v6|port|` (RFC 2428 2, EPRT argument). */
+export function eprtArg(address: string, port: number): string {
+  return `|${address.includes(':') ? 2 : 1}|${address}|${port}|`;
 }
 
 /** `227 <text> (h1,h2,h3,h4,p1,p2).` with its terminator, for a fake upstream to send. */
 export function pasvReply(address: string, port: number, text = 'Entering Passive Mode'): string {
-  if (text === 'Entering Passive Mode') return formatPasvReply(address, port).toString('latin1');
-  return `227 ${text} (${formatHostPort(address, port)}).\r\n`;
+  return `227 ${text} (${portArg(address, port)}).\r\n`;
 }
 
-/** `h1,h2,h3,h4,p1,p2` (RFC 959 PORT argument). */
-export const portArg: (address: string, port: number) => string = formatHostPort;
+/** The address and port of six comma-separated numbers, each 0-255, the port not 0. */
+function hostPort(numbers: readonly string[], text: string): Target {
+  const n = numbers.map(Number);
+  if (n.length !== 6 || n.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`no host-port in: ${text}`);
+  const port = (n[4] as number) * 256 + (n[5] as number);
+  if (port === 0) throw new Error(`port 0 in: ${text}`);
+  return { address: n.slice(0, 4).join('.'), port };
+}
 
-/** `|1|a.b.c.d|port|` or `|2|v6|port|` (RFC 2428 EPRT argument). */
-export const eprtArg: (address: string, port: number) => string = formatEprt;
+/** The address and port of a `227 …(h1,h2,h3,h4,p1,p2)…` reply line. */
+export function parse227(text: string): Target {
+  const m = /^227[ -].*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)/.exec(text);
+  if (m === null) throw new Error(`not a 227 with a host-port: ${text}`);
+  return hostPort(m.slice(1), text);
+}
+
+/** The port of a `229 … (|||port|)` reply line (any one delimiter, four times). */
+export function parse229(text: string): number {
+  const m = /^229[ -].*\((.)\1\1(\d+)\1\)/.exec(text);
+  const port = Number(m?.[2]);
+  if (m === null || !(port >= 1 && port <= 65535)) throw new Error(`not a 229 with a port: ${text}`);
+  return port;
+}
 
 /** The verb, address and port of a PORT or EPRT line (as an upstream received it). */
 export function parseActiveLine(line: string): Target & { verb: 'PORT' | 'EPRT' } {
-  const verb = line.slice(0, 4).toUpperCase();
-  const arg = line.slice(5).trim();
-  const parsedArg = verb === 'PORT' ? parseHostPort(arg) : verb === 'EPRT' ? parseEprt(arg) : undefined;
-  if (parsedArg === undefined) throw new Error(`not a PORT/EPRT line: ${line}`);
-  const { address, port } = accepted(parsedArg, `a ${verb} argument`, line);
-  return { verb: verb as 'PORT' | 'EPRT', address, port };
+  const port = /^PORT (\d+),(\d+),(\d+),(\d+),(\d+),(\d+)$/i.exec(line);
+  if (port !== null) return { verb: 'PORT', ...hostPort(port.slice(1), line) };
+  const eprt = /^EPRT (.)([12])\1([^|!#]+)\1(\d+)\1$/i.exec(line);
+  const p = Number(eprt?.[4]);
+  if (eprt !== null && p >= 1 && p <= 65535) return { verb: 'EPRT', address: eprt[3] as string, port: p };
+  throw new Error(`not a PORT/EPRT line: ${line}`);
 }

@@ -250,8 +250,3 @@ export function payloadBytes(family: Family, counter: { packets: number; bytes: 
   const perPacket = (family === 4 ? 20 : 40) + 32;
   return Math.max(0, counter.bytes - counter.packets * perPacket - 8);
 }
-
-/** Any pinhole element left in a `list table` output. */
-export function hasElements(listing: string): boolean {
-  return /elements = \{/.test(listing);
-}

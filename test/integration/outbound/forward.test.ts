@@ -17,8 +17,8 @@ import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { FILES, NAMES } from '../../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { listenForData } from '../modes/dataPeers.js';
 import { eprtArg, portArg } from '../../support/hostPort.js';
+import { listen } from '../../support/traps.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts, passive2, active2] = portRanges(4, 20) as [Range, Range, Range, Range];
@@ -132,7 +132,7 @@ describe('forward site: the server named at login', () => {
     await client.reply();
     await login(client, `anonymous@127.0.0.1:${upstream.port}`);
     expect((await client.command('TYPE I')).code).toBe(200);
-    const l = await listenForData('127.0.0.1');
+    const l = await listen('127.0.0.1');
     open.push(l);
     expect((await client.command(verb === 'PORT' ? `PORT ${portArg(l.host, l.port)}` : `EPRT ${eprtArg(l.host, l.port)}`)).code).toBe(200);
     await client.write('RETR eight-mib.bin\r\n');

@@ -17,6 +17,7 @@ import {
 } from '../../../src/ftp/hostPort.js';
 import { formatReply, ReplyReader, replyCode } from '../../../src/ftp/reply.js';
 import type { Parsed } from '../../../src/ftp/result.js';
+import * as helpers from '../../support/hostPort.js';
 import { cutAt, feed } from './feed.js';
 
 const RUNS = { numRuns: 1000 };
@@ -171,6 +172,25 @@ describe('round trips: parse(format(x)) equals x', () => {
       fc.property(fc.integer({ min: 100, max: 599 }), latin1Text, (code, text) => {
         const line = formatReply(code, text);
         expect(new ReplyReader().read(line)).toEqual({ kind: 'final', code, text: withoutTerminator(line).toString('latin1') });
+      }),
+      RUNS,
+    );
+  });
+});
+
+// The tests format and read PORT/EPRT/227/229 with their own hand-written helpers, so that a codec
+// bug cannot hide in both sides of an integration test; here the two are held to agree.
+describe('the tests\' own host-port helpers (test/support/hostPort.ts) agree with the codec', () => {
+  it('PORT, EPRT, 227 and 229, both ways', () => {
+    fc.assert(
+      fc.property(ipv4, port, (address, p) => {
+        expect(helpers.portArg(address, p)).toBe(formatHostPort(address, p));
+        expect(helpers.eprtArg(address, p)).toBe(formatEprt(address, p));
+        expect(helpers.pasvReply(address, p)).toBe(formatPasvReply(address, p).toString('latin1'));
+        expect(helpers.parse227(formatPasvReply(address, p).toString('latin1'))).toEqual({ address, port: p });
+        expect(helpers.parse229(formatEpsvReply(p).toString('latin1'))).toBe(p);
+        expect(helpers.parseActiveLine(`PORT ${formatHostPort(address, p)}`)).toEqual({ verb: 'PORT', address, port: p });
+        expect(helpers.parseActiveLine(`EPRT ${formatEprt(address, p)}`)).toEqual({ verb: 'EPRT', address, port: p });
       }),
       RUNS,
     );

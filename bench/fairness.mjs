@@ -1,9 +1,7 @@
-// Fairness under pressure (issue 13, items 4 and 6), on loopback; no root,
-// no namespaces. A gateway (dist/cli.js, a process of its own) runs two
-// sites in front of the raw upstream (bench/lib/rawserver.mjs): "flood" takes
-// the load, "bystander" has one logged-in session whose NOOP round trip is
-// measured, with GET /healthz on the metrics endpoint, every few ms. The
-// load comes from bench/lib/loadgen.mjs in another process.
+// Fairness under pressure (issue 13, items 4 and 6). A gateway (dist/cli.js, a process of its own) runs two
+// sites in front of the raw upstream (bench/lib/rawserver.mjs): "flood" takes the load, "bystander" has one
+// logged-in session whose NOOP round trip is measured, with GET /healthz on the metrics endpoint, every few ms.
+// The load comes from bench/lib/loadgen.mjs in another process.
 //
 //   idle        nothing else running (the baseline of every ratio)
 //   connect     --rate new connections/s on the flood site, each closed at its first reply
@@ -13,12 +11,22 @@
 // straight to it (same machine, same scheduler, no gateway) is interleaved with the bystander's:
 // bystander p99 minus direct p99 is the latency the gateway adds.
 //
-// Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--workers 0,1] [--json out.json]
-//        [--cli path/to/cli.js]   (another build, e.g. of the commit before a change, for a before/after figure)
-//        [--phases idle,transfers] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
+// Planes (--planes, run in turn within each of --rounds rounds, so a busy machine's swings fall on all alike):
+//   relay      dataPlane.workers 0: pinholes relayed on the control loop
+//   workers    dataPlane.workers 1: relayed in a worker thread
+//   nftables   dataPlane.kind nftables: the kernel forwards the transfers (root; implies --netns)
+//   --plane NAME={json}  any other config overlay, e.g. --plane 'nice0={"dataPlane":{"workers":1,"workerNice":0}}'
+//              ("env" in it: environment variables for that gateway)
+// Without --netns everything runs on loopback (no root). With --netns the bench's three namespaces
+// (bench/lib/topology.mjs, routed, so the direct probe crosses the edge's kernel) hold the load and probes
+// (client), the gateway (edge) and both raw upstreams (server): the kernel plane needs real interfaces.
+//
+// Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--planes relay,workers] [--plane NAME={json}] [--rounds 1]
+//        [--netns] [--load-nice 0] [--json out.json] [--log-dir DIR] [--cli path/to/cli.js]   (another build, for a before/after figure)
+//        [--phases idle,transfers] [--warmup 3000 (NOOPs before the first phase)] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,20 +39,69 @@ const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '2000' },
-    workers: { type: 'string', default: '0,1' },
+    planes: { type: 'string', default: 'relay,workers' },
+    plane: { type: 'string', multiple: true, default: [] },
+    rounds: { type: 'string', default: '1' },
+    netns: { type: 'boolean', default: false },
     phases: { type: 'string', default: 'idle,connect,pasv,transfers' },
+    warmup: { type: 'string', default: '3000' },
     'node-arg': { type: 'string', multiple: true, default: [] },
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
+    'load-nice': { type: 'string', default: '0' },
+    'log-dir': { type: 'string' },
     json: { type: 'string' },
   },
 });
 
+const BUILTIN_PLANES = {
+  relay: { dataPlane: { workers: 0 } },
+  workers: { dataPlane: { workers: 1 } },
+  nftables: { dataPlane: { kind: 'nftables', workers: 0 } },
+};
+/** [name, config overlay] in the order given. */
+const PLANES = [
+  ...opt.planes
+    .split(',')
+    .filter(Boolean)
+    .map((name) => {
+      if (BUILTIN_PLANES[name] === undefined) throw new Error(`unknown plane ${name} (relay, workers, nftables; others with --plane NAME={json})`);
+      return [name, BUILTIN_PLANES[name]];
+    }),
+  ...opt.plane.map((spec) => [spec.slice(0, spec.indexOf('=')), JSON.parse(spec.slice(spec.indexOf('=') + 1))]),
+];
+const ROUNDS = Number(opt.rounds);
+/**
+ * --load-nice N runs the load's two ends (loadgen and the flood's upstream) N nice levels down: on a real
+ * edge they are other machines, here they take the same 2 cores from the gateway and from the direct probe.
+ */
+const LOAD_NICE = Number(opt['load-nice']);
+const NETNS = opt.netns || PLANES.some(([, o]) => o.dataPlane?.kind === 'nftables');
+
+if (NETNS && process.env.FAIRNESS_NETNS === undefined) {
+  // The outer process: make the namespaces, run this script again inside the client one, tear down.
+  const { createTopology, destroyAllSync } = await import('./lib/topology.mjs');
+  process.once('exit', destroyAllSync);
+  const topo = await createTopology();
+  await topo.setVariant('none'); // forwarding on (the kernel plane needs it), and a route for the direct probe
+  const inner = spawn('ip', ['netns', 'exec', topo.ns.client, process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, FAIRNESS_NETNS: JSON.stringify(topo.ns) },
+  });
+  const forward = (sig) => () => inner.kill(sig);
+  process.once('SIGINT', forward('SIGINT'));
+  const code = await new Promise((resolve) => inner.once('exit', (c) => resolve(c ?? 1)));
+  await topo.destroy();
+  process.exit(code);
+}
+
+/** Namespaces (--netns) or loopback: where each program runs and the addresses they use. */
+const NS = process.env.FAIRNESS_NETNS === undefined ? undefined : JSON.parse(process.env.FAIRNESS_NETNS);
+const ADDR = NS === undefined ? { edge: '127.0.0.1', upstream: '127.0.0.1' } : { edge: '203.0.113.1', upstream: '192.0.2.10' };
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = opt.cli;
 const SECONDS = Number(opt.seconds);
 const PROBE_EVERY_MS = Number(opt['probe-every-ms']);
-const HOST = '127.0.0.1';
 const DATA_PORTS = 128;
 const children = new Set();
 const dir = mkdtempSync(join(tmpdir(), 'ftp-alg-fairness-'));
@@ -53,7 +110,7 @@ const hardStop = setTimeout(() => {
   process.stderr.write('hard stop\n');
   cleanup();
   process.exit(2);
-}, (SECONDS * 6 + 60) * 1000 * opt.workers.split(',').length);
+}, (SECONDS * 6 + 60) * 1000 * PLANES.length * ROUNDS);
 hardStop.unref();
 
 function cleanup() {
@@ -71,12 +128,18 @@ async function canListen(port) {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.once('error', () => resolve(false));
-    s.listen({ host: HOST, port, exclusive: true }, () => s.close(() => resolve(true)));
+    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => resolve(true)));
   });
 }
 
-/** `n` consecutive free ports (checked one by one) in 20000-30000. */
+let nextNsBlock = 20_000;
+/** `n` consecutive free ports (checked one by one) in 20000-30000; in fresh namespaces, the next block. */
 async function freeBlock(n) {
+  if (NS !== undefined) {
+    const base = nextNsBlock;
+    nextNsBlock += n;
+    return base;
+  }
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * (10_000 - n));
     let ok = true;
@@ -86,8 +149,11 @@ async function freeBlock(n) {
   throw new Error(`no block of ${n} free ports`);
 }
 
-function spawnTracked(args, stdout = 'pipe') {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', stdout, 'inherit'] });
+/** A node program, in namespace `ns` (server, edge) with --netns, else here; `nice` above 0 through nice(1). */
+function spawnTracked(args, { stdout = 'pipe', ns = undefined, env = {}, nice = 0 } = {}) {
+  const node = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const [cmd, argv] = ns === undefined || NS === undefined ? [node[0], node.slice(1)] : ['ip', ['netns', 'exec', NS[ns], ...node]];
+  const child = spawn(cmd, argv, { stdio: ['ignore', stdout, 'inherit'], env: { ...process.env, ...env } }); // ip netns exec execs node: the pid is node's
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -103,33 +169,42 @@ async function until(what, check, timeoutMs = 15_000) {
   }
 }
 
-async function startRawServer() {
+async function startRawServer(nice = 0) {
   const base = await freeBlock(DATA_PORTS + 1);
-  const child = spawnTracked([join(HERE, 'lib/rawserver.mjs'), HOST, String(base), String(base + 1), String(DATA_PORTS)]);
+  const child = spawnTracked([join(HERE, 'lib/rawserver.mjs'), ADDR.upstream, String(base), String(base + 1), String(DATA_PORTS)], { ns: 'server', nice });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   await until('raw upstream', () => (out.includes('ready') ? true : undefined));
   return { child, port: base };
 }
 
-async function startGateway(floodPort, quietPort, workers) {
+async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
   const block = await freeBlock(800);
   const range = (i) => ({ min: block + i * 200, max: block + i * 200 + 199 });
   const site = (name, i, upstreamPort) => ({
     name,
-    listen: { host: HOST, port: 0 },
-    upstream: { host: HOST, port: upstreamPort },
-    externalAddress: HOST,
+    listen: { host: ADDR.edge, port: 0 },
+    upstream: { host: ADDR.upstream, port: upstreamPort },
+    externalAddress: ADDR.edge,
     passivePorts: range(i * 2),
     activePorts: range(i * 2 + 1),
   });
-  const config = { log: { level: 'info' }, metrics: { listen: `${HOST}:0` }, dataPlane: { workers }, sites: [site('flood', 0, floodPort), site('bystander', 1, quietPort)] };
-  const configPath = join(dir, `gateway-${workers}.json`);
+  const config = { log: { level: 'info' }, metrics: { listen: `${ADDR.edge}:0` }, ...overlay, sites: [site('flood', 0, floodPort), site('bystander', 1, quietPort)] };
+  const configPath = join(dir, `gateway-${plane}.json`);
   writeFileSync(configPath, JSON.stringify(config));
-  const logPath = join(dir, `gateway-${workers}.log`);
-  const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], openSync(logPath, 'w'));
-  const lines = () => readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const logPath = join(opt['log-dir'] ?? dir, `gateway-${plane}.log`); // --log-dir keeps them (e.g. for --trace-gc)
+  const child = spawnTracked([...opt['node-arg'], CLI, '--config', configPath], { stdout: openSync(logPath, 'w'), ns: 'edge', env });
+  // Lines that are not JSON (--trace-gc through --node-arg) are skipped.
+  const json = (l) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      return {};
+    }
+  };
+  const lines = () => readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map(json);
   const ports = await until('gateway listening', () => {
+    if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}): ${readFileSync(logPath, 'utf8').slice(-1500)}`);
     const ls = lines();
     const port = (name) => ls.find((l) => l.msg === 'listening' && l.site === name)?.port;
     const metrics = ls.find((l) => l.msg === 'metrics listening')?.http;
@@ -137,21 +212,54 @@ async function startGateway(floodPort, quietPort, workers) {
       ? { flood: port('flood'), bystander: port('bystander'), metrics: Number(metrics.slice(metrics.lastIndexOf(':') + 1)) }
       : undefined;
   });
-  return { child, ...ports };
+  const kind = lines().find((l) => l.msg === 'data plane')?.dataPlane;
+  return { child, kind, ...ports };
 }
 
 function loadgen(args) {
-  const child = spawnTracked([join(HERE, 'lib/loadgen.mjs'), ...args]);
+  const child = spawnTracked([join(HERE, 'lib/loadgen.mjs'), ...args], { nice: LOAD_NICE });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   return new Promise((resolve) => child.once('exit', () => resolve(out.trim() === '' ? { error: 'no output' } : JSON.parse(out.trim().split('\n').pop()))));
 }
 
+/** Per thread of a process: [ns on a CPU, ns waiting in a run queue, time slices] (/proc/PID/task/TID/schedstat). */
+function threadStats(pid) {
+  const stats = new Map();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        stats.set(Number(tid), readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    // the process ended
+  }
+  return stats;
+}
+
+/**
+ * How the gateway's threads were scheduled between two threadStats: the main (control) thread's CPU share and
+ * its mean wait in a run queue per time slice (about the delay from being woken to running), and the same for
+ * the busiest other thread (a data worker, when there is one).
+ */
+function scheduling(pid, before, after, seconds) {
+  const diff = [...after].map(([tid, [cpu, wait, slices]]) => {
+    const [cpu0, wait0, slices0] = before.get(tid) ?? [0, 0, 0];
+    return { tid, cpu: cpu - cpu0, wait: wait - wait0, slices: slices - slices0 };
+  });
+  const shape = (t) => (t === undefined ? undefined : { cpu: t.cpu / 1e9 / seconds, waitPerSliceMs: t.slices > 0 ? t.wait / t.slices / 1e6 : 0 });
+  const others = diff.filter((t) => t.tid !== pid).sort((a, b) => b.cpu - a.cpu);
+  return { main: shape(diff.find((t) => t.tid === pid)), busiest: shape(others[0]) };
+}
+
 // ---- probes ------------------------------------------------------------------
 
 /** A logged-in control session whose NOOP round trip is timed. */
-async function noopSession(port) {
-  const socket = net.connect({ host: HOST, port, noDelay: true });
+async function noopSession(host, port) {
+  const socket = net.connect({ host, port, noDelay: true });
   let pending = '';
   let waiter;
   socket.on('data', (c) => {
@@ -192,7 +300,7 @@ async function noopSession(port) {
 function healthz(port) {
   const t = performance.now();
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: HOST, port, path: '/healthz', agent: false }, (res) => {
+    const req = http.get({ host: ADDR.edge, port, path: '/healthz', agent: false }, (res) => {
       res.resume();
       res.once('end', () => (res.statusCode === 200 ? resolve(performance.now() - t) : reject(new Error(`healthz ${res.statusCode}`))));
     });
@@ -230,77 +338,109 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the run -------------------------------------------------------------------
 
-async function runFor(workers, upstream, quiet) {
-  const gw = await startGateway(upstream.port, quiet.port, workers);
-  const bystander = await noopSession(gw.bystander);
-  const direct = await noopSession(quiet.port);
-  const probes = { noop: () => bystander.noop(), healthz: () => healthz(gw.metrics) };
-  const target = `${HOST}:${gw.flood}`;
+async function runFor(plane, overlay, upstream, quiet) {
+  const gw = await startGateway(upstream.port, quiet.port, plane, overlay);
+  const bystander = await noopSession(ADDR.edge, gw.bystander);
+  const direct = await noopSession(ADDR.upstream, quiet.port);
+  // A fresh process runs its first few thousand round trips in V8's lower tiers (p99 per block of 1,000
+  // NOOPs fell about tenfold over the first 4,000, through the gateway and for the Node client alike):
+  // warm both paths up so the phases measure steady state, not the JIT.
+  for (let i = 0; i < Number(opt.warmup); i++) {
+    await bystander.noop();
+    await direct.noop();
+  }
+  const probes = { noop: () => bystander.noop(), healthz: () => healthz(gw.metrics), direct: () => direct.noop() };
+  const target = `${ADDR.edge}:${gw.flood}`;
   const phases = {};
   const wanted = new Set(opt.phases.split(','));
-  const phase = async (name, extraProbes, load) => {
+  const phase = async (name, load) => {
     if (!wanted.has(name)) return;
     const cpu0 = cpuSeconds(gw.child.pid);
+    const threads0 = threadStats(gw.child.pid);
     const t0 = performance.now();
     const loadDone = load();
     const stop = load === idle ? loadDone : loadDone.then(() => undefined);
-    const { samples, errors } = await sample({ ...probes, ...extraProbes }, stop);
+    const { samples, errors } = await sample(probes, stop);
     const result = await loadDone;
     const seconds = (performance.now() - t0) / 1000;
-    phases[name] = {
-      load: typeof result === 'object' ? result : undefined,
-      gatewayCpu: (cpuSeconds(gw.child.pid) - cpu0) / seconds,
-      probeErrors: errors,
-      ...Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, summary(xs)])),
-    };
-    process.stderr.write(`workers=${workers} ${name}: ${JSON.stringify(phases[name])}\n`);
+    const threads = scheduling(gw.child.pid, threads0, threadStats(gw.child.pid), seconds);
+    phases[name] = { load: typeof result === 'object' ? result : undefined, gatewayCpu: (cpuSeconds(gw.child.pid) - cpu0) / seconds, threads, probeErrors: errors, samples };
+    const brief = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, summary(xs)]));
+    process.stderr.write(`${plane} (${gw.kind}) ${name}: ${JSON.stringify({ load: result, gatewayCpu: phases[name].gatewayCpu, threads, errors, ...brief })}\n`);
     await sleep(1_000); // let the flood's sessions end before the next phase
   };
   const idle = () => sleep(Math.min(5, SECONDS) * 1000);
-  await phase('idle', { direct: () => direct.noop() }, idle);
-  await phase('connect', { direct: () => direct.noop() }, () => loadgen(['connect', '--target', target, '--rate', opt.rate, '--seconds', String(SECONDS)]));
-  await phase('pasv', { direct: () => direct.noop() }, () => loadgen(['pasv', '--target', target, '--sessions', '32', '--seconds', String(SECONDS)]));
-  await phase('transfers', { direct: () => direct.noop() }, () => loadgen(['transfers', '--target', target, '--flows', '64', '--seconds', String(SECONDS)]));
+  await phase('idle', idle);
+  await phase('connect', () => loadgen(['connect', '--target', target, '--rate', opt.rate, '--seconds', String(SECONDS)]));
+  await phase('pasv', () => loadgen(['pasv', '--target', target, '--sessions', '32', '--seconds', String(SECONDS)]));
+  await phase('transfers', () => loadgen(['transfers', '--target', target, '--flows', '64', '--seconds', String(SECONDS)]));
   bystander.close();
   direct.close();
   gw.child.kill('SIGTERM');
   await new Promise((r) => (gw.child.exitCode !== null ? r() : gw.child.once('exit', r)));
-  return phases;
+  return { kind: gw.kind, phases };
 }
 
 const f = (x) => (Number.isFinite(x) ? (x >= 10 ? x.toFixed(1) : x.toFixed(2)) : '—');
+const median = (xs) => pct(xs, 50);
 
-function report(all) {
-  const out = ['| workers | phase | load achieved | gateway CPU | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms |', '|---|---|---|---|---|---|---|---|'];
-  for (const [workers, phases] of Object.entries(all)) {
-    for (const [name, p] of Object.entries(phases)) {
-      const l = p.load ?? {};
-      const load =
-        l.mode === 'connect'
-          ? `${Math.round(l.ratePerSecond)} conn/s offered, ${Math.round(l.completedPerSecond)}/s answered (${l.refused} refused, ${l.errors} errors)`
-          : l.mode === 'pasv'
-            ? `${Math.round(l.perSecond)} PASV/s`
-            : l.mode === 'transfers'
-              ? `${l.flows} flows, ${f(l.gbitPerSecond)} Gbit/s`
-              : 'none';
-      const added = p.direct === undefined ? '—' : f(p.noop.p99 - p.direct.p99);
-      const direct = p.direct === undefined ? '—' : `${f(p.direct.p50)} / ${f(p.direct.p99)}`;
-      out.push(`| ${workers} | ${name} | ${load} | ${f(p.gatewayCpu * 100)}% | ${f(p.noop.p50)} / ${f(p.noop.p99)} | ${f(p.healthz.p50)} / ${f(p.healthz.p99)} | ${direct} | ${added} |`);
+function loadText(l = {}) {
+  if (l.mode === 'connect') return `${Math.round(l.ratePerSecond)} conn/s offered, ${Math.round(l.completedPerSecond)}/s answered (${l.refused} refused, ${l.errors} errors)`;
+  if (l.mode === 'pasv') return `${Math.round(l.perSecond)} PASV/s`;
+  if (l.mode === 'transfers') return `${l.flows} flows, ${f(l.gbitPerSecond)} Gbit/s`;
+  return 'none';
+}
+
+/**
+ * One row per plane and phase: the samples of every round pooled; "added p99" is the pooled bystander p99
+ * minus the pooled direct p99, "per round" the same difference in each round (how much a busy machine moved it).
+ */
+function report(runs) {
+  const out = [
+    '| plane | phase | load (last round) | gateway CPU | main thread: CPU, run-queue wait per slice ms | busiest other thread: same | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms | p99 ratio | added p99 per round |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const [plane] of PLANES) {
+    const mine = runs.filter((r) => r.plane === plane);
+    for (const name of opt.phases.split(',')) {
+      const rounds = mine.map((r) => r.phases[name]).filter((p) => p !== undefined);
+      if (rounds.length === 0) continue;
+      const pool = (k) => rounds.flatMap((p) => p.samples[k]);
+      const [noop, health, direct] = [summary(pool('noop')), summary(pool('healthz')), summary(pool('direct'))];
+      const perRound = rounds.map((p) => f(pct(p.samples.noop, 99) - pct(p.samples.direct, 99))).join(', ');
+      const cpu = median(rounds.map((p) => p.gatewayCpu));
+      const thread = (which) => {
+        const ts = rounds.map((p) => p.threads[which]).filter((t) => t !== undefined);
+        return ts.length === 0 ? '—' : `${f(median(ts.map((t) => t.cpu)) * 100)}%, ${f(median(ts.map((t) => t.waitPerSliceMs)))}`;
+      };
+      out.push(
+        `| ${plane} (${mine[0].kind}) | ${name} | ${loadText(rounds.at(-1).load)} | ${f(cpu * 100)}% | ${thread('main')} | ${thread('busiest')} | ${f(noop.p50)} / ${f(noop.p99)} | ${f(health.p50)} / ${f(health.p99)} | ${f(direct.p50)} / ${f(direct.p99)} | ${f(noop.p99 - direct.p99)} | ${f(noop.p99 / direct.p99)} | ${perRound} |`,
+      );
     }
   }
   return out.join('\n');
 }
 
 try {
-  const upstream = await startRawServer();
+  const upstream = await startRawServer(LOAD_NICE); // the flood's upstream: part of the load
   const quiet = await startRawServer(); // the bystander site's and the direct probe's: no load ever reaches it
-  const all = {};
-  for (const w of opt.workers.split(',').map(Number)) all[w] = await runFor(w, upstream, quiet);
+  const runs = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [plane, overlay] of PLANES) {
+      process.stderr.write(`round ${round}/${ROUNDS}: ${plane}\n`);
+      const { kind, phases } = await runFor(plane, overlay, upstream, quiet);
+      runs.push({ round, plane, kind, phases });
+    }
+  }
   upstream.child.kill('SIGTERM');
   quiet.child.kill('SIGTERM');
-  const table = report(all);
+  const table = report(runs);
   process.stdout.write(`${table}\n`);
-  if (opt.json !== undefined) writeFileSync(opt.json, JSON.stringify({ date: new Date().toISOString(), node: process.version, seconds: SECONDS, rate: Number(opt.rate), results: all }, null, 2));
+  if (opt.json !== undefined) {
+    const brief = runs.map((r) => ({ ...r, phases: Object.fromEntries(Object.entries(r.phases).map(([k, p]) => [k, { ...p, samples: Object.fromEntries(Object.entries(p.samples).map(([n, xs]) => [n, summary(xs)])) }])) }));
+    const settings = { seconds: SECONDS, rate: Number(opt.rate), netns: NS !== undefined, loadNice: LOAD_NICE };
+    writeFileSync(opt.json, JSON.stringify({ date: new Date().toISOString(), node: process.version, ...settings, runs: brief, table }, null, 2));
+  }
 } finally {
   cleanup();
 }

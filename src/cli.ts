@@ -12,6 +12,7 @@ import { EX_CONFIG, EX_FAILURE, EX_USAGE } from './common/exitCodes.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { Gateway } from './edge/Gateway.js';
+import { runBalancerAgent } from './deploy/agentCommand.js';
 import { DEPLOY_OPTIONS, DEPLOY_USAGE, type DeployValues, deployCommand } from './deploy/command.js';
 import { createLogger } from './observe/logger.js';
 
@@ -51,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
+  if (values['balancer-agent'] === true) return runBalancerAgent(values);
   const deploy = deployCommand(values);
   if (deploy !== undefined) {
     process.stdout.write(deploy.stdout);

@@ -166,6 +166,12 @@ export function assertCount(value: unknown): void {
   }
 }
 
+export function assertNice(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 19) {
+    throw new Error(`must be an integer from 0 to 19, got ${JSON.stringify(value)}`);
+  }
+}
+
 export function assertBooleanOrNull(value: unknown): void {
   if (value !== null && typeof value !== 'boolean') throw new Error(`must be true, false or null, got ${JSON.stringify(value)}`);
 }

@@ -13,6 +13,7 @@ import {
   assertListenAddressOrOff,
   assertPort,
   assertCount,
+  assertNice,
   assertDestinationList,
   assertPortSpecList,
   assertPositiveInt,
@@ -245,6 +246,11 @@ export const rootSchema = {
       doc: 'Worker threads that relay data connections (each owns a disjoint shard of every port range); 0 relays on the control loop. Set it to the number of cores minus one on a busy edge.',
       format: assertCount,
       default: 0,
+    },
+    workerNice: {
+      doc: 'How much lower than the control loop the data workers run (Linux nice of their threads, 0-19): a worker busy relaying then never delays control replies. 0 runs them at the same priority.',
+      format: assertNice,
+      default: 10,
     },
     kind: {
       doc: 'What forwards data connections: "relay" (userspace, no privilege), "nftables" (the kernel forwards them; needs CAP_NET_ADMIN, IP forwarding, nft and conntrack), "auto" (nftables when the process has CAP_NET_ADMIN and forwarding is on, else relay). Read at start.',

@@ -148,7 +148,7 @@ export interface GatewayConfig {
   readonly metrics: { readonly listen: string };
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxSessions: number };
-  readonly dataPlane: { readonly workers: number; readonly kind: DataPlaneKind };
+  readonly dataPlane: { readonly workers: number; readonly workerNice: number; readonly kind: DataPlaneKind };
   /** This instance among `count` behind one address (0 of 1: alone). */
   readonly instance: { readonly index: number; readonly count: number };
   readonly sites: readonly SiteConfig[];

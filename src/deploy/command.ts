@@ -1,13 +1,16 @@
 /**
- * The deploy generators on the command line: `--k8s-manifests` and
- * `--nftables` print what they generate from `--config FILE`. The CLI
- * spreads DEPLOY_OPTIONS into its parseArgs options and hands the parsed
- * values here; the result says what to print and the exit code.
+ * The deploy generators on the command line: `--k8s-manifests`,
+ * `--nftables` and `--balancer` print what they generate from `--config
+ * FILE`. The CLI spreads DEPLOY_OPTIONS into its parseArgs options and hands
+ * the parsed values here; the result says what to print and the exit code.
+ * `--balancer-agent` is a daemon: balancerAgentSetup checks its line and
+ * agentCommand.ts runs it.
  */
 import { EX_CONFIG, EX_USAGE } from '../common/exitCodes.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { isDnsLabel, KUBE_PATTERNS, kubernetesManifests, ManifestError, type KubePattern } from './kubernetes.js';
-import { BALANCER_ENGINES, BalancerError, balancerRules } from './balancer.js';
+import { BALANCER_ENGINES, BalancerError, balancerRules, checkInstances } from './balancer.js';
+import { DEFAULT_CHECK_INTERVAL_MS, MIN_CHECK_INTERVAL_MS, probeUrls } from './BalancerAgent.js';
 import { nftablesRules } from './nftables.js';
 
 export const DEPLOY_OPTIONS = {
@@ -21,14 +24,18 @@ export const DEPLOY_OPTIONS = {
   balancer: { type: 'string' },
   instances: { type: 'string' },
   vip: { type: 'string' },
+  'balancer-agent': { type: 'boolean' },
+  'interval-ms': { type: 'string' },
 } as const;
 
-export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer] [--name NAME]
+export const DEPLOY_USAGE = `       ftp-alg --k8s-manifests --config FILE [--pattern daemonset|loadbalancer|metallb] [--name NAME]
                [--namespace NS] [--image IMAGE] [--upstream-service NAME]
                                     print Kubernetes manifests for the config (YAML)
        ftp-alg --nftables --config FILE  print an nftables ruleset opening exactly the config's ports
        ftp-alg --balancer nftables --config FILE --instances ADDR,ADDR[,...] [--vip ADDR]
-                                    print the balancer host's ruleset for instance.count instances`;
+                                    print the balancer host's ruleset for instance.count instances
+       ftp-alg --balancer-agent --config FILE --instances ADDR,ADDR[,...] [--interval-ms N]
+                                    keep that ruleset's control map on the instances whose /readyz answers`;
 
 export interface DeployValues {
   readonly config?: string;
@@ -42,6 +49,8 @@ export interface DeployValues {
   readonly balancer?: string;
   readonly instances?: string;
   readonly vip?: string;
+  readonly 'balancer-agent'?: boolean;
+  readonly 'interval-ms'?: string;
 }
 
 export interface CommandResult {
@@ -54,6 +63,8 @@ const KUBE_ONLY = ['pattern', 'name', 'namespace', 'image', 'upstream-service'] 
 
 /** The command's outcome, or undefined when the line asks for no deploy command. */
 export function deployCommand(values: DeployValues): CommandResult | undefined {
+  if (values['balancer-agent'] === true) return undefined; // a daemon: balancerAgentSetup
+  if (values['interval-ms'] !== undefined) return usage('--interval-ms goes with --balancer-agent');
   if (values.balancer !== undefined || values.instances !== undefined || values.vip !== undefined) return balancerCommand(values);
   const kube = values['k8s-manifests'] === true;
   const nft = values.nftables === true;
@@ -103,6 +114,37 @@ function balancerCommand(values: DeployValues): CommandResult {
   try {
     const instances = values.instances.split(',').map((a) => a.trim());
     return { code: 0, stdout: balancerRules(loadConfigFile(file), { instances, vip: values.vip }), stderr: '' };
+  } catch (err) {
+    if (err instanceof ConfigError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${err.message}\n` };
+    if (err instanceof BalancerError) return usage(err.message);
+    throw err;
+  }
+}
+
+export interface AgentSetup {
+  readonly instances: readonly string[];
+  readonly urls: readonly string[];
+  readonly intervalMs: number;
+  readonly logLevel: string;
+}
+
+/** `--balancer-agent --config FILE --instances A,B [--interval-ms N]`: what to run, or why not. */
+export function balancerAgentSetup(values: DeployValues): AgentSetup | CommandResult {
+  if (values.balancer !== undefined || values.vip !== undefined || values['k8s-manifests'] === true || values.nftables === true || KUBE_ONLY.some((key) => values[key] !== undefined)) {
+    return usage('--balancer-agent goes alone with --config, --instances and --interval-ms');
+  }
+  if (values.instances === undefined || values.instances === '') return usage('give the instances\' addresses with --instances A,B,...');
+  const interval = values['interval-ms'] ?? String(DEFAULT_CHECK_INTERVAL_MS);
+  if (!/^[1-9][0-9]{0,6}$/.test(interval) || Number(interval) < MIN_CHECK_INTERVAL_MS) {
+    return usage(`--interval-ms must be a whole number of milliseconds from ${MIN_CHECK_INTERVAL_MS}, got ${JSON.stringify(interval)}`);
+  }
+  const file = values.config;
+  if (file === undefined || file === '') return usage('give the gateway config with --config FILE');
+  try {
+    const config = loadConfigFile(file);
+    const instances = values.instances.split(',').map((a) => a.trim());
+    checkInstances(config, instances);
+    return { instances, urls: probeUrls(config, instances), intervalMs: Number(interval), logLevel: config.log.level };
   } catch (err) {
     if (err instanceof ConfigError) return { code: EX_CONFIG, stdout: '', stderr: `ftp-alg: ${err.message}\n` };
     if (err instanceof BalancerError) return usage(err.message);

@@ -1,5 +1,5 @@
 /**
- * Kubernetes manifests for the two edge patterns, generated from a gateway
+ * Kubernetes manifests for the edge patterns, generated from a gateway
  * config because a Service cannot take a port range:
  *
  * - `daemonset`: the gateway in the network namespace of every node labelled
@@ -8,18 +8,25 @@
  *   that lists the control ports and every passive port. Two pods behind one
  *   Service would split a session's control and data connections between
  *   them, so an instance has one replica; scale out with more instances.
+ * - `metallb`: instance.count instances behind one address that MetalLB
+ *   shares between a control Service over every instance and one Service per
+ *   instance for its passive slice (kubeMetallb.ts).
  *
- * Both can front an upstream pool: a headless Service whose DNS name the
+ * All can front an upstream pool: a headless Service whose DNS name the
  * ConfigMap's sites resolve (`upstream.dns`).
  */
 import ipaddr from 'ipaddr.js';
 import { parseListenAddress } from '../config/formats.js';
 import type { GatewayConfig, SiteConfig } from '../config/types.js';
-import { CONFIG_FILE, controlPorts, podSpec, privilegedPorts, type PodShape, scrapeAnnotations } from './kubePod.js';
+import { metallbDocuments, metallbHeader } from './kubeMetallb.js';
+import { controlPorts, podSpec, privilegedPorts, type PodShape, scrapeAnnotations } from './kubePod.js';
+import { configMap, deployment, instanceLabels, loadBalancerService, ManifestError, type Metadata, portsOf, selectorLabels, servicePort } from './kubeObjects.js';
+
+export { ManifestError } from './kubeObjects.js';
 import { formatYamlDocuments, type YamlMap, type YamlValue } from './yaml.js';
 
-export type KubePattern = 'daemonset' | 'loadbalancer';
-export const KUBE_PATTERNS: readonly KubePattern[] = ['daemonset', 'loadbalancer'];
+export type KubePattern = 'daemonset' | 'loadbalancer' | 'metallb';
+export const KUBE_PATTERNS: readonly KubePattern[] = ['daemonset', 'loadbalancer', 'metallb'];
 
 export interface KubeOptions {
   readonly pattern: KubePattern;
@@ -35,18 +42,6 @@ export const KUBE_DEFAULTS = { name: 'ftp-alg', namespace: 'ftp-alg', image: 'ft
 /** Nodes that run the DaemonSet carry this label, `true`; a NoSchedule taint with this key keeps other pods off. */
 export const EDGE_NODE_LABEL = 'ftp-alg/edge';
 
-interface Metadata extends YamlMap {
-  readonly name: string;
-  readonly namespace: string;
-  readonly labels: YamlMap;
-}
-
-/** The config cannot run in the chosen pattern as it stands. */
-export class ManifestError extends Error {
-  readonly code = 'ERR_ALG_MANIFEST';
-  override readonly name = 'ManifestError';
-}
-
 /** An RFC 1035 label: what Kubernetes accepts as a Service (and so instance) name. */
 export function isDnsLabel(text: string): boolean {
   return /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(text);
@@ -59,27 +54,20 @@ export function kubernetesManifests(config: GatewayConfig, options: KubeOptions)
   for (const [what, value] of [['name', name], ['namespace', namespace], ['upstream service', options.upstreamService]] as const) {
     if (value !== undefined && !isDnsLabel(value)) throw new ManifestError(`${what} ${JSON.stringify(value)} is not a DNS label (a-z, 0-9, -)`);
   }
-  if (options.pattern === 'loadbalancer') checkLoadBalancer(config);
+  if (options.pattern !== 'daemonset') checkLoadBalancer(config);
   const pool = options.upstreamService;
   const gatewayConfig = pool === undefined ? config : withUpstreamPool(config, `${pool}.${namespace}.svc.cluster.local`);
   const meta = (objectName: string, labels: YamlMap = instanceLabels(name)): Metadata => ({ name: objectName, namespace, labels });
-  const configMap = {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: meta(`${name}-config`),
-    data: { [CONFIG_FILE]: `${JSON.stringify(gatewayConfig, null, 2)}\n` },
-  };
+  const configFile = configMap(meta(`${name}-config`), gatewayConfig);
   const shape = { configMap: `${name}-config`, image };
   const low = privilegedPorts(config).length > 0;
+  const podNetwork = { hostNetwork: false, lowPorts: low ? 'sysctl' : 'none' } as const;
   const documents: YamlValue[] =
     options.pattern === 'daemonset'
-      ? [configMap, daemonSet(gatewayConfig, meta(name), { ...shape, hostNetwork: true, lowPorts: low ? 'capability' : 'none' })]
-      : [
-          configMap,
-          deployment(gatewayConfig, meta(name), { ...shape, hostNetwork: false, lowPorts: low ? 'sysctl' : 'none' }),
-          loadBalancerService(config, meta(name)),
-          networkPolicy(config, meta(name), pool),
-        ];
+      ? [configFile, daemonSet(gatewayConfig, meta(name), { ...shape, hostNetwork: true, lowPorts: low ? 'capability' : 'none' })]
+      : options.pattern === 'loadbalancer'
+        ? [configFile, deployment(gatewayConfig, meta(name), { ...shape, ...podNetwork }), instanceService(config, meta(name)), networkPolicy(config, meta(name), pool)]
+        : [...metallbDocuments(gatewayConfig, { name, namespace }, { image, ...podNetwork }), networkPolicy(config, meta(name), pool)];
   if (pool !== undefined) documents.push(headlessService(config, meta(pool, upstreamLabels(pool))));
   return formatYamlDocuments(documents, header(config, options.pattern, { name, namespace, image, pool }));
 }
@@ -106,40 +94,14 @@ function daemonSet(config: GatewayConfig, metadata: Metadata, shape: PodShape): 
   };
 }
 
-function deployment(config: GatewayConfig, metadata: Metadata, shape: PodShape): YamlMap {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata,
-    spec: {
-      replicas: 1, // one pod per Service: see the header
-      strategy: { type: 'Recreate' }, // never two pods behind the Service, even during a rollout
-      selector: { matchLabels: selectorLabels(metadata.name) },
-      template: { metadata: { labels: metadata.labels, annotations: scrapeAnnotations(config) }, spec: podSpec(config, shape) },
-    },
-  };
-}
-
 /** The control ports and every passive port, one by one; `Local` keeps the client's address, which pinholes check. */
-function loadBalancerService(config: GatewayConfig, metadata: Metadata): YamlMap {
+function instanceService(config: GatewayConfig, metadata: Metadata): YamlMap {
   const passive = config.sites.flatMap((site) => portsOf(site.passivePorts.min, site.passivePorts.max));
-  const families = externalFamilies(config);
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata,
-    spec: {
-      type: 'LoadBalancer',
-      externalTrafficPolicy: 'Local',
-      ipFamilyPolicy: families.length > 1 ? 'PreferDualStack' : 'SingleStack',
-      ipFamilies: families,
-      selector: selectorLabels(metadata.name),
-      ports: [
-        ...controlPorts(config).map((port) => servicePort(`ftp-${port}`, port)),
-        ...passive.map((port) => servicePort(`pasv-${port}`, port)),
-      ],
-    },
-  };
+  return loadBalancerService(config, metadata, {
+    policy: 'Local',
+    selector: selectorLabels(metadata.name),
+    ports: [...controlPorts(config).map((port) => servicePort(`ftp-${port}`, port)), ...passive.map((port) => servicePort(`pasv-${port}`, port))],
+  });
 }
 
 /**
@@ -223,6 +185,8 @@ function header(config: GatewayConfig, pattern: KubePattern, o: { name: string; 
         lines.push(`Note: site ${site.name} advertises ${site.externalAddress.join(' and ')} from every node: right for one edge node, else use "auto".`);
       }
     }
+  } else if (pattern === 'metallb') {
+    lines.push(...metallbHeader(config, o.name));
   } else {
     const address = config.sites[0]?.externalAddress ?? 'auto';
     lines.push(
@@ -259,37 +223,15 @@ function upstreamPeers(site: SiteConfig, pool: string | undefined): YamlMap[] | 
   return hosts.map((host) => ({ ipBlock: { cidr: asCidr(host) } }));
 }
 
-function externalFamilies(config: GatewayConfig): string[] {
-  const addresses = config.sites[0]?.externalAddress ?? 'auto';
-  if (addresses === 'auto') return ['IPv4'];
-  return addresses.map((a) => (ipaddr.parse(a).kind() === 'ipv6' ? 'IPv6' : 'IPv4'));
-}
-
 function asCidr(address: string): string {
   if (address.includes('/')) return address;
   return `${address}/${ipaddr.parse(address).kind() === 'ipv6' ? 128 : 32}`;
-}
-
-function servicePort(name: string, port: number): YamlMap {
-  return { name, protocol: 'TCP', port, targetPort: port };
 }
 
 function tcpPorts(min: number, max: number): YamlMap {
   return min === max ? { protocol: 'TCP', port: min } : { protocol: 'TCP', port: min, endPort: max };
 }
 
-function portsOf(min: number, max: number): number[] {
-  return Array.from({ length: max - min + 1 }, (_, i) => min + i);
-}
-
-function instanceLabels(name: string): YamlMap {
-  return { ...selectorLabels(name), 'app.kubernetes.io/component': 'gateway' };
-}
-
 function upstreamLabels(pool: string): YamlMap {
   return { 'app.kubernetes.io/name': pool };
-}
-
-function selectorLabels(name: string): YamlMap {
-  return { 'app.kubernetes.io/name': 'ftp-alg', 'app.kubernetes.io/instance': name };
 }

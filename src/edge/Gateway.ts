@@ -51,8 +51,8 @@ export class Gateway {
     readonly log: Logger,
   ) {
     this.instance = config.instance;
-    const workers = config.dataPlane.workers;
-    this.dataPlane = workers === 0 ? new InProcessDataPlane() : new WorkerDataPlane(workers, config.log.level, log);
+    const { workers, workerNice } = config.dataPlane;
+    this.dataPlane = workers === 0 ? new InProcessDataPlane() : new WorkerDataPlane(workers, config.log.level, log, workerNice);
     this.metrics.freePorts = () =>
       [...this.sites.values()].flatMap((site) => [
         { site: site.name, dir: 'passive' as const, free: site.pools.passive.free, size: site.pools.passive.size },

@@ -26,11 +26,6 @@ export class LineSplitter {
     private readonly sink: LineSink,
   ) {}
 
-  /** Bytes held while waiting for the end of a line. */
-  get bufferedBytes(): number {
-    return this.pending?.length ?? 0;
-  }
-
   push(chunk: Buffer): void {
     let start = 0;
     while (start < chunk.length) {

@@ -20,10 +20,6 @@ export class ReplyReader {
   /** Code of the multi-line reply being read, or 0 between replies. */
   private openCode = 0;
 
-  get inMultiline(): boolean {
-    return this.openCode !== 0;
-  }
-
   read(raw: Buffer): ReplyLine {
     const text = withoutTerminator(raw).toString('latin1');
     const code = replyCode(text);

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { describeResult, runClient, sha256File, unsupported, usedMode, type ClientKind, type ClientResult, type Mode } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
@@ -133,9 +133,11 @@ describe.skipIf(prereq.skip)('kernel data plane over IPv6 (issue 9): IPv6 client
     expect(usedMode(r), why(r)).toBe(true);
     expect(await sha256File(local)).toBe(expectedSha('8m.bin'));
     const [done] = await kernelTransfers(1);
-    // The payload estimated from the orig6/reply6 counters (IPv6 and TCP headers taken off): within 1 %.
+    // The payload estimated from the orig6/reply6 counters (IPv6 and TCP headers taken off): at least the
+    // file less 1 %, and at most 10 % more (segments the sender retransmits on a loaded machine count again).
     const size = FILES['8m.bin'].length;
-    expect(Math.abs(Number(done?.downBytes) - size), JSON.stringify(done)).toBeLessThan(size / 100);
+    expect(Number(done?.downBytes), JSON.stringify(done)).toBeGreaterThan(size * 0.99);
+    expect(Number(done?.downBytes), JSON.stringify(done)).toBeLessThan(size * 1.1);
     const open = lines('pinhole open').at(-1);
     expect(open?.peer).toBe(mode === 'epsv' ? ADDR.client6 : ADDR.server6);
   }, TEST_TIMEOUT_MS);

@@ -9,13 +9,15 @@
 // every pool is full again.
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseFlowEvent } from '../../src/data/nftables/flowEvents.js';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
-import { suitePrereq } from './lib/prereq.js';
+import { GATEWAY_CLI, suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';
 import { ADDR, enableForwarding, stopChild, type Role, type Topology } from './lib/topology.js';
 
@@ -131,6 +133,12 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
     ]);
   }
 
+  /** The names of the gateway's child processes (its helpers: conntrack, and nft when it drives nft -i). */
+  async function childCommands(gw: RunningGateway): Promise<string[]> {
+    const r = await topo().exec('edge', 'ps', ['--ppid', String(gw.pid), '-o', 'comm=']);
+    return r.stdout.split('\n').map((c) => c.trim()).filter((c) => c !== '');
+  }
+
   function gatewayLines(msg: string): Record<string, unknown>[] {
     return jsonLines(gateway?.output() ?? '').filter((l) => l.msg === msg);
   }
@@ -183,6 +191,9 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
       expect(Number(done.upBytes)).toBeLessThan(1_024);
       expect(gatewayLines('pinhole relayed')).toEqual([]);
+      // The elements went in over the gateway's own netlink socket, not through an nft process.
+      expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'netlink' })]);
+      expect(await childCommands(gateway as RunningGateway)).toEqual(['conntrack']);
       const text = await metrics(gateway as RunningGateway);
       expect(metric(text, 'ftp_alg_data_plane', 'kind="nftables"')).toBe(1);
       expect(metric(text, 'ftp_alg_pinholes_by_plane_total', 'plane="nftables",reason="kernel"')).toBe(1);
@@ -278,7 +289,37 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(r[4]).toMatch(/^200 /);
       const line = await waitFor('refusal line', () => gatewayLines('data connection refused')[0]);
       expect(line).toMatchObject({ reason: 'kernel-error' });
+      // The kernel's own answer to the netlink batch, checked: no such table.
+      expect(gatewayLines('pinhole open failed')).toEqual([expect.objectContaining({ err: expect.objectContaining({ message: expect.stringContaining('ENOENT') }) })]);
       expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_kernel_plane_errors_total', 'op="open"')).toBe(1);
+    });
+
+    it('without the native netlink module the plane drives a long-lived nft -i instead, says so, and forwards byte-exact', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
+      await gateway?.stop();
+      // The built CLI behind a loader that refuses the `netlink` package, as on a platform without its prebuild.
+      const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-nonl-'));
+      const cli = join(dir, 'cli-without-netlink.mjs');
+      await writeFile(
+        cli,
+        [
+          "import Module from 'node:module';",
+          'const load = Module._load;',
+          "Module._load = function (request, ...rest) { if (/^netlink(\\/|$)/.test(request)) throw new Error('netlink hidden by the test'); return load.call(this, request, ...rest); };",
+          `await import(${JSON.stringify(GATEWAY_CLI)});`,
+        ].join('\n'),
+      );
+      try {
+        gateway = await startGateway(topo(), kernelConfig(), cli);
+        expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'nft', why: 'netlink hidden by the test' })]);
+        const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last' }, { op: 'read' }]);
+        expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
+        const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));
+        expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+        expect((await childCommands(gateway)).sort()).toEqual(['conntrack', 'nft']);
+        await expectSettled(gateway);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('after SIGKILL and a restart nothing stale forwards; SIGTERM removes the table', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
@@ -294,6 +335,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         { op: 'sleep', ms: 4_000 },
       ]);
       let listing = '';
+      gateway = first; // its log is the one a failure should show
       const flowPort = await waitFor('a forwarded flow and a waiting pinhole', async () => {
         listing = await tableListing();
         const flows = (await topo().exec('edge', 'conntrack', ['-L', '-p', 'tcp'])).stdout.split('\n').map(parseFlowEvent);

@@ -17,7 +17,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasElements } from '../../src/data/nftables/ruleset.js';
+import { hasElements } from '../support/nftListing.js';
 import { describeResult, runClient, sha256File, usedMode, type ClientResult, type Family, type Mode } from './lib/clients.js';
 import { expectedSha, remotePath, FILES } from './lib/fixtures.js';
 import { jsonLines, startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';

@@ -14,13 +14,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../../src/config/load.js';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { balancerRules, controlMapUpdate, slotTargets } from '../../src/deploy/balancer.js';
 import { nftablesRules } from '../../src/deploy/nftables.js';
 import { findOnPath } from '../support/onPath.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 const UNIT = join(ROOT, 'deploy/systemd/ftp-alg.service');
+const BALANCER_UNIT = join(ROOT, 'deploy/systemd/ftp-alg-balancer.service');
 const RULESET = join(ROOT, 'deploy/nftables/ftp-alg.nft');
 const EXAMPLE_CONFIG = join(ROOT, 'config/ftp-alg.json');
 
@@ -64,12 +66,16 @@ describeIf(systemdAnalyze === undefined ? 'systemd-analyze is not installed (apt
      * elsewhere than /usr/bin, kill elsewhere than /bin. The arguments, and
      * so the unit's meaning, stay as committed.
      */
-    async function verify(text: string): Promise<Exit & { complaints: string[] }> {
+    async function verify(text: string, name = 'ftp-alg.service'): Promise<Exit & { complaints: string[] }> {
       expect(systemdAnalyze, 'systemd-analyze must be installed in CI').toBeDefined();
       const dir = mkdtempSync(join(scratch, 'unit-'));
       const kill = findOnPath('kill') ?? '/bin/kill';
-      const local = text.replaceAll('/usr/bin/node ', `${process.execPath} `).replaceAll('/bin/kill ', `${kill} `);
-      const path = join(dir, 'ftp-alg.service');
+      const nftPath = findOnPath('nft') ?? '/usr/sbin/nft';
+      const local = text
+        .replaceAll('/usr/bin/node ', `${process.execPath} `)
+        .replaceAll('/bin/kill ', `${kill} `)
+        .replaceAll('/usr/sbin/nft ', `${nftPath} `);
+      const path = join(dir, name);
       writeFileSync(path, local);
       const exit = await run(systemdAnalyze ?? 'systemd-analyze', ['verify', '--man=no', path]);
       // Lines about other units of this machine are not ours to judge.
@@ -79,6 +85,12 @@ describeIf(systemdAnalyze === undefined ? 'systemd-analyze is not installed (apt
 
     it('systemd-analyze verify passes with no complaint about the unit', async () => {
       const result = await verify(readFileSync(UNIT, 'utf8'));
+      expect(result.complaints).toEqual([]);
+      expect(result.code, result.stderr).toBe(0);
+    });
+
+    it('systemd-analyze verify passes with no complaint about the balancer unit', async () => {
+      const result = await verify(readFileSync(BALANCER_UNIT, 'utf8'), 'ftp-alg-balancer.service');
       expect(result.complaints).toEqual([]);
       expect(result.code, result.stderr).toBe(0);
     });
@@ -110,6 +122,29 @@ describe("the commands the unit runs", () => {
   });
 });
 
+describe('the commands the balancer unit runs', () => {
+  const unit = readFileSync(BALANCER_UNIT, 'utf8');
+  const env = /^#\s+FTP_ALG_INSTANCES=(.*)$/m.exec(unit)?.[1];
+
+  it('ExecStartPre loads the ruleset; ExecStart runs the agent on the same config and instances', () => {
+    expect(unit).toMatch(/^ExecStartPre=\/usr\/sbin\/nft -f \/etc\/ftp-alg\/balancer\.nft$/m);
+    expect(unit).toMatch(/^EnvironmentFile=\/etc\/ftp-alg\/balancer\.env$/m);
+    const start = /^ExecStart=\/usr\/bin\/node \/opt\/ftp-alg\/dist\/cli\.js (.*)$/m.exec(unit)?.[1];
+    expect(start).toBe('--balancer-agent --config /etc/ftp-alg/ftp-alg.json --instances ${FTP_ALG_INSTANCES}');
+    expect(env).toBe('192.0.2.21,192.0.2.22');
+  });
+
+  it('the agent accepts the unit\'s arguments with the example config (and refuses without --instances)', async () => {
+    const args = ['--balancer-agent', '--config', join(ROOT, 'deploy/balancer/ftp-alg.json'), '--instances', env ?? '', '--interval-ms', 'x'];
+    const wrongInterval = await runSource('src/cli.ts', args);
+    expect(wrongInterval.code).toBe(64); // exits before it starts: the rest of the line was accepted
+    expect(wrongInterval.stderr).toMatch(/--interval-ms must be/);
+    const noInstances = await runSource('src/cli.ts', args.slice(0, 3));
+    expect(noInstances.code).toBe(64);
+    expect(noInstances.stderr).toMatch(/--instances/);
+  });
+});
+
 const nft = findOnPath('nft');
 const isRoot = process.getuid?.() === 0;
 const nftMissing = nft === undefined ? 'nft is not installed (apt-get install nftables)' : !isRoot ? 'nft -c needs root' : undefined;
@@ -124,6 +159,23 @@ describeIf(nftMissing)('nftables ruleset', () => {
 
   it('nft -c accepts deploy/nftables/ftp-alg.nft', async () => {
     await check(RULESET);
+  });
+
+  it('nft -c accepts deploy/balancer/balancer.nft (the control map and its rules)', async () => {
+    await check(join(ROOT, 'deploy/balancer/balancer.nft'));
+  });
+
+  it.each([
+    ['IPv4', '0.0.0.0', '203.0.113.1', ['192.0.2.21', '192.0.2.22', '192.0.2.23']],
+    ['IPv6', '::', '2001:db8::1', ['2001:db8:2::21', '2001:db8:2::22', '2001:db8:2::23']],
+  ])("nft -c accepts a generated %s balancer followed by the agent's map update (one instance down)", async (_family, host, vip, instances) => {
+    const config = parseConfig({
+      instance: { index: 0, count: instances.length },
+      sites: [{ name: 'main', listen: { host, port: 21 }, upstream: { host: '192.0.2.10', port: 21 }, externalAddress: vip, passivePorts: { min: 50000, max: 50999 }, activePorts: { min: 51000, max: 51999 } }],
+    });
+    const path = join(scratch, `balancer-${_family}.nft`);
+    writeFileSync(path, balancerRules(config, { instances }) + controlMapUpdate(slotTargets(instances, [true, false, true])));
+    await check(path);
   });
 
   const examples = readdirSync(join(ROOT, 'config/examples')).filter((f) => f.endsWith('.json'));

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227 } from '../support/control.js';
+import { ControlClient } from '../support/control.js';
 import { connectClient, sha256 } from '../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../support/gateway.js';
 import { inRange, portRanges } from '../support/ports.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { parse227 } from '../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 2) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(1024);

@@ -6,12 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../support/control.js';
+import { ControlClient, readDataConnection } from '../support/control.js';
 import { connectClient, type PassiveMode, type RecordingClient, sha256 } from '../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../support/ports.js';
 import { FILES, NAMES } from '../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { parse227, parse229 } from '../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 20) as [{ min: number; max: number }, { min: number; max: number }];
 

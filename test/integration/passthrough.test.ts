@@ -7,11 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../support/control.js';
+import { ControlClient, readDataConnection } from '../support/control.js';
 import { sha256 } from '../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../support/ports.js';
-import { type DataSource, pasvReply, type Responder, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../support/scripted.js';
+import { type DataSource, type Responder, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../support/scripted.js';
+import { parse227, parse229, pasvReply } from '../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const GREETING = '220 scripted upstream\r\n';

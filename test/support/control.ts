@@ -144,21 +144,6 @@ export async function loggedInClient(port: number, clients: ControlClient[]): Pr
   return client;
 }
 
-/** The port of a `227 … (h1,h2,h3,h4,p1,p2)` reply, with its address. */
-export function parse227(text: string): { address: string; port: number } {
-  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(text);
-  if (m === null) throw new Error(`not a 227 with a host-port: ${text}`);
-  const n = m.slice(1).map(Number);
-  return { address: n.slice(0, 4).join('.'), port: (n[4] as number) * 256 + (n[5] as number) };
-}
-
-/** The port of a `229 … (|||port|)` reply. */
-export function parse229(text: string): number {
-  const m = /\(\|\|\|(\d+)\|\)/.exec(text);
-  if (m === null) throw new Error(`not a 229 with a port: ${text}`);
-  return Number(m[1]);
-}
-
 /** Open a data connection and collect everything until the peer's FIN. */
 export async function readDataConnection(port: number, options: { host?: string; localAddress?: string } = {}): Promise<Buffer> {
   const socket = net.connect({ host: options.host ?? '127.0.0.1', port, localAddress: options.localAddress });

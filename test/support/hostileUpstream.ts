@@ -1,11 +1,12 @@
 /**
- * A fake FTP upstream that really transfers data, in both modes, and can
- * misbehave on cue: it answers PASV/EPSV with whatever 227/229 a test
- * writes, connects wherever a PORT/EPRT says (at once, if asked: a hostile
- * upstream), lets a test take over any reply, and lets a test serve a
- * data connection its own way (stall, reset half way). Built on the
- * scripted upstream (test/support/scripted.ts), so every byte it received
- * is on record.
+ * The fake FTP upstream of the tests: it really transfers data, in both
+ * modes, and can misbehave on cue: it answers PASV/EPSV with whatever
+ * 227/229 a test writes, refuses any verb with a chosen code (an old server
+ * without EPSV/EPRT), lists the FEAT lines a test gives, connects wherever
+ * a PORT/EPRT says (at once, if asked: a hostile upstream), lets a test
+ * take over any reply, and lets a test serve a data connection its own way
+ * (stall, reset half way). Built on the scripted upstream
+ * (test/support/scripted.ts), so every line it received is on record.
  *
  * Replies are written in the order of the commands; a transfer runs in the
  * background (150 first, 226 when the data connection has closed) so that
@@ -13,6 +14,7 @@
  */
 import net, { type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { parseActiveLine, pasvReply } from './hostPort.js';
 import { type ScriptedConnection, startScriptedUpstream } from './scripted.js';
 
 export interface Target {
@@ -31,6 +33,10 @@ export interface FakeHooks {
   retr: (socket: Socket, data: Buffer) => void;
   /** Connect to a PORT/EPRT target as soon as the command arrives (a bouncing upstream), not at the transfer. */
   connectOnPort: boolean;
+  /** Verbs answered with this code and nothing else done, e.g. `{ EPSV: 502 }` (an upstream without RFC 2428). */
+  refuse: Partial<Record<string, number>>;
+  /** FEAT lines (without the leading space) the upstream lists; undefined: FEAT is not implemented (502). */
+  feat: readonly string[] | undefined;
 }
 
 export interface FakeFtp {
@@ -77,13 +83,23 @@ interface State {
 }
 
 const defaultHooks = (): FakeHooks => ({
-  pasv: (port) => `227 Entering Passive Mode (127,0,0,1,${port >> 8},${port & 0xff}).\r\n`,
+  pasv: (port) => pasvReply('127.0.0.1', port),
   epsv: (port) => `229 Entering Extended Passive Mode (|||${port}|)\r\n`,
   retr: (socket, data) => socket.end(data),
   connectOnPort: false,
+  refuse: {},
+  feat: undefined,
 });
 
-export async function startFakeFtp(options: { greeting?: string | null } = {}): Promise<FakeFtp> {
+export interface FakeFtpOptions {
+  /** Sent on connect; null: never greet. */
+  readonly greeting?: string | null;
+  /** Where the control and passive data listeners are; default 127.0.0.1. */
+  readonly host?: string;
+}
+
+export async function startFakeFtp(options: FakeFtpOptions = {}): Promise<FakeFtp> {
+  const host = options.host ?? '127.0.0.1';
   const files = new Map<string, Buffer>();
   const uploads = new Map<string, Buffer>();
   const uploadWaiters = new Map<string, ((data: Buffer) => void)[]>();
@@ -115,6 +131,7 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
 
   const scripted = await startScriptedUpstream({
     greeting: options.greeting,
+    host,
     respond: (line, conn) => {
       let state = states.get(conn);
       if (state === undefined) {
@@ -144,7 +161,7 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
         resolve(track(s));
       });
     });
-    server.listen(0, '127.0.0.1');
+    server.listen(0, host);
     await once(server, 'listening');
     state.passive = { server, socket };
     return (server.address() as net.AddressInfo).port;
@@ -209,7 +226,12 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
   }
 
   async function answer(verb: string, arg: string, conn: ScriptedConnection, state: State): Promise<string> {
+    const refusal = hooks.refuse[verb];
+    if (refusal !== undefined) return `${refusal} ${verb} not understood.\r\n`;
     switch (verb) {
+      case 'FEAT':
+        if (hooks.feat === undefined) return '502 Command not implemented.\r\n';
+        return `211-Features:\r\n${hooks.feat.map((f) => ` ${f}\r\n`).join('')}211 End\r\n`;
       case 'USER':
         return '331 Password required.\r\n';
       case 'PASS':
@@ -222,6 +244,8 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
         return '200 NOOP ok.\r\n';
       case 'SYST':
         return '215 UNIX Type: L8\r\n';
+      case 'REIN':
+        return '220 Service ready for new user.\r\n';
       case 'QUIT':
         return '221 Goodbye.\r\n';
       case 'PASV':
@@ -230,7 +254,7 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
         return hooks.epsv(await openPassive(state));
       case 'PORT':
       case 'EPRT': {
-        const target = verb === 'PORT' ? parsePort(arg) : parseEprt(arg);
+        const target = activeTarget(`${verb} ${arg}`);
         if (target === undefined) return '501 Bad argument.\r\n';
         state.passive?.server.close();
         state.passive = undefined;
@@ -328,22 +352,21 @@ export async function startFakeFtp(options: { greeting?: string | null } = {}): 
   };
 }
 
-/** `h1,h2,h3,h4,p1,p2` as a real (lenient) server reads it. */
-export function parsePort(arg: string): Target | undefined {
-  const n = arg.split(',').map((f) => Number.parseInt(f, 10));
-  if (n.length !== 6 || n.some((x) => !Number.isInteger(x))) return undefined;
-  return { host: n.slice(0, 4).join('.'), port: (n[4] as number) * 256 + (n[5] as number) };
+function activeTarget(line: string): Target | undefined {
+  try {
+    const { address, port } = parseActiveLine(line);
+    return { host: address, port };
+  } catch {
+    return undefined; // a server answers 501
+  }
 }
 
-function parseEprt(arg: string): Target | undefined {
-  const d = arg.charAt(0);
-  const parts = arg.split(d);
-  if (parts.length !== 5) return undefined;
-  const port = Number.parseInt(parts[3] as string, 10);
-  return Number.isInteger(port) ? { host: parts[2] as string, port } : undefined;
+/** The data-connection commands (PASV, EPSV, PORT, EPRT) among the lines an upstream received. */
+export function dataCommands(lines: readonly string[]): string[] {
+  return lines.filter((l) => /^(PASV|EPSV|PORT|EPRT)\b/i.test(l));
 }
 
-/** `227 … (h1,h2,h3,h4,p1,p2).` naming `address` and `port`. */
-export function reply227(address: string, port: number): string {
-  return `227 Entering Passive Mode (${address.split('.').join(',')},${port >> 8},${port & 0xff}).\r\n`;
+/** A PASV hook whose 227 names `address` (what a server behind NAT writes) and the fake's real data port. */
+export function pasvNaming(address: string): (port: number) => string {
+  return (port) => pasvReply(address, port);
 }

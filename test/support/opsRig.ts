@@ -6,14 +6,14 @@
  */
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { ControlClient } from './control.js';
-import { type ConfigFile, killStartedClis } from './opsCli.js';
-import { type OpsGateway } from './opsGateway.js';
+import { type ConfigFile, killStartedClis } from './cli.js';
+import { type TestGateway } from './gateway.js';
 import { putFiles, startUpstream, type TestUpstream } from './upstream.js';
 
 export interface OpsRig {
   readonly upstream: TestUpstream;
   /** The in-process gateway of the test, closed after it. */
-  gw: OpsGateway | undefined;
+  gw: TestGateway | undefined;
   /** The config file of the test, removed after it. */
   file: ConfigFile | undefined;
   /** A logged-in session in binary mode on `port`, destroyed after the test. */

@@ -8,7 +8,8 @@
  */
 import { once } from 'node:events';
 import net, { type Socket } from 'node:net';
-import { type ControlClient, parse227, type Reply } from './control.js';
+import { type ControlClient, type Reply } from './control.js';
+import { parse227 } from './hostPort.js';
 
 export interface Passive {
   /** The 227 line exactly as the gateway wrote it. */

@@ -9,6 +9,7 @@
  * machine (other checkouts running tests) unlikely to collide either.
  */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import type { PortRange } from '../../src/config/types.js';
 
 const LOWEST = 20_000;
@@ -55,4 +56,34 @@ export function rangeSize(range: PortRange): number {
 
 export function inRange(port: number, range: PortRange): boolean {
   return port >= range.min && port <= range.max;
+}
+
+/** A TCP port that 0-binds on the first host and is free on every other host too (bounded tries). */
+export async function freePortOnAll(hosts: readonly string[], attempts = 20): Promise<number> {
+  for (let i = 0; i < attempts; i++) {
+    const first = await listenOn(hosts[0] ?? '127.0.0.1', 0);
+    if (first === undefined) continue;
+    const port = (first.address() as net.AddressInfo).port;
+    const others: net.Server[] = [];
+    let ok = true;
+    for (const host of hosts.slice(1)) {
+      const s = await listenOn(host, port);
+      if (s === undefined) {
+        ok = false;
+        break;
+      }
+      others.push(s);
+    }
+    await Promise.all([first, ...others].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    if (ok) return port;
+  }
+  throw new Error(`no port free on all of ${hosts.join(', ')} after ${attempts} tries`);
+}
+
+function listenOn(host: string, port: number): Promise<net.Server | undefined> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen({ host, port, exclusive: true }, () => resolve(server));
+  });
 }

@@ -141,8 +141,3 @@ export async function startDataSource(payload: Buffer): Promise<DataSource> {
     },
   };
 }
-
-/** `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2).` for `address` and `port`. */
-export function pasvReply(address: string, port: number, text = 'Entering Passive Mode'): string {
-  return `227 ${text} (${address.split('.').join(',')},${port >> 8},${port & 0xff}).\r\n`;
-}

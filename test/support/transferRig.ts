@@ -13,6 +13,7 @@ import { type FakeFtp, startFakeFtp } from './hostileUpstream.js';
 import { expectNoLeaks } from './leaks.js';
 import { portRanges } from './ports.js';
 import { CLIENT, listen, type Listener } from './traps.js';
+import { portArg } from './hostPort.js';
 
 type Range = { min: number; max: number };
 
@@ -95,7 +96,7 @@ export function useTransferRig(files: Record<string, Buffer>, options: TransferR
 
 /** PORT to the test's own listener. */
 export async function portToOwn(client: ControlClient, own: Listener): Promise<void> {
-  expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
+  expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
 }
 
 /** Sends a transfer command (`RETR big.bin`) and expects the 150 that opens it. */

@@ -1,8 +1,10 @@
 /**
- * Witnesses for the tests that attack the gateway: listeners that must
- * stay silent (a trap on a third address, on a privileged port), a record
- * of every outbound connection the gateway itself makes, and a way to
- * know that the gateway has read a piece of a segmented command.
+ * The data-connection ends a test plays itself, and witnesses for the
+ * tests that attack the gateway: listeners (an active-mode client's, or a
+ * trap that must stay silent on a third address or a privileged port),
+ * outgoing connections (an upstream's after PORT, or a stranger's), probes,
+ * a record of every outbound connection the gateway itself makes, and a
+ * way to know that the gateway has read a piece of a segmented command.
  *
  * On Linux every 127.0.0.0/8 address is local, so 127.0.0.2 plays the
  * third host and 127.0.0.3 a second client. The gateway runs in the test
@@ -18,15 +20,29 @@ export const CLIENT = '127.0.0.1';
 export const THIRD_HOST = '127.0.0.2';
 export const OTHER_CLIENT = '127.0.0.3';
 
+export interface DataConnection {
+  /** Address the connection came from, without `::ffff:`. */
+  readonly peer: string;
+  /** Port the connection came from. */
+  readonly peerPort: number;
+  /** Every byte received, once the peer has sent FIN (or the socket closed). */
+  readonly received: Promise<Buffer>;
+  readonly socket: Socket;
+}
+
 export interface Listener {
   readonly host: string;
   readonly port: number;
   /** Remote addresses of the connections accepted, in order. */
   readonly peers: string[];
+  /** The connections accepted, in order. */
+  readonly connections: DataConnection[];
   /** Bytes received over every connection. */
   received(): Buffer;
-  /** The next connection (or the first one not yet taken). */
+  /** The socket of the next connection not yet taken (by this or by `next`). */
   connection(): Promise<Socket>;
+  /** The next connection not yet taken (by this or by `connection`). */
+  next(): Promise<DataConnection>;
   close(): Promise<void>;
 }
 
@@ -40,37 +56,92 @@ export async function listen(host: string, port = 0, options: ListenOptions = {}
   const peers: string[] = [];
   const chunks: Buffer[] = [];
   const sockets = new Set<Socket>();
-  const accepted: Socket[] = [];
+  const connections: DataConnection[] = [];
   let taken = 0;
   const arrivals: (() => void)[] = [];
   const server: Server = net.createServer({ allowHalfOpen: true }, (socket) => {
     peers.push(socket.remoteAddress ?? '');
     sockets.add(socket);
-    accepted.push(socket);
+    connections.push({ peer: plain(socket.remoteAddress), peerPort: socket.remotePort ?? 0, received: collect(socket), socket });
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('end', () => socket.end());
+    socket.on('end', () => {
+      if (socket.writable && !socket.writableEnded) socket.end();
+    });
     if (options.payload !== undefined) socket.end(options.payload);
     for (const wake of arrivals.splice(0)) wake();
   });
   server.listen({ host, port, exclusive: true });
   await once(server, 'listening'); // rejects on 'error' (EADDRINUSE, EACCES)
   const bound = (server.address() as net.AddressInfo).port;
+  const next = async (): Promise<DataConnection> => {
+    while (connections.length <= taken) await new Promise<void>((resolve) => arrivals.push(resolve));
+    return connections[taken++] as DataConnection;
+  };
   return {
     host,
     port: bound,
     peers,
+    connections,
     received: () => Buffer.concat(chunks),
-    async connection() {
-      while (accepted.length <= taken) await new Promise<void>((resolve) => arrivals.push(resolve));
-      return accepted[taken++] as Socket;
-    },
+    connection: async () => (await next()).socket,
+    next,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A socket's bytes until FIN (or close). */
+function collect(socket: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve) => {
+    const finish = () => resolve(Buffer.concat(chunks));
+    socket.once('end', finish);
+    socket.once('close', finish);
+  });
+}
+
+function plain(address: string | undefined): string {
+  const a = address ?? '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+export interface Dialled {
+  /** True once connected; false if refused or reset before. */
+  readonly connected: boolean;
+  /** Bytes the other side sent before it closed. */
+  readonly received: Buffer;
+  /** The socket error code, if any (ECONNREFUSED, ECONNRESET…). */
+  readonly error: string | undefined;
+}
+
+/**
+ * Connect to `host:port` from `localAddress` (an upstream's data connection
+ * in active mode, or a stranger), send `send` then FIN, and collect what
+ * comes back until the other side closes.
+ */
+export function dial(host: string, port: number, options: { localAddress?: string; send?: Buffer } = {}): Promise<Dialled> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let connected = false;
+    let error: string | undefined;
+    const socket = net.connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true });
+    socket.on('connect', () => {
+      connected = true;
+      if (options.send !== undefined) socket.end(options.send);
+      else socket.end();
+    });
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => socket.destroy());
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      error = err.code ?? err.message;
+    });
+    socket.on('close', () => resolve({ connected, received: Buffer.concat(chunks), error }));
+  });
 }
 
 /**

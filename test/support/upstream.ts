@@ -1,59 +1,96 @@
 /**
- * A real FTP upstream for tests and the demo: ftp-srv on loopback, port 0,
- * anonymous login, rooted in a fresh temporary folder.
+ * A real FTP upstream for tests and the demo: ftp-srv, anonymous login (any
+ * user name is let in), rooted in a fresh temporary folder, with what it saw:
+ * control connections, and logins by the user name the client gave (so a
+ * test can name its sessions) with the RETR/STOR each one completed.
+ * By default on 127.0.0.1 with a free control port and passive range; a
+ * caller may fix the host, the control port and the passive range, so that
+ * several servers form an upstream pool on 127.0.0.1-3 with one port.
  */
 import type { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FtpSrv } from 'ftp-srv';
+import type { PortRange } from '../../src/config/types.js';
+import { freePortOnAll } from './ports.js';
+
+export interface SeenLogin {
+  /** The user name the client logged in with (`anonymous` skips PASS). */
+  readonly user: string;
+  /** Transfer commands this login's connection completed, e.g. `RETR /who.txt`. */
+  readonly transfers: string[];
+}
 
 export interface TestUpstream {
   readonly host: string;
   readonly port: number;
   readonly root: string;
+  readonly logins: SeenLogin[];
+  /** Control connections accepted. */
+  readonly connects: () => number;
+  writeFile(name: string, data: Buffer | string): void;
   close(): Promise<void>;
 }
 
-async function freePort(host: string): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+export interface UpstreamOptions {
+  readonly host?: string;
+  /** The control port; default a free one. */
+  readonly port?: number;
+  /** The passive range; default 41 ports from a free one. */
+  readonly pasv?: PortRange;
+  /** Serve this folder (kept at close) instead of a fresh temporary one. */
+  readonly root?: string;
+  /** Speak FTPS with this key and certificate, explicit (AUTH TLS) or, with `implicit`, from the first byte. */
+  readonly tls?: { key: Buffer; cert: Buffer };
+  readonly implicit?: boolean;
 }
 
-/** `tls`: the upstream speaks FTPS with this key and certificate, explicit (AUTH TLS) or, with `implicit`, from the first byte. */
-export async function startUpstream(
-  options: { host?: string; root?: string; tls?: { key: Buffer; cert: Buffer }; implicit?: boolean } = {},
-): Promise<TestUpstream> {
+export async function startUpstream(options: UpstreamOptions = {}): Promise<TestUpstream> {
   const host = options.host ?? '127.0.0.1';
   const root = options.root ?? mkdtempSync(join(tmpdir(), 'ftp-alg-upstream-'));
-  const port = await freePort(host);
-  const pasvMin = await freePort(host);
+  const port = options.port ?? (await freePortOnAll([host]));
+  const pasvMin = options.pasv?.min ?? (await freePortOnAll([host]));
   const server = new FtpSrv({
     url: `${options.implicit === true ? 'ftps' : 'ftp'}://${host}:${port}`,
     pasv_url: host,
     pasv_min: pasvMin,
-    pasv_max: Math.min(65535, pasvMin + 40),
+    pasv_max: options.pasv?.max ?? Math.min(65535, pasvMin + 40),
     anonymous: true,
     ...(options.tls !== undefined && { tls: options.tls }),
-    greeting: ['ftp-alg test upstream'],
+    greeting: [`ftp-alg test upstream ${host}`],
     log: silentLogger(),
   });
-  server.on('login', (_data: unknown, resolve: (r: { root: string }) => void) => resolve({ root }));
-  // ftp-srv leaves Nagle on: its small replies then wait for the peer's delayed ACK (~40 ms a command).
-  // (ftp-srv emits 'connect' with the connection, but its typings do not declare the event.)
-  (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: { commandSocket?: net.Socket } }) => {
+  const logins: SeenLogin[] = [];
+  let connects = 0;
+  // ftp-srv emits 'connect' with the connection, but its typings do not declare the event.
+  (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: { commandSocket?: { setNoDelay(on: boolean): void } } }) => {
+    connects++;
+    // ftp-srv leaves Nagle on: its small replies then wait for the peer's delayed ACK (~40 ms a command).
     connection.commandSocket?.setNoDelay(true);
   });
+  server.on('login', ({ connection, username }, resolve) => {
+    const seen: SeenLogin = { user: username, transfers: [] };
+    logins.push(seen);
+    const record = (verb: string) => (err: unknown, path: unknown) => {
+      if (err === null || err === undefined) seen.transfers.push(`${verb} ${String(path)}`);
+    };
+    connection.on('RETR', record('RETR'));
+    connection.on('STOR', record('STOR'));
+    resolve({ root });
+  });
   await server.listen();
+  let closed = false;
   return {
     host,
     port,
     root,
+    logins,
+    connects: () => connects,
+    writeFile: (name, data) => writeFileSync(join(root, name), data),
     async close() {
+      if (closed) return;
+      closed = true;
       await server.close();
       if (options.root === undefined) rmSync(root, { recursive: true, force: true });
     },
@@ -62,7 +99,7 @@ export async function startUpstream(
 
 /** Put `files` (name: content) in the upstream's root. */
 export function putFiles(upstream: TestUpstream, files: Readonly<Record<string, Buffer>>): void {
-  for (const [name, data] of Object.entries(files)) writeFileSync(join(upstream.root, name), data);
+  for (const [name, data] of Object.entries(files)) upstream.writeFile(name, data);
 }
 
 function silentLogger(): unknown {

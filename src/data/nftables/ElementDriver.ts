@@ -7,9 +7,15 @@ import type { Counter, ElementOp } from './ruleset.js';
 
 export interface ElementDriver {
   readonly name: 'netlink' | 'nft';
+  /** Ready for `apply` (throws if it cannot start). */
+  start(): void;
+  /** Called once if the driver dies on its own (`nft` exiting); the plane restarts it. */
+  onExit: (reason: string) => void;
   /**
    * Apply one transaction (all or nothing). Resolves with the counters of its
    * `get` ops, in order; rejects with a KernelPlaneError naming `op`.
    */
   apply(op: string, ops: readonly ElementOp[]): Promise<Counter[]>;
+  /** Fail what is pending and end (bounded). */
+  close(): Promise<void>;
 }

@@ -1,7 +1,9 @@
 /**
  * The kernel data plane: pinholes as elements of the gateway's own nftables
- * table (see ruleset.ts), driven through one long-lived `nft -i`, with flow
- * starts and ends from one `conntrack -E`. What the kernel cannot do alone
+ * table (see ruleset.ts), driven over netlink from the process
+ * (NetlinkDriver.ts) or, when the native module cannot load, through one
+ * long-lived `nft -i` (NftShell.ts), with flow starts and ends from one
+ * `conntrack -E`. What the kernel cannot do alone
  * goes to the relay plane, per pinhole, logged and counted: legs of two
  * families, mode conversion (both legs listen or both connect), TLS data, a
  * fixed source port, and everything while nft or conntrack is down.
@@ -16,10 +18,12 @@ import type { Metrics } from '../../observe/metrics.js';
 import type { DataPlane, ForwardRequest, PinholeHandle, PinholeRequest } from '../DataPlane.js';
 import { parseFlowEvent, type Tuple } from './flowEvents.js';
 import { FlowWatch } from './FlowWatch.js';
+import type { ElementDriver } from './ElementDriver.js';
 import { ForwardEntry } from './ForwardEntry.js';
 import { type KernelLegs, KernelPinhole } from './KernelPinhole.js';
+import { loadNetlink, NetlinkDriver } from './NetlinkDriver.js';
 import { NftShell } from './NftShell.js';
-import { deleteTableCommand, tableScript } from './ruleset.js';
+import { deleteTableCommand, probeOps, tableScript } from './ruleset.js';
 
 const RESTART_DELAY_MS = 1_000;
 const TOOL_TIMEOUT_MS = 10_000;
@@ -33,16 +37,23 @@ export interface KernelPlaneOptions {
   readonly metrics: Metrics;
   /** Every pinhole range of every site at start: flows a killed predecessor left on them are cut. */
   readonly ranges: readonly PortRange[];
+  /** Which element driver: `auto` is netlink when its native module loads, else `nft -i` (tests force one). */
+  readonly driver?: 'auto' | 'netlink' | 'nft';
 }
 
 export class KernelDataPlane implements DataPlane {
   readonly kind = 'nftables';
-  private readonly nft = new NftShell();
+  private elements: ElementDriver = new NftShell();
   private readonly flows = new FlowWatch();
   private healthy = false;
   private closing = false;
 
   constructor(private readonly options: KernelPlaneOptions) {}
+
+  /** The element driver in use: `netlink` or `nft`. */
+  get driver(): ElementDriver['name'] {
+    return this.elements.name;
+  }
 
   get shards(): number {
     return this.options.fallback.shards;
@@ -60,8 +71,8 @@ export class KernelDataPlane implements DataPlane {
       await this.flows.start().catch((err: Error) => {
         throw new KernelPlaneError('conntrack', err.message);
       });
-      this.startShell();
-      await this.nft.run('probe', 'list table inet ftp_alg_dp');
+      this.elements = this.chooseDriver();
+      await this.elements.apply('probe', probeOps());
     } catch (err) {
       await this.stopTools();
       throw err;
@@ -79,14 +90,14 @@ export class KernelDataPlane implements DataPlane {
       return this.options.fallback.pinhole(request);
     }
     metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
-    const deps = { elements: this.nft, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
+    const deps = { elements: this.elements, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
     return new KernelPinhole(deps, request, plan);
   }
 
   /** A transparent site's direct passive flow: one forward entry (fwd4/fwd6), or 425 while the plane is down. */
   forward(request: ForwardRequest): PinholeHandle {
     request.metrics.pinholesByPlane.inc({ site: request.site, plane: 'nftables', reason: 'forward' });
-    return new ForwardEntry({ elements: this.nft, healthy: () => this.healthy, onError: (op) => this.countError(op) }, request);
+    return new ForwardEntry({ elements: this.elements, healthy: () => this.healthy, onError: (op) => this.countError(op) }, request);
   }
 
   metricsJson(): Promise<unknown[]> {
@@ -103,9 +114,9 @@ export class KernelDataPlane implements DataPlane {
     if (this.closing) return;
     this.closing = true;
     this.healthy = false;
-    const teardown = deleteTableCommand();
-    await this.nft.run('teardown', teardown).catch(() => runTool('nft', teardown.split(' '), undefined, 'teardown').catch(() => undefined));
-    await Promise.all([this.nft.close(), this.flows.close()]);
+    await this.elements.close();
+    await runTool('nft', deleteTableCommand().split(' '), undefined, 'teardown').catch(() => undefined);
+    await this.flows.close();
   }
 
   /** The kernel's legs, or why the relay must carry this pinhole. */
@@ -125,9 +136,27 @@ export class KernelDataPlane implements DataPlane {
     return { listen: { name, host: listenReq.host, pool: listenReq.pool, expectedPeer: listenReq.expectedPeer }, connect: { ...connect, localAddress: source } };
   }
 
-  private startShell(): void {
-    this.nft.onExit = (reason) => this.lost('nft', reason);
-    this.nft.start();
+  /** Netlink unless its native module cannot load or open a socket (or the options say otherwise); logged either way. */
+  private chooseDriver(): ElementDriver {
+    const wanted = this.options.driver ?? 'auto';
+    const factory = wanted === 'nft' ? new Error('driver nft configured') : loadNetlink();
+    let why = factory instanceof Error ? factory.message : '';
+    if (!(factory instanceof Error)) {
+      const netlink = new NetlinkDriver(factory);
+      try {
+        netlink.start();
+        this.options.log.info({ driver: 'netlink' }, 'nftables driver');
+        return netlink;
+      } catch (err) {
+        why = (err as Error).message;
+      }
+    }
+    if (wanted === 'netlink') throw new KernelPlaneError('driver', `netlink unavailable: ${why}`);
+    this.options.log.info({ driver: 'nft', why }, 'nftables driver');
+    const shell = new NftShell();
+    shell.onExit = (reason) => this.lost('nft', reason);
+    shell.start();
+    return shell;
   }
 
   /** nft or conntrack died: new pinholes go to the relay until nft runs again (conntrack loss is final). */
@@ -139,7 +168,7 @@ export class KernelDataPlane implements DataPlane {
     if (tool !== 'nft') return;
     const timer = setTimeout(() => {
       if (this.closing) return;
-      this.startShell();
+      this.elements.start();
       this.healthy = true;
       this.options.log.info('kernel data plane: nft restarted');
     }, RESTART_DELAY_MS);

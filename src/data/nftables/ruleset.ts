@@ -237,6 +237,19 @@ export function finishOps(k: PinholeKey, t: PinholeTarget): ElementOp[] {
   return [...countersOps(k), ...closeOps(k, t)];
 }
 
+/**
+ * A write the kernel must accept before the plane takes pinholes: an element
+ * of no pinhole (port 0 is never in a range) added and removed in one
+ * transaction; proves the table, the set and the privilege.
+ */
+export function probeOps(): ElementOp[] {
+  const key = [address(4, '0.0.0.0'), address(4, '0.0.0.0'), port(0)];
+  return [
+    { op: 'add', set: 'arm4', key, timeoutMs: READD_TIMEOUT_MS },
+    { op: 'delete', set: 'arm4', key },
+  ];
+}
+
 function partText(p: Part): string {
   return String(p.value);
 }
@@ -275,9 +288,4 @@ export function payloadBytes(family: Family, counter: { packets: number; bytes: 
   if (counter.packets === 0) return 0;
   const perPacket = (family === 4 ? 20 : 40) + 32;
   return Math.max(0, counter.bytes - counter.packets * perPacket - 8);
-}
-
-/** Any pinhole element left in a `list table` output. */
-export function hasElements(listing: string): boolean {
-  return /elements = \{/.test(listing);
 }

@@ -4,7 +4,8 @@
  * Ports are allocated here from the worker's own shard of each pool, so a
  * port is only ever bound by one worker. A worker that dies is replaced in
  * its slot (WorkerSlot.ts). Workers keep their own metrics, merged into
- * /metrics at scrape time.
+ * /metrics at scrape time. Workers run `nice` below the control loop
+ * (dataWorker.ts), so relaying never keeps a control reply off a CPU.
  */
 import type { Logger } from '../../observe/logger.js';
 import { InProcessDataPlane, needsControlLoop, type DataPlane, type PinholeHandle, type PinholeRequest } from '../DataPlane.js';
@@ -26,8 +27,9 @@ export class WorkerDataPlane implements DataPlane {
     readonly shards: number,
     logLevel: string,
     private readonly log: Logger,
+    nice = 0,
   ) {
-    for (let i = 0; i < shards; i++) this.slots.push(new WorkerSlot(i, logLevel, log));
+    for (let i = 0; i < shards; i++) this.slots.push(new WorkerSlot(i, { logLevel, nice }, log));
   }
 
   pinhole(request: PinholeRequest): PinholeHandle {

@@ -9,7 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import { BindError } from '../../common/errors.js';
 import type { Logger } from '../../observe/logger.js';
-import type { FromWorker, ToWorker, WorkerAnswer, WorkerRequest } from './workerProtocol.js';
+import type { FromWorker, ToWorker, WorkerAnswer, WorkerRequest, WorkerSettings } from './workerProtocol.js';
 
 /** A worker that lived shorter than this is restarted after this long. */
 const RESTART_BACKOFF_MS = 1_000;
@@ -45,7 +45,7 @@ export class WorkerSlot {
 
   constructor(
     readonly index: number,
-    private readonly logLevel: string,
+    private readonly settings: Omit<WorkerSettings, 'index'>,
     private readonly log: Logger,
   ) {
     this.start();
@@ -89,7 +89,7 @@ export class WorkerSlot {
   }
 
   private start(): void {
-    const worker = new Worker(new URL('./dataWorker.js', import.meta.url), { workerData: { index: this.index, logLevel: this.logLevel } });
+    const worker = new Worker(new URL('./dataWorker.js', import.meta.url), { workerData: { index: this.index, ...this.settings } satisfies WorkerSettings });
     this.worker = worker;
     this.startedAt = performance.now();
     // Events of a worker this slot has already replaced are ignored.

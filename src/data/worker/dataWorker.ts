@@ -1,27 +1,50 @@
 /**
  * A data-plane worker thread: listens on the ports the control loop binds
  * through it, opens the pinholes it is asked for, and reports their life
- * back, down to each port's release once its listener has closed.
+ * back, down to each port's release once its listener has closed. It runs
+ * at a lower priority than the control loop: on a machine whose cores are
+ * busy with bulk data, a control reply then waits for nobody's relaying.
  */
+import { readlinkSync } from 'node:fs';
 import type { Server } from 'node:net';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../observe/logger.js';
 import { Metrics } from '../../observe/metrics.js';
 import { AlgError, BindError } from '../../common/errors.js';
 import { Pinhole, type PinholeLeg } from '../Pinhole.js';
 import { listenExclusive } from '../portBinding.js';
-import type { FromWorker, LegName, LegSpec, PinholeSpec, ToWorker, WorkerRequest } from './workerProtocol.js';
+import type { FromWorker, LegName, LegSpec, PinholeSpec, ToWorker, WorkerRequest, WorkerSettings } from './workerProtocol.js';
 
 const port = parentPort;
 if (port === null) throw new Error('dataWorker runs only as a worker thread');
-const { index, logLevel } = workerData as { index: number; logLevel: string };
+const { index, logLevel, nice } = workerData as WorkerSettings;
 const log = createLogger(logLevel).child({ worker: index });
+lowerPriority(nice);
 const metrics = new Metrics();
 const pinholes = new Map<number, Pinhole>();
 /** Listeners bound for pinholes that are not open yet, by pinhole id and leg. */
 const bound = new Map<number, Map<LegName, Server>>();
 
 const send = (m: FromWorker) => port.postMessage(m);
+
+/**
+ * Run this thread `by` nice levels below the control loop (at most 19).
+ * Linux keeps a nice value per thread, set through the thread's id; where
+ * there is no /proc/thread-self to name it, the worker keeps the process's
+ * priority (a process-wide setpriority would slow the control loop too).
+ */
+function lowerPriority(by: number): void {
+  if (by === 0) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    const niceness = Math.min(19, getPriority(tid) + by);
+    setPriority(tid, niceness);
+    log.info({ tid, nice: niceness }, 'data worker started');
+  } catch (err) {
+    log.warn({ err }, 'data worker runs at the control loop\'s priority: cannot lower its own');
+  }
+}
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {

@@ -10,6 +10,15 @@ import type { Direction } from '../../observe/metrics.js';
 
 export type LegName = 'client' | 'upstream';
 
+/** What a worker is started with (its workerData). */
+export interface WorkerSettings {
+  /** Its slot, for log lines and shards. */
+  readonly index: number;
+  readonly logLevel: string;
+  /** How much lower than the control loop its thread runs (Linux nice, 0-19). */
+  readonly nice: number;
+}
+
 export type LegSpec =
   /** Listens on the port bound for this leg by an earlier `bind`. */
   | { readonly kind: 'listen'; readonly port: number; readonly expectedPeer: string }

@@ -146,7 +146,8 @@ export class OutlierDetector {
     const from = m.state;
     m.state = to;
     if (retryInMs !== undefined) m.retryAt = now + retryInMs;
-    const waiting = to === 'up' ? undefined : Math.max(0, m.retryAt - now);
+    // The backoff just chosen as is; otherwise what is left of it, in whole ms (clock readings carry fractions).
+    const waiting = to === 'up' ? undefined : (retryInMs ?? Math.max(0, Math.round(m.retryAt - now)));
     return { host, from, to, reason, consecutiveFailures: m.failures, ...(waiting === undefined ? {} : { retryInMs: waiting }) };
   }
 

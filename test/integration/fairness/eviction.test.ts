@@ -12,7 +12,8 @@ import { counterTotal, SITE } from '../../support/gateway.js';
 import type { TestGateway } from '../../support/gateway.js';
 import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { CLIENT, OTHER_CLIENT, THIRD_HOST, within } from '../../support/traps.js';
-import { readDataConnection, parse227 } from '../../support/control.js';
+import { readDataConnection } from '../../support/control.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const rig = usePerTestGateway();
 const EVICTED = '421 Too many connections from your address, closing an idle one.\r\n';

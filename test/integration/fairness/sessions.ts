@@ -6,12 +6,13 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import type { PortRange } from '../../../src/config/types.js';
-import { ControlClient, parse227, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { expectNoLeaks } from '../../support/leaks.js';
-import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
-import { portRanges } from '../../support/ports.js';
+import { freePortOnAll, portRanges } from '../../support/ports.js';
 import { within } from '../../support/traps.js';
+import { parse227 } from '../../support/hostPort.js';
+import { type TestUpstream, startUpstream } from '../../support/upstream.js';
 
 /** `n` sessions to `port`, each greeted, logged in and in binary mode; each is destroyed by `closers`. */
 export async function loggedInSessions(port: number, n: number, closers: (() => void)[]): Promise<ControlClient[]> {
@@ -51,7 +52,7 @@ export async function downloadAtOnce(clients: readonly ControlClient[], names: r
 export interface FtpSrvRig {
   /** The gateway of the running test (default limits: only the upstream and the pools are configured). */
   readonly gw: TestGateway;
-  readonly upstream: OpsFtpServer;
+  readonly upstream: TestUpstream;
   /** Run after the test, before the leak check (destroy clients). */
   readonly closers: (() => void)[];
 }
@@ -59,11 +60,11 @@ export interface FtpSrvRig {
 /** Before each test an ftp-srv upstream and an in-process gateway with default limits in front; after it, clean up and check nothing leaked. */
 export function useFtpSrvGateway(rangeSize: number, leakTimeoutMs = 5_000): FtpSrvRig {
   const [passivePorts, activePorts, upstreamPasv] = portRanges(3, rangeSize) as [PortRange, PortRange, PortRange];
-  let upstream: OpsFtpServer | undefined;
+  let upstream: TestUpstream | undefined;
   let gw: TestGateway | undefined;
   const closers: (() => void)[] = [];
   beforeEach(async () => {
-    upstream = await startFtpServer({ host: '127.0.0.1', port: await freePortOnAll(['127.0.0.1']), pasv: upstreamPasv });
+    upstream = await startUpstream({ host: '127.0.0.1', port: await freePortOnAll(['127.0.0.1']), pasv: upstreamPasv });
     gw = await startGateway({ upstream: { host: upstream.host, port: upstream.port }, passivePorts, activePorts });
   });
   afterEach(async () => {

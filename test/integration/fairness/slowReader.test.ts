@@ -23,12 +23,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient, parse227 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { MiB } from '../../support/leaks.js';
-import { type CliProcess, configFile, type ConfigFile, killStartedClis, sitePort, startCli } from '../../support/opsCli.js';
+import { type CliProcess, configFile, type ConfigFile, killStartedClis, sitePort, startCli } from '../../support/cli.js';
 import { portRanges } from '../../support/ports.js';
 import { within } from '../../support/traps.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const TOTAL = 64 * MiB;
 const RATE = 4 * MiB;

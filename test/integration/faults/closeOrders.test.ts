@@ -9,10 +9,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { type ControlClient, parse227 } from '../../support/control.js';
+import { type ControlClient } from '../../support/control.js';
 import { MiB } from '../../support/leaks.js';
 import { CLIENT, within } from '../../support/traps.js';
 import { portToOwn, startTransfer, useTransferRig } from '../../support/transferRig.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const BIG = randomBytes(8 * MiB);
 const SMALL = randomBytes(256 * 1024);

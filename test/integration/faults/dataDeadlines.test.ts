@@ -9,12 +9,13 @@ import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, parsePort, startFakeFtp } from '../../support/hostileUpstream.js';
+import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks, MiB } from '../../support/leaks.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { CLIENT, closedHow, listen, type Listener, probe, within } from '../../support/traps.js';
+import { parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts] = portRanges(2, 10) as [Range, Range];
@@ -78,11 +79,11 @@ describe('a pinhole nobody connects to', () => {
   it('PORT whose upstream never connects: closed at pinholeAcceptMs, active port back', async () => {
     own = await listen(CLIENT);
     const { gw, fake, client } = await start({ pinholeAcceptMs: ACCEPT_MS });
-    expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-    const announced = parsePort(fake.connections.at(-1)?.lines.at(-1)?.slice(5) ?? '');
+    expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
+    const announced = parseActiveLine(fake.connections.at(-1)?.lines.at(-1) ?? '');
     expect(gw.gateway.stats().sites[SITE]?.activeFree).toBe(rangeSize(activePorts) - 1);
     await vi.waitFor(() => expect(gw.gateway.stats().sites[SITE]?.activeFree).toBe(rangeSize(activePorts)), { timeout: 3_000 });
-    expect((await probe(announced?.port as number, CLIENT)).outcome).toBe('refused');
+    expect((await probe(announced.port, CLIENT)).outcome).toBe('refused');
     expect(own.peers).toEqual([]);
   });
 });

@@ -9,10 +9,12 @@
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import { type ControlClient, parse227 } from '../../support/control.js';
+import { type ControlClient } from '../../support/control.js';
+import type { ScriptedConnection } from '../../support/scripted.js';
 import { MiB } from '../../support/leaks.js';
 import { CLIENT, within } from '../../support/traps.js';
 import { portToOwn, startTransfer, useTransferRig } from '../../support/transferRig.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const BIG = randomBytes(8 * MiB);
 
@@ -26,6 +28,24 @@ const { session } = rig;
 async function expectSessionGoesOn(client: ControlClient): Promise<void> {
   await within(5_000, 'the transfer reply', client.reply());
   expect((await client.command('NOOP')).code).toBe(200);
+}
+
+/**
+ * The session is over: the gateway closed its upstream control connection (the
+ * session's, taken before the client vanished), the upstream's data socket is not
+ * left open, and no session or pinhole is left.
+ */
+async function expectSessionEnded(upstreamControl: ScriptedConnection): Promise<void> {
+  await within(5_000, "the session's upstream control connection closed", upstreamControl.closed);
+  await vi.waitFor(() => expect(rig.fake.openDataSockets).toBe(0));
+  await vi.waitFor(() => expect(rig.gw.gateway.stats()).toMatchObject({ sessions: 0, pinholes: 0 }));
+}
+
+/** The upstream control connection of the session opened last. */
+function lastUpstreamControl(): ScriptedConnection {
+  const conn = rig.fake.connections.at(-1);
+  if (conn === undefined) throw new Error('no session reached the upstream');
+  return conn;
 }
 
 interface DataEnd {
@@ -106,8 +126,10 @@ describe('the client vanishes mid-transfer', () => {
     const data = await passive(client);
     await startTransfer(client, 'RETR big.bin');
     await data.atLeast(MiB);
+    const upstreamControl = lastUpstreamControl();
     data.socket.resetAndDestroy();
     client.socket.resetAndDestroy();
+    await expectSessionEnded(upstreamControl);
   });
 
   it('download (active): the client drops everything', async () => {
@@ -116,8 +138,10 @@ describe('the client vanishes mid-transfer', () => {
     await startTransfer(client, 'RETR big.bin');
     const data = await connected();
     await data.atLeast(MiB);
+    const upstreamControl = lastUpstreamControl();
     data.socket.destroy();
     client.destroy();
+    await expectSessionEnded(upstreamControl);
   });
 
   it('upload (passive): the client drops the data connection half way; the session goes on', async () => {

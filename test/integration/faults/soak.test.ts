@@ -12,12 +12,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks, liveBytes, MiB } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
 import { CLIENT, listen, within } from '../../support/traps.js';
+import { parse227, parse229, portArg } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts] = portRanges(2, 100) as [Range, Range];
@@ -72,7 +73,7 @@ async function dataConnection(client: ControlClient, mode: 'PASV' | 'EPSV' | 'PO
   if (mode === 'PORT') {
     const own = await listen(CLIENT);
     cleanup.push(() => own.close());
-    expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
+    expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
     return () => own.connection();
   }
   const reply = await client.command(mode);

@@ -12,11 +12,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { passiveSlice } from '../../../src/config/instance.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { balancerRules } from '../../../src/deploy/balancer.js';
-import { ControlClient, parse227, parse229 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { startFakeFtp, type FakeFtp } from '../../support/hostileUpstream.js';
 import { findOnPath } from '../../support/onPath.js';
 import { portRanges } from '../../support/ports.js';
+import { parse227, parse229 } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 12) as [{ min: number; max: number }, { min: number; max: number }];
 const stops: (() => Promise<void>)[] = [];

@@ -9,11 +9,12 @@
 import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { formatProxyHeader, type ProxyHeader } from '../../../src/common/proxyProtocol.js';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { SITE, type TestGateway } from '../../support/gateway.js';
 import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { listen, within } from '../../support/traps.js';
+import { parse227, parse229, portArg } from '../../support/hostPort.js';
 
 const BALANCER = '127.0.0.1';
 const STRANGER = '127.0.0.2';
@@ -100,7 +101,7 @@ describe('a header from the trusted balancer names the client', () => {
     const client = await connectWith(gw, header(1));
     expect((await client.reply()).code).toBe(220);
     await client.login();
-    const hp = (host: string) => `${host.split('.').join(',')},${listener.port >> 8},${listener.port & 0xff}`;
+    const hp = (host: string) => portArg(host, listener.port);
     expect((await client.command(`PORT ${hp(BALANCER)}`)).code).toBe(504);
     expect((await client.command(`PORT ${hp(REAL_CLIENT)}`)).code).toBe(200);
     expect((await client.command('RETR f.bin')).code).toBe(150);

@@ -9,11 +9,12 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { V2_SIGNATURE } from '../../../src/common/proxyProtocol.js';
-import { ControlClient, parse227 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 let fake: FakeFtp | undefined;

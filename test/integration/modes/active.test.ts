@@ -19,7 +19,8 @@ import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { FILES, NAMES } from '../../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
+import { eprtArg, portArg } from '../../support/hostPort.js';
+import { listen, type Listener } from '../../support/traps.js';
 
 type Range = { min: number; max: number };
 /** Pools of the main site, and of the sourcePort20 site. */
@@ -61,13 +62,13 @@ async function loggedIn(): Promise<ControlClient> {
   return client;
 }
 
-async function listener(send?: Buffer): Promise<DataListener> {
-  const l = await listenForData('127.0.0.1', send);
+async function listener(send?: Buffer): Promise<Listener> {
+  const l = await listen('127.0.0.1', 0, { payload: send });
   open.push(l);
   return l;
 }
 
-function announce(verb: ActiveVerb, l: DataListener): string {
+function announce(verb: ActiveVerb, l: Listener): string {
   return verb === 'PORT' ? `PORT ${portArg(l.host, l.port)}` : `EPRT ${eprtArg(l.host, l.port)}`;
 }
 

@@ -3,7 +3,7 @@
  * "passive" the upstream only ever gets PASV/EPSV, whatever the client
  * sent, and the gateway dials both sides; with "active" it only ever gets
  * PORT/EPRT; with "client" (the default) it gets the client's own command.
- * A scripted upstream shows exactly what went upstream; ftp-srv shows that
+ * A fake upstream shows exactly what went upstream; ftp-srv shows that
  * real transfers work in each conversion.
  */
 import { randomBytes } from 'node:crypto';
@@ -11,14 +11,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { UpstreamDataMode } from '../../../src/config/types.js';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
-import { type DataSource, type ScriptedUpstream, startDataSource, startScriptedUpstream } from '../../support/scripted.js';
+import { dataCommands, pasvNaming, startFakeFtp } from '../../support/hostileUpstream.js';
+import { eprtArg, parse227, parse229, portArg } from '../../support/hostPort.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { type DataListener, eprtArg, listenForData, portArg } from './dataPeers.js';
-import { dataCommands, scriptedFtp } from './scriptedFtp.js';
+import { listen, type Listener } from '../../support/traps.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 type Verb = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';
@@ -49,14 +49,13 @@ const TABLE: readonly { mode: UpstreamDataMode; client: Verb; upstream: Verb }[]
   { mode: 'active', client: 'EPRT', upstream: 'EPRT' },
 ];
 
-describe('what the upstream is sent, and the data path through each conversion (scripted upstream)', () => {
+describe('what the upstream is sent, and the data path through each conversion (fake upstream)', () => {
   it.each(TABLE)('upstreamDataMode $mode: client $client → upstream $upstream; the bytes arrive', async ({ mode, client: verb, upstream: upVerb }) => {
-    const source: DataSource = await startDataSource(PAYLOAD);
-    cleanup.push(source);
-    const ftp = scriptedFtp({ dataPort: source.port, activeSend: PAYLOAD });
-    const scripted: ScriptedUpstream = await startScriptedUpstream({ respond: ftp.respond });
-    cleanup.push(scripted);
-    gw = await startGateway({ upstream: { host: scripted.host, port: scripted.port }, passivePorts, activePorts, upstreamDataMode: mode });
+    const fake = await startFakeFtp();
+    cleanup.push(fake);
+    fake.files.set('file.bin', PAYLOAD);
+    fake.hooks.pasv = pasvNaming('10.9.8.7'); // an address the gateway must ignore
+    gw = await startGateway({ upstream: { host: fake.host, port: fake.port }, passivePorts, activePorts, upstreamDataMode: mode });
     const client = await ControlClient.greeted(gw.port);
     cleanup.push({ close: () => client.destroy() });
     await client.login();
@@ -77,7 +76,7 @@ describe('what the upstream is sent, and the data path through each conversion (
       expect(inRange(port, passivePorts)).toBe(true);
       received = readDataConnection(port);
     } else {
-      const own: DataListener = await listenForData('127.0.0.1');
+      const own: Listener = await listen('127.0.0.1');
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
@@ -87,13 +86,14 @@ describe('what the upstream is sent, and the data path through each conversion (
     expect((await client.reply()).code).toBe(150);
     expect(sha256(await received)).toBe(sha256(PAYLOAD));
 
-    const upstream = await scripted.connection();
+    const upstream = await fake.connection();
     const sent = dataCommands(upstream.lines).map((l) => l.split(' ')[0]);
     expect(sent).toEqual([upVerb]);
     if (mode === 'passive') expect(sent.some((v) => v === 'PORT' || v === 'EPRT')).toBe(false);
     if (mode === 'active') expect(sent.some((v) => v === 'PASV' || v === 'EPSV')).toBe(false);
     // A passive upstream leg dials the upstream's control address, never the 227's (10.9.8.7).
-    if (upVerb === 'PASV' || upVerb === 'EPSV') expect(source.peers).toEqual(['127.0.0.1']);
+    if (upVerb === 'PASV' || upVerb === 'EPSV') expect(fake.dataPeers).toEqual(['127.0.0.1']);
+    else expect(fake.activeTargets).toHaveLength(1);
   });
 });
 
@@ -128,7 +128,7 @@ describe.each(['passive', 'active'] as const)('upstreamDataMode %s with a real u
       cleanup.push({ close: () => client.destroy() });
       await client.login();
       await client.command('TYPE I');
-      const own = await listenForData('127.0.0.1');
+      const own = await listen('127.0.0.1');
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
@@ -145,7 +145,7 @@ describe.each(['passive', 'active'] as const)('upstreamDataMode %s with a real u
       cleanup.push({ close: () => client.destroy() });
       await client.login();
       await client.command('TYPE I');
-      const own = await listenForData('127.0.0.1', FILES[name]);
+      const own = await listen('127.0.0.1', 0, { payload: FILES[name] });
       cleanup.push(own);
       const arg = verb === 'PORT' ? portArg('127.0.0.1', own.port) : eprtArg('127.0.0.1', own.port);
       expect((await client.command(`${verb} ${arg}`)).code).toBe(200);

@@ -11,14 +11,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
-import { type ScriptedUpstream, startScriptedUpstream } from '../../support/scripted.js';
+import { dataCommands, type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
+import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { dial, eprtArg, listenForData, parseActiveLine, portArg } from './dataPeers.js';
-import { dataCommands, type ScriptedFtpServer, scriptedFtp, startScriptedFtpOn } from './scriptedFtp.js';
+import { dial, listen } from '../../support/traps.js';
 
 const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
@@ -116,7 +116,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
 
   it.each(NAMES)('EPRT |2|::1|port|: downloads %s byte-exact, the gateway connecting from ::1', async (name) => {
     const client = await loggedInFrom(gw.port);
-    const own = await listenForData('::1');
+    const own = await listen('::1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
     await client.write(`RETR ${name}\r\n`);
@@ -129,7 +129,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
 
   it.each(NAMES)('EPRT |2|::1|port|: uploads %s byte-exact', async (name) => {
     const client = await loggedInFrom(gw.port);
-    const own = await listenForData('::1', FILES[name]);
+    const own = await listen('::1', 0, { payload: FILES[name] });
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
     const target = `v6-eprt-${name}`;
@@ -179,9 +179,9 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv6 client (::1) and a
   });
 });
 
-describe.skipIf(unavailable !== undefined && !IN_CI)('what an IPv4 upstream is sent for an IPv6 client (scripted)', () => {
+describe.skipIf(unavailable !== undefined && !IN_CI)('what an IPv4 upstream is sent for an IPv6 client (fake upstream)', () => {
   let gw: TestGateway | undefined;
-  let scripted: ScriptedUpstream;
+  let fake: FakeFtp;
 
   afterEach(async () => {
     await closeOpen();
@@ -189,18 +189,20 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('what an IPv4 upstream is s
     gw = undefined;
   });
 
-  async function start(script: Parameters<typeof scriptedFtp>[0]): Promise<ControlClient> {
+  /** A fake IPv4 upstream that refuses the verbs of `refuse`, a gateway on ::1 in front of it, a logged-in IPv6 client. */
+  async function start(refuse: FakeFtp['hooks']['refuse'] = {}): Promise<ControlClient> {
     if (unavailable !== undefined) throw new Error(unavailable);
-    scripted = await startScriptedUpstream({ respond: scriptedFtp(script).respond });
-    cleanup.push(scripted);
-    gw = await startGateway({ listen: { host: '::1', port: 0 }, upstream: { host: scripted.host, port: scripted.port }, passivePorts, activePorts });
+    fake = await startFakeFtp();
+    cleanup.push(fake);
+    fake.hooks.refuse = refuse;
+    gw = await startGateway({ listen: { host: '::1', port: 0 }, upstream: { host: fake.host, port: fake.port }, passivePorts, activePorts });
     return loggedInFrom(gw.port);
   }
 
   it('client EPRT |2| → upstream EPRT |1| naming the gateway\'s IPv4 private address', async () => {
-    const client = await start({});
+    const client = await start();
     expect((await client.command(`EPRT ${eprtArg('::1', 40000)}`)).code).toBe(200);
-    const [line] = dataCommands((await scripted.connection()).lines);
+    const [line] = dataCommands((await fake.connection()).lines);
     const target = parseActiveLine(line ?? '');
     expect(target.address).toBe('127.0.0.1');
     expect(line).toMatch(/^EPRT \|1\|127\.0\.0\.1\|\d+\|$/);
@@ -209,33 +211,36 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('what an IPv4 upstream is s
 
   it('client EPRT |2| → upstream PORT when the upstream refuses EPRT (502); data flows', async () => {
     const payload = Buffer.from('v6 client, v4 upstream, PORT\r\n');
-    const client = await start({ eprt: 502 });
-    const own = await listenForData('::1');
+    const client = await start({ EPRT: 502 });
+    fake.files.set('file.bin', payload);
+    const own = await listen('::1');
     cleanup.push(own);
     expect((await client.command(`EPRT ${eprtArg('::1', own.port)}`)).code).toBe(200);
-    const sent = dataCommands((await scripted.connection()).lines);
+    const sent = dataCommands((await fake.connection()).lines);
     expect(sent.map((l) => l.split(' ')[0])).toEqual(['EPRT', 'PORT']);
     const port = parseActiveLine(sent[1] ?? '');
-    await dial('127.0.0.1', port.port, { localAddress: '127.0.0.1', send: payload });
+    await client.write('RETR file.bin\r\n'); // the upstream connects to the PORT's target now
+    expect((await client.reply()).code).toBe(150);
     const conn = await own.next();
+    expect(fake.activeTargets).toEqual([{ host: '127.0.0.1', port: port.port }]);
     expect((await conn.received).toString()).toBe(payload.toString());
     expect(conn.peer).toBe('::1');
   });
 
   it('client EPSV → upstream PASV when the upstream refuses EPSV (500); the client gets 229', async () => {
-    const client = await start({ epsv: 500 });
+    const client = await start({ EPSV: 500 });
     expect((await client.command('EPSV')).code).toBe(229);
-    expect(dataCommands((await scripted.connection()).lines)).toEqual(['EPSV', 'PASV']);
+    expect(dataCommands((await fake.connection()).lines)).toEqual(['EPSV', 'PASV']);
     expect((await client.command('NOOP')).code).toBe(200);
   });
 
   it('PASV, EPSV 1, PORT and EPRT |1| from the IPv6 client send nothing upstream', async () => {
-    const client = await start({});
+    const client = await start();
     for (const line of ['PASV', 'EPSV 1', `PORT ${portArg('127.0.0.1', 40000)}`, `EPRT ${eprtArg('127.0.0.1', 40000)}`]) {
       expect((await client.command(line)).code).toBe(522);
     }
     expect((await client.command('NOOP')).code).toBe(200);
-    expect(dataCommands((await scripted.connection()).lines)).toEqual([]);
+    expect(dataCommands((await fake.connection()).lines)).toEqual([]);
   });
 });
 
@@ -276,7 +281,7 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('a dual-stack site on :: wi
 
   it('an IPv4 client on the dual-stack listener: PORT works and the data comes from 127.0.0.1', async () => {
     const client = await loggedInFrom(gw.port, '127.0.0.1');
-    const own = await listenForData('127.0.0.1');
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
     await client.write('RETR one-kib.bin\r\n');
@@ -304,10 +309,12 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('a dual-stack site on :: wi
   });
 });
 
-describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv4 client (127.0.0.1) and an IPv6 upstream (scripted on ::1)', () => {
+describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv4 client (127.0.0.1) and an IPv6 upstream (fake on ::1)', () => {
   const PAYLOAD = FILES['one-kib.bin'];
   let gw: TestGateway | undefined;
-  let upstream: ScriptedFtpServer;
+  let upstream: FakeFtp;
+  /** Lines the upstream received on the session's control connection. */
+  const upstreamLines = () => upstream.connections[0]?.lines ?? [];
 
   afterEach(async () => {
     await closeOpen();
@@ -316,47 +323,51 @@ describe.skipIf(unavailable !== undefined && !IN_CI)('an IPv4 client (127.0.0.1)
     await upstream?.close();
   });
 
-  async function start(script: Parameters<typeof scriptedFtp>[0]): Promise<ControlClient> {
+  /** A fake upstream on ::1 serving `file.bin` and refusing the verbs of `refuse`, a gateway in front, a logged-in IPv4 client. */
+  async function start(refuse: FakeFtp['hooks']['refuse'] = {}): Promise<ControlClient> {
     if (unavailable !== undefined) throw new Error(unavailable);
-    upstream = await startScriptedFtpOn('::1', script);
+    upstream = await startFakeFtp({ host: '::1' });
+    upstream.files.set('file.bin', PAYLOAD);
+    upstream.hooks.refuse = refuse;
     gw = await startGateway({ upstream: { host: '::1', port: upstream.port }, passivePorts, activePorts });
     return loggedInFrom(gw.port, '127.0.0.1');
   }
 
   it('client PASV → upstream EPSV (PASV cannot reach an IPv6 upstream); the 227 names the IPv4 side and carries the data', async () => {
-    const source = await listenForData('::1', PAYLOAD); // the upstream's passive data listener
-    cleanup.push(source);
-    const client = await start({ dataPort: source.port });
+    const client = await start();
     const reply = await client.command('PASV');
     expect(reply.code).toBe(227);
     const { address, port } = parse227(reply.text);
     expect(address).toBe('127.0.0.1');
-    expect(dataCommands(upstream.lines)).toEqual(['EPSV']);
+    expect(dataCommands(upstreamLines())).toEqual(['EPSV']);
     await client.write('RETR file.bin\r\n');
     const data = readDataConnection(port);
     expect((await client.reply()).code).toBe(150);
     expect(sha256(await data)).toBe(sha256(PAYLOAD));
-    expect((await source.next()).peer).toBe('::1');
+    expect(upstream.dataPeers).toEqual(['::1']);
   });
 
   it('client PORT → upstream EPRT |2| naming the gateway\'s IPv6 private address; the upstream\'s connection reaches the client', async () => {
-    const client = await start({ activeSend: PAYLOAD });
-    const own = await listenForData('127.0.0.1');
+    const client = await start();
+    const own = await listen('127.0.0.1');
     cleanup.push(own);
     expect((await client.command(`PORT ${portArg('127.0.0.1', own.port)}`)).code).toBe(200);
-    const [line] = dataCommands(upstream.lines);
+    const [line] = dataCommands(upstreamLines());
     expect(line).toMatch(/^EPRT \|2\|::1\|\d+\|$/);
-    expect(inRange(parseActiveLine(line ?? '').port, activePorts)).toBe(true);
+    const pinhole = parseActiveLine(line ?? '').port;
+    expect(inRange(pinhole, activePorts)).toBe(true);
+    await client.write('RETR file.bin\r\n'); // the upstream connects to the EPRT's target now
+    expect((await client.reply()).code).toBe(150);
     const conn = await own.next();
     expect(sha256(await conn.received)).toBe(sha256(PAYLOAD));
     expect(conn.peer).toBe('127.0.0.1');
-    expect((await upstream.dialled[0])?.connected).toBe(true);
+    expect(upstream.activeTargets).toEqual([{ host: '::1', port: pinhole }]);
   });
 
   it('an IPv6 upstream that refuses EPSV has no PASV to fall back to: the client gets a 425 and the session goes on', async () => {
-    const client = await start({ epsv: 500 });
+    const client = await start({ EPSV: 500 });
     expect((await client.command('PASV')).code).toBe(425);
-    expect(dataCommands(upstream.lines)).toEqual(['EPSV']);
+    expect(dataCommands(upstreamLines())).toEqual(['EPSV']);
     expect((await client.command('NOOP')).code).toBe(200);
     expect(gw?.gateway.stats().pinholes).toBe(0);
   });

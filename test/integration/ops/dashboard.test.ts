@@ -17,13 +17,14 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/index.js';
-import { ControlClient, parse227 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
-import { startOpsGateway } from '../../support/opsGateway.js';
+import { startGatewayWith } from '../../support/gateway.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { portRanges } from '../../support/ports.js';
 import { assertToolPrereq, freeLoopbackPort, type QueryAnswer, type RunningPrometheus, startPrometheus, toolPrereq } from '../../support/prometheus.js';
 import { gatewayMetrics, metricNames, nameProblems } from '../../support/promql.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const DASHBOARD = fileURLToPath(new URL('../../../deploy/grafana/ftp-alg.json', import.meta.url));
 const RULES = fileURLToPath(new URL('../../../deploy/prometheus/ftp-alg.rules.yml', import.meta.url));
@@ -140,12 +141,12 @@ describe.skipIf(prereq.skip)('the dashboard against a live Prometheus scraping a
         site('dead', deadPassive, deadActive, { upstream: { host: '127.0.0.1', port: await freeLoopbackPort(), health: { consecutiveFailures: 1 } } }),
       ],
     };
-    const g = (rig.gw = await startOpsGateway(document, 'silent'));
+    const g = (rig.gw = await startGatewayWith(document, 'silent'));
     const metrics = g.metrics();
     prometheus = await startPrometheus(`${metrics.host}:${metrics.port}`, { job: JOB, ruleFiles: [RULES] });
     await untilData(prometheus, `up{job="${JOB}"} == 1`); // scraped before the traffic, so counters have a before and an after
 
-    await carryTraffic(g.port('files'), g.port('tight'), g.port('dead'));
+    await carryTraffic(g.portOf('files'), g.portOf('tight'), g.portOf('dead'));
     await g.gateway.reload(parseConfig({ log: { level: 'silent' }, ...document })); // the Reloads panel and annotation
 
     // Prometheus needs two scrapes after the traffic for every rate(); poll (bounded) until each query has data.

@@ -9,8 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import { type CliExit, type CliProcess, configFile, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
-import { startOpsGateway } from '../../support/opsGateway.js';
+import { type CliExit, type CliProcess, configFile, metricsAddressOf, sitePort, startCli } from '../../support/cli.js';
+import { startGatewayWith } from '../../support/gateway.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { httpGet } from '../../support/opsMetrics.js';
 import { pacedDownload } from '../../support/opsTransfer.js';
@@ -151,8 +151,8 @@ describe('SIGTERM drain through the CLI', () => {
 
 describe('Gateway.close in process', () => {
   it('close(drainMs) ends a session that outlives the bound and resolves soon after it', async () => {
-    const g = (rig.gw = await startOpsGateway({ sites: [site()] }, 'warn'));
-    const idle = await session(g.port('main'));
+    const g = (rig.gw = await startGatewayWith({ sites: [site()] }, 'warn'));
+    const idle = await session(g.portOf('main'));
     const drainMs = 300;
     const began = performance.now();
     let timer: NodeJS.Timeout | undefined;

@@ -4,13 +4,14 @@
  * is closed right after.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient, readDataConnection, parse227 } from '../../support/control.js';
+import { ControlClient, readDataConnection } from '../../support/control.js';
 import { startGateway, type TestGateway } from '../../support/gateway.js';
 import { portRanges } from '../../support/ports.js';
 import type { PortRange } from '../../../src/config/types.js';
 import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse227 } from '../../support/hostPort.js';
 
 let gw: TestGateway | undefined;
 let up: TestUpstream | undefined;

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { connectClient, type RecordingClient, sha256 } from '../../support/ftpClient.js';
-import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
+import { type TestGateway, startGatewayWith } from '../../support/gateway.js';
 import { httpGet, Scrape } from '../../support/opsMetrics.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
@@ -21,7 +21,7 @@ const FILES = { 'small.bin': randomBytes(300 * 1024 + 5), 'large.bin': randomByt
 const UPLOAD = randomBytes(200 * 1024 + 3);
 
 let upstream: TestUpstream;
-let gw: OpsGateway | undefined;
+let gw: TestGateway | undefined;
 const closers: (() => void)[] = [];
 
 beforeAll(async () => {
@@ -51,8 +51,8 @@ function site(overrides: Record<string, unknown> = {}): Record<string, unknown> 
   };
 }
 
-async function start(overrides: Record<string, unknown> = {}): Promise<OpsGateway> {
-  gw = await startOpsGateway({ metrics: { listen: '127.0.0.1:0' }, sites: [site(overrides)] }, 'warn');
+async function start(overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+  gw = await startGatewayWith({ metrics: { listen: '127.0.0.1:0' }, sites: [site(overrides)] }, 'warn');
   return gw;
 }
 
@@ -80,7 +80,7 @@ async function deadPort(): Promise<number> {
 describe('metrics after real transfers', () => {
   it('counts sessions, bytes by flow, pinholes and transfers, and free ports return to the range size', async () => {
     const g = await start();
-    const port = g.port(SITE);
+    const port = g.portOf(SITE);
     const first = await client(port);
     const second = await client(port);
     expect(sha256(await first.download('small.bin'))).toBe(sha256(FILES['small.bin']));
@@ -116,7 +116,7 @@ describe('metrics after real transfers', () => {
 
   it('free ports drop while a pinhole waits and come back when it closes', async () => {
     const g = await start();
-    const c = await control(g.port(SITE));
+    const c = await control(g.portOf(SITE));
     expect((await c.reply()).code).toBe(220);
     await c.login();
     expect((await c.command('PASV')).code).toBe(227);
@@ -133,7 +133,7 @@ describe('metrics after real transfers', () => {
 
   it('counts a session refused for exceeding maxSessionsPerClient under reason="client-limit"', async () => {
     const g = await start({ limits: { maxSessionsPerClient: 2 } });
-    const port = g.port(SITE);
+    const port = g.portOf(SITE);
     const held = [await control(port), await control(port)];
     for (const c of held) expect((await c.reply()).code).toBe(220);
     for (const c of held) await c.login(); // logged in: never evicted for a newcomer
@@ -162,7 +162,7 @@ describe('metrics after real transfers', () => {
     const address = g.metrics();
     expect((await httpGet(address, '/readyz')).status).toBe(200);
 
-    const c = await control(g.port(SITE));
+    const c = await control(g.portOf(SITE));
     const reply = await c.reply();
     expect(reply.code).toBe(421);
     await c.closed;
@@ -189,7 +189,7 @@ describe('/healthz and /readyz', () => {
     expect(JSON.parse(ready.body)).toMatchObject({ ready: true, state: 'running', sites: { [SITE]: true } });
 
     // A session with a data connection pending holds the drain open (an idle one is closed at once).
-    const c = await control(g.port(SITE));
+    const c = await control(g.portOf(SITE));
     expect((await c.reply()).code).toBe(220);
     await c.login();
     expect((await c.command('PASV')).code).toBe(227);

@@ -15,13 +15,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { parse227 } from '../../support/control.js';
 import { connectClient, sha256 } from '../../support/ftpClient.js';
-import { type CliProcess, configFile, type ConfigFile, killStartedClis, type LogLine, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
-import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
+import { type CliProcess, configFile, type ConfigFile, killStartedClis, type LogLine, metricsAddressOf, sitePort, startCli } from '../../support/cli.js';
 import { Scrape } from '../../support/opsMetrics.js';
 import { type ControlProbe, startControlProbe } from '../../support/opsProbe.js';
-import { inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { freePortOnAll, inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { parse227 } from '../../support/hostPort.js';
+import { type TestUpstream, startUpstream } from '../../support/upstream.js';
 
 type Range = { min: number; max: number };
 const SITE = 'multi';
@@ -37,7 +37,7 @@ const [passivePorts, activePorts, upstreamPasv, probePorts] = portRanges(4, 190)
 const FILES = Array.from({ length: SESSIONS }, (_, i) => randomBytes(64 * 1024 + ((i * 7_919) % 961) * 1024));
 const BULK = randomBytes(BULK_BYTES);
 
-let upstream: OpsFtpServer;
+let upstream: TestUpstream;
 let file: ConfigFile;
 let cli: CliProcess;
 let port: number;
@@ -45,7 +45,7 @@ let metrics: { host: string; port: number };
 let probe: ControlProbe;
 
 beforeAll(async () => {
-  upstream = await startFtpServer({ host: '127.0.0.1', port: await freePortOnAll(['127.0.0.1']), pasv: upstreamPasv });
+  upstream = await startUpstream({ host: '127.0.0.1', port: await freePortOnAll(['127.0.0.1']), pasv: upstreamPasv });
   FILES.forEach((data, i) => upstream.writeFile(`f${i}.bin`, data));
   upstream.writeFile('bulk.bin', BULK);
   probe = await startControlProbe();

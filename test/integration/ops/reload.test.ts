@@ -14,11 +14,12 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/index.js';
-import { type CliProcess, configFile, sitePort, startCli } from '../../support/opsCli.js';
-import { startOpsGateway } from '../../support/opsGateway.js';
+import { type CliProcess, configFile, sitePort, startCli } from '../../support/cli.js';
+import { startGatewayWith } from '../../support/gateway.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { download, pacedDownload, pacedUpload, pasv } from '../../support/opsTransfer.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
+import { parse227 } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [oldPassive, newPassive, activePorts, secondPassive, secondActive] = portRanges(5, 12) as [Range, Range, Range, Range, Range];
@@ -48,10 +49,9 @@ function site(name: string, overrides: Record<string, unknown> = {}): Record<str
 /** The 227 names `address` and a port of `range`, in the gateway's own words. */
 function expect227(line: string, address: string, range: Range): void {
   expect(line).toMatch(/^227 Entering Passive Mode \((\d+,){5}\d+\)\.?\r\n$/);
-  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(line);
-  const n = (m?.slice(1) ?? []).map(Number);
-  expect(n.slice(0, 4).join('.')).toBe(address);
-  expect(inRange((n[4] ?? 0) * 256 + (n[5] ?? 0), range)).toBe(true);
+  const named = parse227(line);
+  expect(named.address).toBe(address);
+  expect(inRange(named.port, range)).toBe(true);
 }
 
 async function refused(port: number): Promise<boolean> {
@@ -68,8 +68,8 @@ async function refused(port: number): Promise<boolean> {
 
 describe('reload in process', () => {
   it('changes the passive range and external address for new sessions; live transfers finish byte-exact on the old settings', async () => {
-    const g = (rig.gw = await startOpsGateway({ sites: [site('edge')] }));
-    const port = g.port('edge');
+    const g = (rig.gw = await startGatewayWith({ sites: [site('edge')] }));
+    const port = g.portOf('edge');
 
     const downloader = await session(port);
     const liveDownload = await pacedDownload(downloader, 'big.bin', PAUSE_AT_BYTES);
@@ -82,7 +82,7 @@ describe('reload in process', () => {
 
     await g.gateway.reload(parseConfig({ log: { level: 'info' }, sites: [site('edge', { passivePorts: newPassive, externalAddress: NEW_EXTERNAL })] }));
     expect(g.lines.some((l) => l.msg === 'site changed' && l.site === 'edge')).toBe(true);
-    expect(g.port('edge')).toBe(port); // the listener was taken over, not reopened
+    expect(g.portOf('edge')).toBe(port); // the listener was taken over, not reopened
 
     // A new session: the new range and address, and a transfer through them.
     const fresh = await session(port);
@@ -114,8 +114,8 @@ describe('reload in process', () => {
   });
 
   it('a reload that removes a site with a live session returns at once, and a site added with it listens', async () => {
-    const g = (rig.gw = await startOpsGateway({ sites: [site('old')] }));
-    const oldPort = g.port('old');
+    const g = (rig.gw = await startGatewayWith({ sites: [site('old')] }));
+    const oldPort = g.portOf('old');
     const live = await session(oldPort);
 
     const reload = g.gateway.reload(parseConfig({ log: { level: 'info' }, sites: [site('new', { passivePorts: newPassive })] }));
@@ -130,7 +130,7 @@ describe('reload in process', () => {
     clearTimeout(timer);
     expect(outcome).toBe('reloaded');
     expect(Object.keys(g.gateway.addresses())).toEqual(['new']);
-    const fresh = await session(g.port('new'));
+    const fresh = await session(g.portOf('new'));
     expect227((await pasv(fresh)).line, OLD_EXTERNAL, newPassive);
     expect((await live.command('NOOP')).code).toBe(200); // the live session goes on
   });
@@ -138,8 +138,8 @@ describe('reload in process', () => {
 
 describe('reload in process: listener changes under a live session', () => {
   it('moving a site to another port opens the new listener at once while a live session goes on', async () => {
-    const g = (rig.gw = await startOpsGateway({ sites: [site('edge')] }));
-    const oldPort = g.port('edge');
+    const g = (rig.gw = await startGatewayWith({ sites: [site('edge')] }));
+    const oldPort = g.portOf('edge');
     const live = await session(oldPort);
     const newPort = await unusedPort();
 

@@ -6,20 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { PortRange } from '../../../src/config/types.js';
-import { createGateway, createLogger, parseConfig, type Gateway } from '../../../src/index.js';
 import { ControlClient } from '../../support/control.js';
 import { connectClient } from '../../support/ftpClient.js';
+import { startGatewayWith, type TestGateway } from '../../support/gateway.js';
 import { portRanges } from '../../support/ports.js';
 import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 
-let gw: Gateway | undefined;
+let gw: TestGateway | undefined;
 let up: TestUpstream | undefined;
 
 afterEach(async () => {
-  await gw?.close(200);
+  await gw?.close();
   await up?.close();
   gw = undefined;
   up = undefined;
@@ -32,22 +31,13 @@ describe('transfer log', () => {
     up = await startUpstream();
     const body = randomBytes(300_000);
     writeFileSync(join(up.root, 'f.bin'), body);
-    const lines: Line[] = [];
-    const raw: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        raw.push(chunk.toString());
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Line);
-        done();
-      },
-    });
     const [passive, active] = portRanges(2, 8) as [PortRange, PortRange];
-    const config = parseConfig({
-      log: { level: 'debug' },
-      sites: [{ name: 'logged', listen: { host: '127.0.0.1', port: 0 }, upstream: { host: up.host, port: up.port }, passivePorts: passive, activePorts: active }],
-    });
-    gw = await createGateway(config, createLogger('debug', sink));
-    const client = await connectClient(gw.addresses().logged!.port, 'EPSV');
+    gw = await startGatewayWith(
+      { sites: [{ name: 'logged', listen: { host: '127.0.0.1', port: 0 }, upstream: { host: up.host, port: up.port }, passivePorts: passive, activePorts: active }] },
+      'debug',
+    );
+    const { lines } = gw;
+    const client = await connectClient(gw.port, 'EPSV');
     expect((await client.download('f.bin')).equals(body)).toBe(true);
     await client.upload(body.subarray(0, 1000), 'u.bin');
     client.close();
@@ -67,12 +57,12 @@ describe('transfer log', () => {
     const end = lines.find((l) => l.msg === 'session end') as Line;
     expect(end).toMatchObject({ site: 'logged', transfers: 2, downBytes: body.length, upBytes: 1000 });
     // debug shows every control line, with the password masked at the source
-    const control = await ControlClient.connect(gw.addresses().logged!.port);
+    const control = await ControlClient.connect(gw.port);
     expect((await control.reply()).code).toBe(220);
     await control.write('USER someone\r\nPASS s3cret-w0rd\r\n');
     await control.reply();
     await vi.waitFor(() => expect(lines.filter((l) => l.msg === 'client line').map((l) => l.line)).toContain('PASS ***'));
-    expect(raw.join('')).not.toContain('s3cret-w0rd');
+    expect(JSON.stringify(lines)).not.toContain('s3cret-w0rd');
     control.destroy();
   });
 });

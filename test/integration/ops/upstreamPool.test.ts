@@ -16,11 +16,9 @@ import { Client } from 'basic-ftp';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
-import { counterTotal } from '../../support/gateway.js';
-import type { CapturedLine } from '../../support/opsGateway.js';
-import { type OpsGateway, startOpsGateway } from '../../support/opsGateway.js';
-import { freePortOnAll, type OpsFtpServer, startFtpServer } from '../../support/opsFtpServer.js';
-import { portRanges } from '../../support/ports.js';
+import { type CapturedLine, counterTotal, startGatewayWith, type TestGateway } from '../../support/gateway.js';
+import { freePortOnAll, portRanges } from '../../support/ports.js';
+import { type TestUpstream, startUpstream } from '../../support/upstream.js';
 
 const SITE = 'pool';
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
@@ -28,13 +26,13 @@ type Host = (typeof HOSTS)[number];
 const [passivePorts, activePorts, ...upstreamPasv] = portRanges(5, 16) as { min: number; max: number }[];
 
 let port = 0;
-const upstreams = new Map<Host, OpsFtpServer>();
+const upstreams = new Map<Host, TestUpstream>();
 const blobs = new Map<Host, Buffer>();
-let gw: OpsGateway | undefined;
+let gw: TestGateway | undefined;
 const closers: (() => void)[] = [];
 
-async function startMember(host: Host, index: number): Promise<OpsFtpServer> {
-  const server = await startFtpServer({ host, port, pasv: upstreamPasv[index] as { min: number; max: number } });
+async function startMember(host: Host, index: number): Promise<TestUpstream> {
+  const server = await startUpstream({ host, port, pasv: upstreamPasv[index] as { min: number; max: number } });
   server.writeFile('who.txt', host);
   server.writeFile('blob.bin', blobs.get(host) as Buffer);
   upstreams.set(host, server);
@@ -57,8 +55,8 @@ afterEach(async () => {
   upstreams.clear();
 });
 
-async function startPool(health: Record<string, unknown> = {}): Promise<OpsGateway> {
-  gw = await startOpsGateway({
+async function startPool(health: Record<string, unknown> = {}): Promise<TestGateway> {
+  gw = await startGatewayWith({
     sites: [
       {
         name: SITE,
@@ -78,8 +76,8 @@ function healthChange(lines: readonly CapturedLine[], host: Host, to: string): C
   return lines.find((l) => l.msg === 'upstream health changed' && l.upstream === host && l.to === to);
 }
 
-function member(host: Host): OpsFtpServer {
-  return upstreams.get(host) as OpsFtpServer;
+function member(host: Host): TestUpstream {
+  return upstreams.get(host) as TestUpstream;
 }
 
 /** Which member saw the login made as `user`. */
@@ -95,13 +93,13 @@ function loginsPerMember(): Record<Host, number> {
 async function ftpClient(user: string): Promise<Client> {
   const client = new Client(10_000);
   closers.push(() => client.close());
-  await client.access({ host: '127.0.0.1', port: gw?.port(SITE), user, password: 'ops' });
+  await client.access({ host: '127.0.0.1', port: gw?.portOf(SITE), user, password: 'ops' });
   return client;
 }
 
 /** A raw control connection: the greeting's code (220 through, 421 refused). */
 async function greetingCode(): Promise<{ code: number; client: ControlClient }> {
-  const c = await ControlClient.connect(gw?.port(SITE) ?? 0);
+  const c = await ControlClient.connect(gw?.portOf(SITE) ?? 0);
   closers.push(() => c.destroy());
   return { code: (await c.reply()).code, client: c };
 }

@@ -5,10 +5,9 @@
  * refused with its line and key in the log, a valid one adds a site; both
  * are counted in ftp_alg_reloads_total{result}).
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CLI_PATH, configFile, metricsAddressOf, sitePort, startCli } from '../../support/opsCli.js';
+import { checkConfig, configFile, metricsAddressOf, sitePort, startCli } from '../../support/cli.js';
 import { Scrape } from '../../support/opsMetrics.js';
 import { useOpsRig } from '../../support/opsRig.js';
 import { download } from '../../support/opsTransfer.js';
@@ -39,14 +38,6 @@ shutdown:
   drainTimeoutMs: 2000
 sites:
 ${site('main', passive, active, options.listenHost ?? '127.0.0.1')}${options.second === true ? site('second', secondPassive, secondActive, '127.0.0.1') : ''}`;
-}
-
-function checkConfig(path: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI_PATH, '--check-config', path], { timeout: 10_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
-    });
-  });
 }
 
 describe('ftp-alg --check-config with YAML', () => {

@@ -4,27 +4,28 @@
  * and connects; transfers in every mode are byte-exact; every refused class
  * answers 530 (421 at the third), is logged and counted, and connects nowhere.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createGateway, createLogger, parseConfig, type Gateway } from '../../../src/index.js';
+import { configFile, startCli } from '../../support/cli.js';
 import { ControlClient } from '../../support/control.js';
+import { startGatewayWith, type TestGateway } from '../../support/gateway.js';
 import { downloadToBuffer, sha256 } from '../../support/ftpClient.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { FILES, NAMES } from '../../support/transferFiles.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { eprtArg, listenForData, portArg } from '../modes/dataPeers.js';
+import { eprtArg, portArg } from '../../support/hostPort.js';
+import { listen } from '../../support/traps.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts, passive2, active2] = portRanges(4, 20) as [Range, Range, Range, Range];
 
 let upstream: TestUpstream;
-let gateway: Gateway;
+let gw: TestGateway;
+let gateway: TestGateway['gateway'];
 let port: number;
 /** A second site allowing 0.0.0.0/0 and ::/0, any port: loopback and link-local must still be refused. */
 let openPort: number;
@@ -43,34 +44,36 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => trap.listen(0, '127.0.0.2', resolve));
   trapPort = (trap.address() as net.AddressInfo).port;
-  const config = parseConfig({
-    log: { level: 'silent' },
-    sites: [
-      {
-        name: 'fw',
-        role: 'forward',
-        listen: { host: '127.0.0.1', port: 0 },
-        destinations: { allow: ['127.0.0.0/8'], deny: ['127.0.0.2'], ports: ['1024-65535'] },
-        passivePorts,
-        activePorts,
-      },
-      {
-        name: 'fw-open',
-        role: 'forward',
-        listen: { host: '127.0.0.1', port: 0 },
-        destinations: { allow: ['0.0.0.0/0', '::/0'], ports: ['1-65535'] },
-        passivePorts: passive2,
-        activePorts: active2,
-      },
-    ],
-  });
-  gateway = await createGateway(config, createLogger('silent'));
-  port = gateway.addresses().fw?.port ?? 0;
-  openPort = gateway.addresses()['fw-open']?.port ?? 0;
+  gw = await startGatewayWith(
+    {
+      sites: [
+        {
+          name: 'fw',
+          role: 'forward',
+          listen: { host: '127.0.0.1', port: 0 },
+          destinations: { allow: ['127.0.0.0/8'], deny: ['127.0.0.2'], ports: ['1024-65535'] },
+          passivePorts,
+          activePorts,
+        },
+        {
+          name: 'fw-open',
+          role: 'forward',
+          listen: { host: '127.0.0.1', port: 0 },
+          destinations: { allow: ['0.0.0.0/0', '::/0'], ports: ['1-65535'] },
+          passivePorts: passive2,
+          activePorts: active2,
+        },
+      ],
+    },
+    'silent',
+  );
+  gateway = gw.gateway;
+  port = gw.portOf('fw');
+  openPort = gw.portOf('fw-open');
 });
 
 afterAll(async () => {
-  await gateway.close(200);
+  await gw.close();
   await upstream.close();
   await new Promise<void>((resolve) => trap.close(() => resolve()));
 });
@@ -129,7 +132,7 @@ describe('forward site: the server named at login', () => {
     await client.reply();
     await login(client, `anonymous@127.0.0.1:${upstream.port}`);
     expect((await client.command('TYPE I')).code).toBe(200);
-    const l = await listenForData('127.0.0.1');
+    const l = await listen('127.0.0.1');
     open.push(l);
     expect((await client.command(verb === 'PORT' ? `PORT ${portArg(l.host, l.port)}` : `EPRT ${eprtArg(l.host, l.port)}`)).code).toBe(200);
     await client.write('RETR eight-mib.bin\r\n');
@@ -196,16 +199,9 @@ describe('forward site: refusals are prompt, counted, and connect nowhere', () =
 
 describe('forward site: never an open proxy', () => {
   it('without an allow list on a listener that is not loopback, the gateway refuses to start (exit 78), naming the key', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ftp-alg-forward-'));
-    const file = join(dir, 'open.json');
-    writeFileSync(file, JSON.stringify({ sites: [{ name: 'open', role: 'forward', listen: { host: '0.0.0.0', port: 0 } }] }));
-    const cli = new URL('../../../dist/cli.js', import.meta.url).pathname;
-    const result = await new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
-      const child = execFile(process.execPath, [cli, '--config', file], { timeout: 10_000 }, (_err, stdout, stderr) =>
-        resolve({ code: child.exitCode, stderr, stdout }),
-      );
-    });
-    rmSync(dir, { recursive: true, force: true });
+    const file = configFile({ sites: [{ name: 'open', role: 'forward', listen: { host: '0.0.0.0', port: 0 } }] }, 'open.json');
+    const result = await startCli(file.path).exited;
+    file.remove();
     expect(result.code).toBe(78);
     expect(`${result.stdout}${result.stderr}`).toMatch(/sites\[0\]\.destinations\.allow: .*open proxy/);
   });

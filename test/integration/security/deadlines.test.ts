@@ -102,8 +102,13 @@ describe('the login deadline (timeouts.loginMs, issue 13)', () => {
     const client = await connect(g.port);
     expect((await client.reply()).code).toBe(220);
     await client.login();
-    await new Promise<void>((resolve) => setTimeout(resolve, 700)); // well past loginMs
+    // A second session that never logs in, opened after the first logged in: its 421 proves the
+    // first one's login deadline has passed too (an event to wait on, not a sleep).
+    const witness = await connect(g.port);
+    expect((await witness.reply()).code).toBe(220);
+    expect((await within(3_000, 'the witness cut at loginMs', witness.reply())).code).toBe(421);
     expect((await client.command('NOOP')).code).toBe(200);
+    expect(client.received().toString('latin1')).not.toMatch(/421/);
   });
 });
 

@@ -10,14 +10,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, loggedInClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
 import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { CLIENT, type Listener, listenPrivileged, listenTwins, recordGatewayConnects, within } from '../../support/traps.js';
-import { portArg } from '../modes/dataPeers.js';
+import { parse227, parse229, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(128 * 1024);

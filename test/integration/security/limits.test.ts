@@ -6,12 +6,13 @@
  */
 import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import { ControlClient, parse227 } from '../../support/control.js';
+import { ControlClient } from '../../support/control.js';
 import { counterTotal, SITE } from '../../support/gateway.js';
 import { type FakeFtp } from '../../support/hostileUpstream.js';
 import { usePerTestGateway } from '../../support/perTestGateway.js';
 import { rangeSize } from '../../support/ports.js';
 import { CLIENT, OTHER_CLIENT, THIRD_HOST, within } from '../../support/traps.js';
+import { parse227 } from '../../support/hostPort.js';
 
 const rig = usePerTestGateway();
 const { passivePorts } = rig.pools;

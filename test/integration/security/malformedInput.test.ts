@@ -13,6 +13,7 @@ import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks, liveBytes, MiB } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
 import { recordGatewayConnects, within } from '../../support/traps.js';
+import { pasvReply } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const MAX_LINE = 512;
@@ -38,7 +39,7 @@ afterAll(async () => {
 
 afterEach(async () => {
   fake.hooks.reply = undefined;
-  fake.hooks.pasv = (port) => `227 Entering Passive Mode (127,0,0,1,${port >> 8},${port & 0xff}).\r\n`;
+  fake.hooks.pasv = (port) => pasvReply('127.0.0.1', port);
   fake.hooks.epsv = (port) => `229 Entering Extended Passive Mode (|||${port}|)\r\n`;
   for (const c of clients.splice(0)) c.destroy();
   await expectNoLeaks(gw.gateway, { passivePorts, activePorts });

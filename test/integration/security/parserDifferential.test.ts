@@ -26,6 +26,7 @@ import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges } from '../../support/ports.js';
 import { CLIENT, type Listener, listenPrivileged, within } from '../../support/traps.js';
 import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { portArg } from '../../support/hostPort.js';
 
 type Range = { min: number; max: number };
 const [passivePorts, activePorts, srvPassive, srvActive] = portRanges(4, 10) as [Range, Range, Range, Range];
@@ -92,7 +93,7 @@ describe('with ftp-srv as the upstream', () => {
 
   it('"PORT" to a privileged port of the gateway host does not get the upstream to connect there', async () => {
     const client = await session(srvGateway.port);
-    const port = `127,0,0,1,${trap.port >> 8},${trap.port & 0xff}`;
+    const port = portArg('127.0.0.1', trap.port);
     expect((await client.command(`PORT ${port}`)).code).toBe(504); // the plain form is refused
     const quoted = await client.command(`"PORT" ${port}`);
     await client.write('RETR secret.bin\r\n');

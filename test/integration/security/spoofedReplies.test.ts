@@ -8,13 +8,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ControlClient, loggedInClient, parse227, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
 import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, reply227, startFakeFtp } from '../../support/hostileUpstream.js';
+import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { portRanges, rangeSize } from '../../support/ports.js';
 import { type Listener, listenTwins, recordGatewayConnects, THIRD_HOST, within } from '../../support/traps.js';
+import { parse227, pasvReply, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 10) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(64 * 1024);
@@ -45,7 +46,7 @@ afterEach(async () => {
 
 const session = () => loggedInClient(gw.port, clients);
 
-const spoof227 = () => reply227(THIRD_HOST, trap.port);
+const spoof227 = () => pasvReply(THIRD_HOST, trap.port);
 const spoof229 = () => `229 Entering Extended Passive Mode (|||${trap.port}|)\r\n`;
 
 /** Nothing opened, nothing connected but the control connection, no command refused. */
@@ -66,9 +67,9 @@ describe('replies that do not answer a pending PASV/EPSV open nothing and pass u
     ['a 229 as the answer to SYST', 'SYST', spoof229],
     ['a 227 line inside a multi-line reply to HELP', 'HELP', () => `214-Help follows\r\n${spoof227()}214 End\r\n`],
     ['a 227 line inside a multi-line reply to STAT', 'STAT', () => `211-Status\r\n ${spoof227()}${spoof229()}211 End\r\n`],
-    ['a PORT line sent by the upstream', 'NOOP', () => `PORT 127,0,0,2,${trap.port >> 8},${trap.port & 0xff}\r\n200 NOOP ok.\r\n`],
+    ['a PORT line sent by the upstream', 'NOOP', () => `PORT ${portArg('127.0.0.2', trap.port)}\r\n200 NOOP ok.\r\n`],
     ['an EPRT line sent by the upstream', 'NOOP', () => `EPRT |1|127.0.0.2|${trap.port}|\r\n200 NOOP ok.\r\n`],
-    ['PORT text in an error message', 'RETR x', () => `550 PORT 127,0,0,2,${trap.port >> 8},${trap.port & 0xff} not found\r\n`],
+    ['PORT text in an error message', 'RETR x', () => `550 PORT ${portArg('127.0.0.2', trap.port)} not found\r\n`],
     ['227 text in an error message', 'RETR x', () => `500 ${spoof227()}`],
     ['229 text in a 425', 'LIST', () => `425 ${spoof229()}`],
   ];
@@ -121,7 +122,7 @@ describe('PORT and PASV text in a file name is forwarded as it is and opens noth
 describe('pipelined commands: the FIFO, not the last command sent, decides what a 227 answers', () => {
   it('NOOP and PASV in one segment; a spoofed 227 answering NOOP passes unchanged, the real one is rewritten', async () => {
     fake.hooks.reply = (line) => (line === 'NOOP' ? spoof227() : undefined);
-    fake.hooks.pasv = () => reply227('127.0.0.1', right.port);
+    fake.hooks.pasv = () => pasvReply('127.0.0.1', right.port);
     const client = await session();
     await client.write('NOOP\r\nPASV\r\n');
     const first = await client.reply();
@@ -137,7 +138,7 @@ describe('pipelined commands: the FIFO, not the last command sent, decides what 
   });
 
   it('a PASV answered by a multi-line 227 whose address is only on the first line: one well-formed 425, nothing opened', async () => {
-    fake.hooks.pasv = () => `227-Entering Passive Mode (127,0,0,1,${right.port >> 8},${right.port & 0xff})\r\n227 Done\r\n`;
+    fake.hooks.pasv = () => `227-Entering Passive Mode (${portArg('127.0.0.1', right.port)})\r\n227 Done\r\n`;
     const refusedBefore = await counterTotal(gw.gateway, 'ftp_alg_commands_refused_total');
     const record = recordGatewayConnects();
     try {

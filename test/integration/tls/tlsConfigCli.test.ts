@@ -3,10 +3,9 @@
  * the key: `--check-config` exits 1, a start exits 78 (EX_CONFIG, so systemd
  * does not restart into the same error). Runs the build (dist/cli.js).
  */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CertFiles, useTestCerts } from '../../support/certs.js';
-import { CLI_PATH, configFile, type ConfigFile, killStartedClis, startCli } from '../../support/opsCli.js';
+import { type CliExit, checkConfig as runCheckConfig, configFile, type ConfigFile, killStartedClis, startCli } from '../../support/cli.js';
 import { portRanges } from '../../support/ports.js';
 
 const [passivePorts, activePorts] = portRanges(2, 4) as [{ min: number; max: number }, { min: number; max: number }];
@@ -31,14 +30,9 @@ function config(tls: Record<string, unknown>): string {
   return file.path;
 }
 
-function checkConfig(path: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, '--check-config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (t: Buffer) => (output += t.toString()));
-    child.stderr.on('data', (t: Buffer) => (output += t.toString()));
-    child.once('exit', (code) => resolve({ code, output }));
-  });
+async function checkConfig(path: string): Promise<{ code: CliExit['code']; output: string }> {
+  const exit = await runCheckConfig(path);
+  return { code: exit.code, output: exit.stdout + exit.stderr };
 }
 
 describe('a tls section with unusable files is refused, naming the key', () => {

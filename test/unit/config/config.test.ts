@@ -68,6 +68,8 @@ describe('parseConfig refuses invalid addresses, naming the key', () => {
     ['an upstreamDataMode that does not exist', site({ upstreamDataMode: 'both' }), 'sites[0].upstreamDataMode'],
     ['an upstream pool member that is a name', site({ upstream: { hosts: ['192.0.2.10', 'ftp2.example.com'], port: 21 } }), 'sites[0].upstream.hosts'],
     ['more data-plane workers than allowed', { dataPlane: { workers: 65 }, sites: [site()] }, 'dataPlane.workers'],
+    ['a worker nice beyond 19', { dataPlane: { workers: 1, workerNice: 20 }, sites: [site()] }, 'dataPlane.workerNice'],
+    ['a negative worker nice (a priority above the control loop)', { dataPlane: { workerNice: -5 }, sites: [site()] }, 'dataPlane.workerNice'],
     // convict would coerce these strings ("no" to true): a typed key takes only its own type.
     ['a boolean given as the string "no"', site({ activeMode: { enabled: 'no' } }), 'sites[0].activeMode.enabled'],
     ['a port given as a string', site({ listen: { host: '127.0.0.1', port: '2121' } }), 'sites[0].listen.port'],
@@ -112,7 +114,7 @@ describe('parseConfig refuses port ranges that cannot work', () => {
   it('dataPlane.kind is "relay" unless set, and takes exactly relay, nftables and auto', () => {
     expect(parseConfig({ sites: [site()] }).dataPlane.kind).toBe('relay');
     for (const kind of ['relay', 'nftables', 'auto'] as const) {
-      expect(parseConfig({ dataPlane: { kind }, sites: [site()] }).dataPlane).toEqual({ workers: 0, kind });
+      expect(parseConfig({ dataPlane: { kind }, sites: [site()] }).dataPlane).toEqual({ workers: 0, workerNice: 10, kind });
     }
   });
 

@@ -53,6 +53,11 @@ class RecordingDriver implements ElementDriver {
   readonly name = 'nft';
   readonly applied: { op: string; ops: readonly ElementOp[] }[] = [];
   fail = false;
+  onExit = (): void => undefined;
+
+  start(): void {}
+
+  async close(): Promise<void> {}
 
   async apply(op: string, ops: readonly ElementOp[]): Promise<[]> {
     this.applied.push({ op, ops });

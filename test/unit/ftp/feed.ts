@@ -3,15 +3,24 @@ import { type LineFault, LineSplitter } from '../../../src/ftp/lineSplitter.js';
 
 export type LineEvent = { readonly line: Buffer } | { readonly fault: LineFault };
 
-/** Feed `chunks` in order to one splitter; return every event and the bytes still held. */
-export function feed(maxLineBytes: number, chunks: readonly Buffer[]): { events: LineEvent[]; buffered: number } {
+/**
+ * Feed `chunks` in order to one splitter; return every event, and what the splitter still holds,
+ * seen through `push` alone: one more LF is pushed, and the line it completes (without that LF) is
+ * what was held; '' when it completes nothing; its fault when held bytes and LF exceed the cap.
+ */
+export function feed(maxLineBytes: number, chunks: readonly Buffer[]): { events: LineEvent[]; held: string | LineFault } {
   const events: LineEvent[] = [];
   const splitter = new LineSplitter(maxLineBytes, {
     line: (raw) => events.push({ line: Buffer.from(raw) }),
     fault: (kind) => events.push({ fault: kind }),
   });
   for (const chunk of chunks) splitter.push(chunk);
-  return { events, buffered: splitter.bufferedBytes };
+  const fed = events.length;
+  splitter.push(Buffer.from('\n'));
+  const [probe, ...more] = events.splice(fed);
+  if (more.length > 0) throw new Error('one LF completed more than one line');
+  if (probe === undefined) return { events, held: '' };
+  return { events, held: 'fault' in probe ? probe.fault : probe.line.subarray(0, -1).toString('latin1') };
 }
 
 /** The lines among `events`, in order. */

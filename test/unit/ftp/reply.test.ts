@@ -6,15 +6,16 @@ const final = (code: number, text: string): ReplyLine => ({ kind: 'final', code,
 const PART: ReplyLine = { kind: 'part' };
 const MALFORMED: ReplyLine = { kind: 'malformed' };
 
-function readAll(lines: readonly string[]): { results: ReplyLine[]; open: boolean[] } {
+function readAll(lines: readonly string[]): { results: ReplyLine[] } {
   const reader = new ReplyReader();
-  const results: ReplyLine[] = [];
-  const open: boolean[] = [];
-  for (const text of lines) {
-    results.push(reader.read(latin1(text)));
-    open.push(reader.inMultiline);
-  }
-  return { results, open };
+  return { results: lines.map((text) => reader.read(latin1(text))) };
+}
+
+/** Whether a multi-line reply is open after `lines`, seen through `read` alone: a `200` line then is part of it, not a reply. */
+function openAfter(lines: readonly string[]): boolean {
+  const reader = new ReplyReader();
+  for (const text of lines) reader.read(latin1(text));
+  return reader.read(latin1('200 probe')).kind === 'part';
 }
 
 describe('ReplyReader, one line between replies', () => {
@@ -88,7 +89,8 @@ describe('ReplyReader, sequences of lines', () => {
   });
 
   it('reports whether a multi-line reply is open', () => {
-    expect(readAll(['200 OK', '211-a', 'b', '211 c', 'junk']).open).toEqual([false, true, true, false, false]);
+    const lines = ['200 OK', '211-a', 'b', '211 c', 'junk'];
+    expect(lines.map((_, i) => openAfter(lines.slice(0, i + 1)))).toEqual([false, true, true, false, false]);
   });
 });
 

@@ -16,8 +16,8 @@ interface Fixture {
   /** The lines the whole stream gives, written out by hand. */
   readonly lines: readonly string[];
   readonly faults: number;
-  /** Bytes of an unterminated last line still held at the end. */
-  readonly buffered: number;
+  /** An unterminated last line still held at the end ('' for none). */
+  readonly held: string;
 }
 
 const CLIENT = [
@@ -59,15 +59,15 @@ const UPSTREAM = [
 ];
 
 const fixtures: Fixture[] = [
-  { name: 'client commands', bytes: latin1(CLIENT.join('')), maxLineBytes: 512, lines: CLIENT, faults: 0, buffered: 0 },
-  { name: 'upstream replies', bytes: latin1(UPSTREAM.join('')), maxLineBytes: 512, lines: UPSTREAM, faults: 0, buffered: 0 },
+  { name: 'client commands', bytes: latin1(CLIENT.join('')), maxLineBytes: 512, lines: CLIENT, faults: 0, held: '' },
+  { name: 'upstream replies', bytes: latin1(UPSTREAM.join('')), maxLineBytes: 512, lines: UPSTREAM, faults: 0, held: '' },
   {
     name: 'client commands with an unterminated last line',
     bytes: latin1(`${CLIENT.slice(0, 4).join('')}NOOP\r`),
     maxLineBytes: 512,
     lines: CLIENT.slice(0, 4),
     faults: 0,
-    buffered: 5,
+    held: 'NOOP\r',
   },
   {
     name: 'an over-long line between commands',
@@ -75,7 +75,7 @@ const fixtures: Fixture[] = [
     maxLineBytes: 40,
     lines: ['USER a\r\n', 'PASV\r\n', 'QUIT\n'],
     faults: 1,
-    buffered: 0,
+    held: '',
   },
   {
     name: 'over-long reply lines, one of them inside a multi-line reply',
@@ -83,7 +83,7 @@ const fixtures: Fixture[] = [
     maxLineBytes: 41,
     lines: ['211-a\r\n', '211 End\r\n', '227 (10,0,0,5,4,1)\r\n'],
     faults: 2,
-    buffered: 0,
+    held: '',
   },
   {
     name: 'lines of exactly the cap and one over',
@@ -91,7 +91,7 @@ const fixtures: Fixture[] = [
     maxLineBytes: 16,
     lines: [`${'A'.repeat(14)}\r\n`, `${'C'.repeat(15)}\n`],
     faults: 1,
-    buffered: 0,
+    held: '',
   },
 ];
 
@@ -110,7 +110,7 @@ describe.each(fixtures)('fixture: $name', (fixture) => {
   it('gives the expected lines when fed whole', () => {
     expect(linesOf(whole.events)).toEqual(fixture.lines.map(latin1));
     expect(whole.events.filter((e) => 'fault' in e)).toHaveLength(fixture.faults);
-    expect(whole.buffered).toBe(fixture.buffered);
+    expect(whole.held).toBe(fixture.held);
   });
 
   it('gives the same events, commands and replies split at every byte offset', () => {

@@ -1,22 +1,26 @@
 /**
- * Attack 2, data-port stealing: a pinhole accepts one connection, only
- * from its expected peer (the control client for passive, the upstream
- * for active). A stranger that connects first is closed without a byte
- * and without the gateway connecting anywhere for it; the rightful peer
- * then transfers. Pinhole ports are drawn at random from the range, so
- * the next one cannot be guessed from the last.
+ * Data-port stealing and wrong peers: a pinhole accepts exactly one
+ * connection, only from its expected peer (the control client for
+ * passive, the upstream for active; STYLE.md, OpenBSD pf "max 1",
+ * ftpserverlib's IP match). A stranger that connects first is closed
+ * without a byte and without the gateway connecting anywhere for it, and
+ * counted by direction; the rightful peer then transfers; once it is in,
+ * the port listens no more. Pinhole ports are drawn at random from the
+ * range, so the next one cannot be guessed from the last. On Linux every
+ * 127.0.0.0/8 address is local: 127.0.0.2 and 127.0.0.3 play strangers.
  */
 import { once } from 'node:events';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClient, loggedInClient, parse227, parse229, readDataConnection } from '../../support/control.js';
+import { ControlClient, loggedInClient, readDataConnection } from '../../support/control.js';
 import { sha256 } from '../../support/ftpClient.js';
-import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
-import { type FakeFtp, parsePort, startFakeFtp } from '../../support/hostileUpstream.js';
+import { counterTotal, SITE, startGateway, type TestGateway } from '../../support/gateway.js';
+import { type FakeFtp, startFakeFtp } from '../../support/hostileUpstream.js';
 import { expectNoLeaks } from '../../support/leaks.js';
 import { inRange, portRanges, rangeSize } from '../../support/ports.js';
 import { CLIENT, listen, OTHER_CLIENT, probe, recordGatewayConnects, THIRD_HOST } from '../../support/traps.js';
+import { eprtArg, parse227, parse229, parseActiveLine, portArg } from '../../support/hostPort.js';
 
 const [passivePorts, activePorts] = portRanges(2, 200) as [{ min: number; max: number }, { min: number; max: number }];
 const PAYLOAD = randomBytes(256 * 1024);
@@ -44,9 +48,17 @@ afterEach(async () => {
 
 const session = () => loggedInClient(gw.port, clients);
 
+/** The wrong-peer counter of one direction, as exposed. */
+async function wrongPeers(dir: 'passive' | 'active'): Promise<number> {
+  const text = await gw.gateway.metrics.registry.getSingleMetricAsString(WRONG_PEER);
+  const m = new RegExp(`${WRONG_PEER}\\{site="${SITE}",dir="${dir}"\\} (\\d+)`).exec(text);
+  return m === null ? 0 : Number(m[1]);
+}
+
 describe('a stranger connecting to a passive pinhole first', () => {
   it.each(['PASV', 'EPSV'] as const)('%s: is closed without data, nothing is connected for it, and the client then downloads', async (verb) => {
     const wrongBefore = await counterTotal(gw.gateway, WRONG_PEER);
+    const passiveBefore = await wrongPeers('passive');
     const peersBefore = fake.dataPeers.length;
     const record = recordGatewayConnects();
     try {
@@ -54,22 +66,24 @@ describe('a stranger connecting to a passive pinhole first', () => {
       const reply = await client.command(verb);
       const port = verb === 'PASV' ? parse227(reply.text).port : parse229(reply.text);
 
-      for (const stranger of [THIRD_HOST, OTHER_CLIENT]) {
+      for (const stranger of [THIRD_HOST, OTHER_CLIENT, THIRD_HOST]) {
         expect(await probe(port, stranger, Buffer.from('stolen upload'))).toEqual({ outcome: 'closed', bytes: 0 });
       }
-      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 2);
+      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 3);
+      expect(await wrongPeers('passive')).toBe(passiveBefore + 3);
       expect(fake.dataPeers).toHaveLength(peersBefore); // the gateway did not connect upstream for them
       expect(record.targets).toHaveLength(1); // the control connection only
       expect(gw.gateway.stats().pinholes).toBe(1); // still waiting for the client
 
       await client.write('RETR secret.bin\r\n');
       const data = readDataConnection(port);
+      // 150 means the upstream's data connection is up, so the gateway accepted the client's before:
+      // from then on the port listens no more, for anyone.
       expect((await client.reply()).code).toBe(150);
+      expect((await probe(port, CLIENT)).outcome).toBe('refused');
       expect(sha256(await data)).toBe(sha256(PAYLOAD));
       expect((await client.reply()).code).toBe(226);
       expect(fake.uploads.size).toBe(0); // the stranger's bytes went nowhere
-
-      // Once the client is in, the port listens no more.
       expect((await probe(port, THIRD_HOST)).outcome).toBe('refused');
     } finally {
       record.stop();
@@ -78,28 +92,36 @@ describe('a stranger connecting to a passive pinhole first', () => {
 });
 
 describe('a stranger connecting to an active pinhole first', () => {
-  it('is closed; the client gets nothing from it; the upstream then connects and the client downloads', async () => {
+  it.each(['PORT', 'EPRT'] as const)('%s: is closed; the client gets nothing from it; the upstream then connects and the client downloads', async (verb) => {
     const wrongBefore = await counterTotal(gw.gateway, WRONG_PEER);
+    const activeBefore = await wrongPeers('active');
     const own = await listen(CLIENT);
     try {
       const client = await session();
-      expect((await client.command(`PORT 127,0,0,1,${own.port >> 8},${own.port & 0xff}`)).code).toBe(200);
-      const announced = parsePort(fake.connections.at(-1)?.lines.at(-1)?.slice(5) ?? '');
-      expect(announced?.host).toBe(CLIENT); // the gateway's private address
-      const pinhole = announced?.port as number;
+      const arg = verb === 'PORT' ? portArg(CLIENT, own.port) : eprtArg(CLIENT, own.port);
+      expect((await client.command(`${verb} ${arg}`)).code).toBe(200);
+      const announced = parseActiveLine(fake.connections.at(-1)?.lines.at(-1) ?? '');
+      expect(announced.verb).toBe(verb);
+      expect(announced.address).toBe(CLIENT); // the gateway's private address
+      const pinhole = announced.port;
       expect(inRange(pinhole, activePorts)).toBe(true);
 
-      for (const stranger of [THIRD_HOST, OTHER_CLIENT]) {
+      for (const stranger of [THIRD_HOST, OTHER_CLIENT, THIRD_HOST]) {
         expect(await probe(pinhole, stranger, Buffer.from('forged download'))).toEqual({ outcome: 'closed', bytes: 0 });
       }
-      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 2);
+      expect(await counterTotal(gw.gateway, WRONG_PEER)).toBe(wrongBefore + 3);
+      expect(await wrongPeers('active')).toBe(activeBefore + 3);
+      expect(gw.gateway.stats().pinholes).toBe(1); // still waiting for the upstream
       expect(own.peers).toEqual([]); // the gateway did not connect to the client for them
 
       await client.write('RETR secret.bin\r\n'); // the fake upstream now connects to the pinhole
       expect((await client.reply()).code).toBe(150);
       const socket = await own.connection();
+      // The upstream is in: the port listens no more, not even for the upstream's address.
+      expect((await probe(pinhole, CLIENT)).outcome).toBe('refused');
       await once(socket, 'end');
       expect(sha256(own.received())).toBe(sha256(PAYLOAD));
+      expect(own.peers).toEqual([CLIENT]);
       expect((await client.reply()).code).toBe(226);
     } finally {
       await own.close();

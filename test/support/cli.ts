@@ -1,11 +1,11 @@
 /**
- * The built command line (`node dist/cli.js --config FILE`) as a child
- * process for operations tests: its JSON log lines, awaited by predicate,
- * its exit, and signals. Only children started here are ever killed, by
- * their own handle.
+ * The built command line (`node dist/cli.js ARGS`) as a child process for
+ * tests: its JSON log lines, awaited by predicate, everything it wrote, its
+ * exit, and signals. Only children started here are ever killed, by their
+ * own handle.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,9 @@ export type LogLine = Readonly<Record<string, unknown>> & { readonly msg?: strin
 export interface CliExit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
+  /** Everything written to stdout and stderr. */
+  readonly stdout: string;
+  readonly stderr: string;
 }
 
 export interface CliProcess {
@@ -55,17 +58,32 @@ export function configFile(config: unknown, name = 'ftp-alg.json'): ConfigFile {
   return { path, write, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** `ftp-alg --config FILE`. */
 export function startCli(configPath: string): CliProcess {
-  const env = { ...process.env };
-  delete env.FTP_ALG_CONFIG;
-  const child = spawn(process.execPath, [CLI_PATH, '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return runCli(['--config', configPath]);
+}
+
+/** `ftp-alg --check-config FILE`, to its exit. */
+export function checkConfig(configPath: string): Promise<CliExit> {
+  return runCli(['--check-config', configPath]).exited;
+}
+
+/** `node dist/cli.js ...args`, FTP_ALG_CONFIG unset unless `env` sets it. */
+export function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): CliProcess {
+  if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
+  const baseEnv = { ...process.env };
+  delete baseEnv.FTP_ALG_CONFIG;
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: { ...baseEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error('could not start the ftp-alg CLI');
   running.add(child);
   const lines: LogLine[] = [];
   let other = '';
+  let stdout = '';
+  let stderr = '';
   let partial = '';
   const watchers = new Set<() => void>();
   child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
     partial += text;
     let lf = partial.indexOf('\n');
     while (lf !== -1) {
@@ -81,14 +99,16 @@ export function startCli(configPath: string): CliProcess {
     for (const w of [...watchers]) w();
   });
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
     other += text;
   });
   let hasExited = false;
   const exited = new Promise<CliExit>((resolve) => {
-    child.once('exit', (code, signal) => {
+    child.once('close', (code, signal) => {
+      // 'close', not 'exit': by then stdout and stderr have been read to their end
       hasExited = true;
       running.delete(child);
-      resolve({ code, signal });
+      resolve({ code, signal, stdout, stderr });
       for (const w of [...watchers]) w();
     });
   });
@@ -142,7 +162,7 @@ export async function killStartedClis(): Promise<void> {
   const waits = [...running].map(
     (child) =>
       new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
+        child.once('close', () => resolve());
         child.kill('SIGKILL');
       }),
   );

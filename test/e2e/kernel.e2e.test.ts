@@ -191,9 +191,9 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
       expect(Number(done.upBytes)).toBeLessThan(1_024);
       expect(gatewayLines('pinhole relayed')).toEqual([]);
-      // The elements went in over the gateway's own netlink socket, not through an nft process.
-      expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'netlink' })]);
-      expect(await childCommands(gateway as RunningGateway)).toEqual(['conntrack']);
+      // The elements went in over the gateway's own netlink sockets, and the flow's events came back on them: no nft, no conntrack process.
+      expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'netlink', events: 'netlink' })]);
+      expect(await childCommands(gateway as RunningGateway)).toEqual([]);
       const text = await metrics(gateway as RunningGateway);
       expect(metric(text, 'ftp_alg_data_plane', 'kind="nftables"')).toBe(1);
       expect(metric(text, 'ftp_alg_pinholes_by_plane_total', 'plane="nftables",reason="kernel"')).toBe(1);
@@ -294,7 +294,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_kernel_plane_errors_total', 'op="open"')).toBe(1);
     });
 
-    it('without the native netlink module the plane drives a long-lived nft -i instead, says so, and forwards byte-exact', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
+    it('without the native netlink module the plane drives a long-lived nft -i and conntrack -E instead, says so, and forwards byte-exact', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
       await gateway?.stop();
       // The built CLI behind a loader that refuses the `netlink` package, as on a platform without its prebuild.
       const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-nonl-'));
@@ -310,7 +310,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       );
       try {
         gateway = await startGateway(topo(), kernelConfig(), cli);
-        expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'nft', why: 'netlink hidden by the test' })]);
+        expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'nft', events: 'conntrack', why: 'netlink hidden by the test' })]);
         const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last' }, { op: 'read' }]);
         expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
         const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));

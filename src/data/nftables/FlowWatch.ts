@@ -1,20 +1,37 @@
 /**
- * Conntrack events of the gateway's network namespace from one long-lived
- * `conntrack -E` child, handed to whoever watches a (pinhole address, port).
+ * Conntrack events of the gateway's network namespace, handed to whoever
+ * watches a (pinhole address, port): from ctnetlink in the process
+ * (NetlinkFlowWatch.ts) or, here, from one long-lived `conntrack -E` child.
  * Events rather than polling: a flow's start and end arrive within
  * milliseconds, cost nothing while nothing happens, and an ended flow (both
  * FINs, a reset, or gone) is the signal that gives a port back to its pool.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { endChild, onLines } from './child.js';
-import { type FlowEvent, parseFlowEvent } from './flowEvents.js';
+import type { Family } from '../../common/address.js';
+import { endChild, onLines, runTool } from './child.js';
+import { type FlowEvent, parseFlowEvent, type Tuple } from './flowEvents.js';
 
 export type FlowListener = (event: FlowEvent) => void;
+
+/** Where flow starts and ends come from, and how a flow is ended early. */
+export interface FlowSource {
+  readonly name: 'netlink' | 'conntrack';
+  /** Resolves once events are being received. */
+  start(): Promise<void>;
+  watch(address: string, port: number, listener: FlowListener): void;
+  unwatch(address: string, port: number): void;
+  /** Delete one flow from conntrack (its next segment meets no NAT and is refused); resolves whether or not it existed. */
+  cut(family: Family, flow: Tuple): Promise<void>;
+  close(): Promise<void>;
+  /** Called once if events stop for good (the child exited). */
+  onExit: (reason: string) => void;
+}
 
 const EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
 
 
-export class FlowWatch {
+export class FlowWatch implements FlowSource {
+  readonly name = 'conntrack';
   private child: ChildProcess | undefined;
   private readonly listeners = new Map<string, FlowListener>();
   onExit: (reason: string) => void = () => undefined;
@@ -56,6 +73,11 @@ export class FlowWatch {
 
   unwatch(address: string, port: number): void {
     this.listeners.delete(`${address}|${port}`);
+  }
+
+  async cut(family: Family, flow: Tuple): Promise<void> {
+    const args = ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'tcp', '-s', flow.src, '-d', flow.dst, '--sport', `${flow.sport}`, '--dport', `${flow.dport}`];
+    await runTool(this.binary, args, undefined, 'cut').catch(() => undefined); // gone already: fine
   }
 
   async close(): Promise<void> {

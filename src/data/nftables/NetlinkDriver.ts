@@ -24,9 +24,11 @@ export interface RawSocket {
   on(event: 'message', listener: (msg: Buffer) => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
   send(msg: Uint8Array, options?: object, callback?: (err?: Error) => void): void;
+  addMembership(group: number): void;
   close(): void;
 }
-export type RawSocketFactory = () => RawSocket;
+/** A NETLINK_NETFILTER socket. */
+export type RawSocketFactory = (options: { recvBufferSize?: number }) => RawSocket;
 
 /**
  * The native socket's constructor, or why it cannot load (no prebuild for
@@ -37,7 +39,7 @@ export function loadNetlink(): RawSocketFactory | Error {
     const require = createRequire(import.meta.url);
     const mod = require('netlink/dist/raw.js') as { RawNetlinkSocket: new (protocol: number, options?: object) => RawSocket };
     const Socket = mod.RawNetlinkSocket;
-    return () => new Socket(NETLINK_NETFILTER, { recvBufferSize: RECV_BUFFER_BYTES });
+    return (options) => new Socket(NETLINK_NETFILTER, options);
   } catch (err) {
     return err as Error;
   }
@@ -73,7 +75,7 @@ export class NetlinkDriver implements ElementDriver {
 
   /** Open the socket (throws if the kernel refuses one). */
   start(): void {
-    const socket = this.factory();
+    const socket = this.factory({ recvBufferSize: RECV_BUFFER_BYTES });
     socket.on('message', (msg) => this.onDatagram(msg));
     // A lost answer (ENOBUFS) or a dead socket: what is pending can no longer be trusted.
     socket.on('error', (err) => this.failAll(`netlink socket: ${err.message}`));

@@ -1,9 +1,11 @@
-/** The two helper processes of the kernel plane (nft, conntrack): read by lines, ended within a bound. */
-import type { ChildProcess } from 'node:child_process';
+/** The helper processes of the kernel plane (nft, conntrack): read by lines, ended within a bound, or run to their end. */
+import { execFile, type ChildProcess } from 'node:child_process';
+import { KernelPlaneError } from '../../common/errors.js';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
 const EXIT_WAIT_MS = 2_000;
+const TOOL_TIMEOUT_MS = 10_000;
 
 export function onLines(stream: Readable | null, handle: (line: string) => void): void {
   if (stream !== null) createInterface({ input: stream, crlfDelay: Infinity }).on('line', handle);
@@ -17,4 +19,15 @@ export async function endChild(child: ChildProcess, ask: () => void): Promise<vo
   const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_WAIT_MS);
   await exited;
   clearTimeout(timer);
+}
+
+/** Run a tool to its end (bounded); its stdout, or a KernelPlaneError naming `op` with its stderr. */
+export function runTool(cmd: string, args: readonly string[], stdin: string | undefined, op: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, [...args], { timeout: TOOL_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      if (err === null) resolve(stdout);
+      else reject(new KernelPlaneError(op, `${cmd}: ${stderr.trim() || err.message}`));
+    });
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
 }

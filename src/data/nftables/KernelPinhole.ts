@@ -55,6 +55,8 @@ export class KernelPinhole implements PinholeHandle {
   private closeReason = '';
   private finished = false;
   private finishing = false;
+  /** The elements are gone already (closed unused): a late flow's finish has no counters to read. */
+  private removed = false;
   private readonly closeWaiters: (() => void)[] = [];
   private log: Logger;
 
@@ -210,6 +212,7 @@ export class KernelPinhole implements PinholeHandle {
   /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
   private async closeUnused(): Promise<void> {
     await this.removeElements();
+    this.removed = true;
     await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
     if (this.flow === undefined) void this.finish();
     this.log.debug({ reason: this.closeReason }, 'pinhole closed unused');
@@ -231,7 +234,9 @@ export class KernelPinhole implements PinholeHandle {
     if (this.finishing) return;
     this.finishing = true;
     const key = this.key as PinholeKey;
-    if (this.flow === undefined || !(await this.readCountersAndRemove(key))) await this.removeElements();
+    // Closed unused (then perhaps a flow admitted at the last moment was cut): nothing left to read or remove.
+    const gone = this.removed || (this.flow !== undefined && (await this.readCountersAndRemove(key)));
+    if (!gone) await this.removeElements();
     this.deps.flows.unwatch(key.address, key.port);
     this.held?.pool.release(key.port);
     this.held = undefined;

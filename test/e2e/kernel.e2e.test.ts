@@ -191,9 +191,9 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
       expect(Number(done.upBytes)).toBeLessThan(1_024);
       expect(gatewayLines('pinhole relayed')).toEqual([]);
-      // The elements went in over the gateway's own netlink sockets, and the flow's events came back on them: no nft, no conntrack process.
-      expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'netlink', events: 'netlink' })]);
-      expect(await childCommands(gateway as RunningGateway)).toEqual([]);
+      // The elements went in over the gateway's own netlink socket: no nft process (conntrack -E still brings the events).
+      expect(gatewayLines('nftables driver')).toEqual([expect.objectContaining({ driver: 'netlink', events: 'conntrack' })]);
+      expect(await childCommands(gateway as RunningGateway)).toEqual(['conntrack']);
       const text = await metrics(gateway as RunningGateway);
       expect(metric(text, 'ftp_alg_data_plane', 'kind="nftables"')).toBe(1);
       expect(metric(text, 'ftp_alg_pinholes_by_plane_total', 'plane="nftables",reason="kernel"')).toBe(1);
@@ -294,7 +294,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(metric(await metrics(gateway as RunningGateway), 'ftp_alg_kernel_plane_errors_total', 'op="open"')).toBe(1);
     });
 
-    it('without the native netlink module the plane drives a long-lived nft -i and conntrack -E instead, says so, and forwards byte-exact', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
+    it('without the native netlink module the plane drives a long-lived nft -i instead, says so, and forwards byte-exact', { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
       await gateway?.stop();
       // The built CLI behind a loader that refuses the `netlink` package, as on a platform without its prebuild.
       const dir = await mkdtemp(join(tmpdir(), 'ftpalg-e2e-nonl-'));
@@ -331,6 +331,9 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         ...LOGIN,
         { op: 'send', line: 'PASV' },
         { op: 'dial', port: 'last', hold: true },
+        // Let the flow's NEW event reach the gateway before the next PASV closes what it still thinks is waiting
+        // (a flow it learns of only after that is cut: not what this test is about).
+        { op: 'sleep', ms: 300 },
         { op: 'send', line: 'PASV' },
         { op: 'sleep', ms: 4_000 },
       ]);
@@ -356,7 +359,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         return Number(m?.[1]) * 256 + Number(m?.[2]);
       };
       expect(portOf(opened[3])).toBe(flowPort);
-      const waiting = portOf(opened[5]);
+      const waiting = portOf(opened[6]);
       expect(listing).toContain(`. ${waiting} `);
       // The new gateway purged the table (the waiting pinhole no longer admits) and cut the forwarded flow.
       expect(await probe('client', [{ op: 'dial', port: waiting }])).toEqual(['refused']);

@@ -1,7 +1,7 @@
 /**
- * Conntrack events of the gateway's network namespace, handed to whoever
- * watches a (pinhole address, port): from ctnetlink in the process
- * (NetlinkFlowWatch.ts) or, here, from one long-lived `conntrack -E` child.
+ * Conntrack events of the gateway's network namespace from one long-lived
+ * `conntrack -E` child, handed to whoever watches a (pinhole address, port).
+ * (Not a ctnetlink subscription in the process: see ctNetlink.ts for why.)
  * Events rather than polling: a flow's start and end arrive within
  * milliseconds, cost nothing while nothing happens, and an ended flow (both
  * FINs, a reset, or gone) is the signal that gives a port back to its pool.
@@ -13,25 +13,10 @@ import { type FlowEvent, parseFlowEvent, type Tuple } from './flowEvents.js';
 
 export type FlowListener = (event: FlowEvent) => void;
 
-/** Where flow starts and ends come from, and how a flow is ended early. */
-export interface FlowSource {
-  readonly name: 'netlink' | 'conntrack';
-  /** Resolves once events are being received. */
-  start(): Promise<void>;
-  watch(address: string, port: number, listener: FlowListener): void;
-  unwatch(address: string, port: number): void;
-  /** Delete one flow from conntrack (its next segment meets no NAT and is refused); resolves whether or not it existed. */
-  cut(family: Family, flow: Tuple): Promise<void>;
-  close(): Promise<void>;
-  /** Called once if events stop for good (the child exited). */
-  onExit: (reason: string) => void;
-}
-
 const EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
 
 
-export class FlowWatch implements FlowSource {
-  readonly name = 'conntrack';
+export class FlowWatch {
   private child: ChildProcess | undefined;
   private readonly listeners = new Map<string, FlowListener>();
   onExit: (reason: string) => void = () => undefined;
@@ -75,6 +60,7 @@ export class FlowWatch implements FlowSource {
     this.listeners.delete(`${address}|${port}`);
   }
 
+  /** Delete one flow with `conntrack -D` (the fallback of NetlinkDriver.cutFlow); resolves whether or not it existed. */
   async cut(family: Family, flow: Tuple): Promise<void> {
     const args = ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'tcp', '-s', flow.src, '-d', flow.dst, '--sport', `${flow.sport}`, '--dport', `${flow.dport}`];
     await runTool(this.binary, args, undefined, 'cut').catch(() => undefined); // gone already: fine

@@ -1,10 +1,10 @@
 /**
  * The kernel data plane: pinholes as elements of the gateway's own nftables
  * table (see ruleset.ts), driven over netlink from the process
- * (NetlinkDriver.ts), with flow starts and ends from ctnetlink events
- * (NetlinkFlowWatch.ts); when the native module cannot load, through one
- * long-lived `nft -i` (NftShell.ts) and one `conntrack -E` (FlowWatch.ts)
- * instead. The table itself is installed and removed by the `nft` CLI.
+ * (NetlinkDriver.ts, which also deletes flows) or, when the native module
+ * cannot load, through one long-lived `nft -i` (NftShell.ts) and
+ * `conntrack -D`; flow starts and ends come from one `conntrack -E`
+ * (FlowWatch.ts). The table itself is installed and removed by the `nft` CLI.
  * What the kernel cannot do alone
  * goes to the relay plane, per pinhole, logged and counted: legs of two
  * families, mode conversion (both legs listen or both connect), TLS data, a
@@ -18,12 +18,13 @@ import type { Logger } from '../../observe/logger.js';
 import type { Metrics } from '../../observe/metrics.js';
 import type { DataPlane, PinholeHandle, PinholeRequest } from '../DataPlane.js';
 import { flowEnded, parseFlowEvent } from './flowEvents.js';
-import { type FlowSource, FlowWatch } from './FlowWatch.js';
+import { FlowWatch } from './FlowWatch.js';
+import type { Tuple } from './flowEvents.js';
+import type { Family } from '../../common/address.js';
 import { runTool } from './child.js';
 import type { ElementDriver } from './ElementDriver.js';
 import { type KernelLegs, KernelPinhole } from './KernelPinhole.js';
 import { loadNetlink, NetlinkDriver } from './NetlinkDriver.js';
-import { NetlinkFlowWatch } from './NetlinkFlowWatch.js';
 import { NftShell } from './NftShell.js';
 import { deleteTableCommand, probeOps, tableScript } from './ruleset.js';
 
@@ -43,7 +44,9 @@ export interface KernelPlaneOptions {
 export class KernelDataPlane implements DataPlane {
   readonly kind = 'nftables';
   private elements: ElementDriver = new NftShell();
-  private flows: FlowSource = new FlowWatch();
+  private readonly flows = new FlowWatch();
+  /** Ends a flow now: over netlink, or `conntrack -D`. */
+  private cut: (family: Family, flow: Tuple) => Promise<void> = (family, flow) => this.flows.cut(family, flow);
   private healthy = false;
   private closing = false;
 
@@ -90,7 +93,7 @@ export class KernelDataPlane implements DataPlane {
       return this.options.fallback.pinhole(request);
     }
     metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
-    const deps = { elements: this.elements, flows: this.flows, onError: (op: string) => this.countError(op), shards: this.shards };
+    const deps = { elements: this.elements, flows: this.flows, cut: this.cut, onError: (op: string) => this.countError(op), shards: this.shards };
     return new KernelPinhole(deps, request, plan);
   }
 
@@ -130,31 +133,20 @@ export class KernelDataPlane implements DataPlane {
     return { listen: { name, host: listenReq.host, pool: listenReq.pool, expectedPeer: listenReq.expectedPeer }, connect: { ...connect, localAddress: source } };
   }
 
-  /**
-   * Netlink for both elements and flow events unless its native module
-   * cannot load: then `nft -i` and `conntrack -E`. Logged either way.
-   */
+  /** Netlink for elements and flow deletions unless its native module cannot load: then `nft -i` and `conntrack -D`. Logged either way. */
   private chooseDrivers(): void {
     const factory = loadNetlink();
     if (!(factory instanceof Error)) {
-      this.elements = new NetlinkDriver(factory);
-      const flows = new NetlinkFlowWatch(factory);
-      flows.onLoss = (reason) => this.eventsLost(reason);
-      this.flows = flows;
-      this.options.log.info({ driver: 'netlink', events: 'netlink' }, 'nftables driver');
+      const netlink = new NetlinkDriver(factory);
+      this.elements = netlink;
+      this.cut = (family, flow) => netlink.cutFlow(family, flow);
+      this.options.log.info({ driver: 'netlink', events: 'conntrack' }, 'nftables driver');
       return;
     }
     const shell = new NftShell();
     shell.onExit = (reason) => this.lost('nft', reason);
     this.elements = shell;
-    this.flows = new FlowWatch();
     this.options.log.info({ driver: 'nft', events: 'conntrack', why: factory.message }, 'nftables driver');
-  }
-
-  /** Conntrack events were dropped: a flow's start or end may never be seen (its pinhole's idle check still ends it). */
-  private eventsLost(reason: string): void {
-    this.countError('events');
-    this.options.log.warn({ reason }, 'conntrack events lost');
   }
 
   /** nft or conntrack died: new pinholes go to the relay until nft runs again (conntrack loss is final). */
@@ -185,7 +177,7 @@ export class KernelDataPlane implements DataPlane {
       const e = parseFlowEvent(line);
       // An ended flow (TIME_WAIT, CLOSE) is safe: a new SYN on its tuple makes conntrack drop it and start afresh.
       if (e === undefined || e.reply.src === e.orig.dst || !inRange(e.orig.dport) || flowEnded(e)) continue;
-      await this.flows.cut(familyOf(e.orig.src), e.orig);
+      await this.cut(familyOf(e.orig.src), e.orig);
       this.options.log.warn({ src: e.orig.src, port: e.orig.dport }, 'stale forwarded flow from an earlier run cut');
     }
   }

@@ -14,7 +14,7 @@ import type { PortPool } from '../PortPool.js';
 import type { ShardedPool } from '../ShardedPool.js';
 import { logTransfer } from '../transferLog.js';
 import { type FlowEvent, type Tuple, flowEnded } from './flowEvents.js';
-import type { FlowSource } from './FlowWatch.js';
+import type { FlowWatch } from './FlowWatch.js';
 import type { ElementDriver } from './ElementDriver.js';
 import { type PinholeKey, type PinholeTarget, type Counter, closeOps, countersOps, finishOps, openOps, payloadBytes } from './ruleset.js';
 
@@ -28,7 +28,9 @@ const CUT_WAIT_MS = 5_000;
 
 export interface KernelPinholeDeps {
   readonly elements: ElementDriver;
-  readonly flows: FlowSource;
+  readonly flows: FlowWatch;
+  /** Ends a flow now; resolves whether or not it existed. */
+  readonly cut: (family: 4 | 6, flow: Tuple) => Promise<void>;
   readonly onError: (op: string) => void;
   /** How many shards the pools have (one per relay worker). */
   readonly shards: number;
@@ -220,7 +222,7 @@ export class KernelPinhole implements PinholeHandle {
 
   private async cutFlow(): Promise<void> {
     const flow = this.flow as Tuple;
-    await this.deps.flows.cut((this.key as PinholeKey).family, flow);
+    await this.deps.cut((this.key as PinholeKey).family, flow);
     const bound = setTimeout(() => {
       this.flowOver = true;
       void this.finish();

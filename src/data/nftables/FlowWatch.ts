@@ -14,11 +14,14 @@ import { type FlowEvent, parseFlowEvent, type Tuple } from './flowEvents.js';
 export type FlowListener = (event: FlowEvent) => void;
 
 const EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
+const FIRST_DPORT = /\bdport=(\d+)/;
 
 
 export class FlowWatch {
   private child: ChildProcess | undefined;
   private readonly listeners = new Map<string, FlowListener>();
+  /** How many watchers each port has (any address). */
+  private readonly ports = new Map<number, number>();
   onExit: (reason: string) => void = () => undefined;
 
   constructor(private readonly binary = 'conntrack') {}
@@ -53,11 +56,16 @@ export class FlowWatch {
   }
 
   watch(address: string, port: number, listener: FlowListener): void {
-    this.listeners.set(`${address}|${port}`, listener);
+    const key = `${address}|${port}`;
+    if (!this.listeners.has(key)) this.ports.set(port, (this.ports.get(port) ?? 0) + 1);
+    this.listeners.set(key, listener);
   }
 
   unwatch(address: string, port: number): void {
-    this.listeners.delete(`${address}|${port}`);
+    if (!this.listeners.delete(`${address}|${port}`)) return;
+    const left = (this.ports.get(port) ?? 1) - 1;
+    if (left === 0) this.ports.delete(port);
+    else this.ports.set(port, left);
   }
 
   /** Delete one flow with `conntrack -D` (the fallback of NetlinkDriver.cutFlow); resolves whether or not it existed. */
@@ -74,6 +82,10 @@ export class FlowWatch {
   }
 
   private onLine(line: string): void {
+    // Most events are not a pinhole's (control connections, other traffic): the first dport= is the
+    // original destination port, and only a watched one is worth a full parse.
+    const dport = FIRST_DPORT.exec(line)?.[1];
+    if (dport === undefined || !this.ports.has(Number(dport))) return;
     const event = parseFlowEvent(line);
     if (event !== undefined) this.listeners.get(`${event.orig.dst}|${event.orig.dport}`)?.(event);
   }

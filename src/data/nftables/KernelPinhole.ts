@@ -57,8 +57,8 @@ export class KernelPinhole implements PinholeHandle {
   private closeReason = '';
   private finished = false;
   private finishing = false;
-  /** The elements are gone already (closed unused): a late flow's finish has no counters to read. */
-  private removed = false;
+  /** The removal of a pinhole closed unused: a late flow's finish has no counters to read, nor elements to remove. */
+  private removal: Promise<void> | undefined;
   private readonly closeWaiters: (() => void)[] = [];
   private log: Logger;
 
@@ -213,8 +213,8 @@ export class KernelPinhole implements PinholeHandle {
 
   /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
   private async closeUnused(): Promise<void> {
-    await this.removeElements();
-    this.removed = true;
+    this.removal = this.removeElements();
+    await this.removal;
     await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
     if (this.flow === undefined) void this.finish();
     this.log.debug({ reason: this.closeReason }, 'pinhole closed unused');
@@ -236,8 +236,11 @@ export class KernelPinhole implements PinholeHandle {
     if (this.finishing) return;
     this.finishing = true;
     const key = this.key as PinholeKey;
-    // Closed unused (then perhaps a flow admitted at the last moment was cut): nothing left to read or remove.
-    const gone = this.removed || (this.flow !== undefined && (await this.readCountersAndRemove(key)));
+    let gone = false;
+    if (this.removal !== undefined) {
+      await this.removal; // closed unused (then perhaps a flow admitted at the last moment was cut): nothing left
+      gone = true;
+    } else if (this.flow !== undefined) gone = await this.readCountersAndRemove(key);
     if (!gone) await this.removeElements();
     this.deps.flows.unwatch(key.address, key.port);
     this.held?.pool.release(key.port);

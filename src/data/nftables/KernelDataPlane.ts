@@ -1,14 +1,15 @@
 /**
  * The kernel data plane: pinholes as elements of the gateway's own nftables
  * table (see ruleset.ts), driven over netlink from the process
- * (NetlinkDriver.ts) or, when the native module cannot load, through one
- * long-lived `nft -i` (NftShell.ts), with flow starts and ends from one
- * `conntrack -E`. What the kernel cannot do alone
+ * (NetlinkDriver.ts, which also deletes flows) or, when the native module
+ * cannot load, through one long-lived `nft -i` (NftShell.ts) and
+ * `conntrack -D`; flow starts and ends come from one `conntrack -E`
+ * (FlowWatch.ts). The table itself is installed and removed by the `nft` CLI.
+ * What the kernel cannot do alone
  * goes to the relay plane, per pinhole, logged and counted: legs of two
  * families, mode conversion (both legs listen or both connect), TLS data, a
  * fixed source port, and everything while nft or conntrack is down.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { familyOf } from '../../common/address.js';
 import { KernelPlaneError } from '../../common/errors.js';
@@ -16,8 +17,11 @@ import type { PortRange } from '../../config/types.js';
 import type { Logger } from '../../observe/logger.js';
 import type { Metrics } from '../../observe/metrics.js';
 import type { DataPlane, ForwardRequest, PinholeHandle, PinholeRequest } from '../DataPlane.js';
-import { parseFlowEvent, type Tuple } from './flowEvents.js';
+import { flowEnded, parseFlowEvent } from './flowEvents.js';
 import { FlowWatch } from './FlowWatch.js';
+import type { Tuple } from './flowEvents.js';
+import type { Family } from '../../common/address.js';
+import { runTool } from './child.js';
 import type { ElementDriver } from './ElementDriver.js';
 import { ForwardEntry } from './ForwardEntry.js';
 import { type KernelLegs, KernelPinhole } from './KernelPinhole.js';
@@ -26,7 +30,6 @@ import { NftShell } from './NftShell.js';
 import { deleteTableCommand, probeOps, tableScript } from './ruleset.js';
 
 const RESTART_DELAY_MS = 1_000;
-const TOOL_TIMEOUT_MS = 10_000;
 
 /** Why a pinhole is relayed instead: the metric's `reason`. */
 export type RelayReason = 'family' | 'mode-conversion' | 'tls' | 'kernel-error' | 'source-port' | 'proxy-header';
@@ -37,14 +40,14 @@ export interface KernelPlaneOptions {
   readonly metrics: Metrics;
   /** Every pinhole range of every site at start: flows a killed predecessor left on them are cut. */
   readonly ranges: readonly PortRange[];
-  /** Which element driver: `auto` is netlink when its native module loads, else `nft -i` (tests force one). */
-  readonly driver?: 'auto' | 'netlink' | 'nft';
 }
 
 export class KernelDataPlane implements DataPlane {
   readonly kind = 'nftables';
   private elements: ElementDriver = new NftShell();
   private readonly flows = new FlowWatch();
+  /** Ends a flow now: over netlink, or `conntrack -D`. */
+  private cut: (family: Family, flow: Tuple) => Promise<void> = (family, flow) => this.flows.cut(family, flow);
   private healthy = false;
   private closing = false;
 
@@ -60,18 +63,19 @@ export class KernelDataPlane implements DataPlane {
   }
 
   /**
-   * Install the table (replacing a stale one), cut flows left on the ranges,
-   * start nft and conntrack. On failure nothing of it is left running (the
+   * Install the table (replacing a stale one), start the element driver and
+   * the flow events, cut flows left on the ranges. On failure nothing of it is left running (the
    * relay plane it falls back to stays open).
    */
   async start(): Promise<void> {
     try {
       await runTool('nft', ['-f', '-'], tableScript(), 'install');
-      await this.cutStaleFlows();
+      this.chooseDrivers();
       await this.flows.start().catch((err: Error) => {
         throw new KernelPlaneError('conntrack', err.message);
       });
-      this.elements = this.chooseDriver();
+      await this.cutStaleFlows();
+      this.elements.start();
       await this.elements.apply('probe', probeOps());
     } catch (err) {
       await this.stopTools();
@@ -90,7 +94,7 @@ export class KernelDataPlane implements DataPlane {
       return this.options.fallback.pinhole(request);
     }
     metrics.pinholesByPlane.inc({ site, plane: 'nftables', reason: 'kernel' });
-    const deps = { elements: this.elements, flows: this.flows, cut: (f: 4 | 6, t: Tuple) => this.cut(f, t), onError: (op: string) => this.countError(op), shards: this.shards };
+    const deps = { elements: this.elements, flows: this.flows, cut: this.cut, onError: (op: string) => this.countError(op), shards: this.shards };
     return new KernelPinhole(deps, request, plan);
   }
 
@@ -136,27 +140,20 @@ export class KernelDataPlane implements DataPlane {
     return { listen: { name, host: listenReq.host, pool: listenReq.pool, expectedPeer: listenReq.expectedPeer }, connect: { ...connect, localAddress: source } };
   }
 
-  /** Netlink unless its native module cannot load or open a socket (or the options say otherwise); logged either way. */
-  private chooseDriver(): ElementDriver {
-    const wanted = this.options.driver ?? 'auto';
-    const factory = wanted === 'nft' ? new Error('driver nft configured') : loadNetlink();
-    let why = factory instanceof Error ? factory.message : '';
+  /** Netlink for elements and flow deletions unless its native module cannot load: then `nft -i` and `conntrack -D`. Logged either way. */
+  private chooseDrivers(): void {
+    const factory = loadNetlink();
     if (!(factory instanceof Error)) {
       const netlink = new NetlinkDriver(factory);
-      try {
-        netlink.start();
-        this.options.log.info({ driver: 'netlink' }, 'nftables driver');
-        return netlink;
-      } catch (err) {
-        why = (err as Error).message;
-      }
+      this.elements = netlink;
+      this.cut = (family, flow) => netlink.cutFlow(family, flow);
+      this.options.log.info({ driver: 'netlink', events: 'conntrack' }, 'nftables driver');
+      return;
     }
-    if (wanted === 'netlink') throw new KernelPlaneError('driver', `netlink unavailable: ${why}`);
-    this.options.log.info({ driver: 'nft', why }, 'nftables driver');
     const shell = new NftShell();
     shell.onExit = (reason) => this.lost('nft', reason);
-    shell.start();
-    return shell;
+    this.elements = shell;
+    this.options.log.info({ driver: 'nft', events: 'conntrack', why: factory.message }, 'nftables driver');
   }
 
   /** nft or conntrack died: new pinholes go to the relay until nft runs again (conntrack loss is final). */
@@ -179,19 +176,14 @@ export class KernelDataPlane implements DataPlane {
     this.options.metrics.kernelPlaneErrors.inc({ op });
   }
 
-  /** Delete one flow from conntrack: its next segment, either way, meets no NAT and is refused. */
-  private async cut(family: 4 | 6, flow: Tuple): Promise<void> {
-    const args = ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'tcp', '-s', flow.src, '-d', flow.dst, '--sport', `${flow.sport}`, '--dport', `${flow.dport}`];
-    await runTool('conntrack', args, undefined, 'cut').catch(() => undefined); // gone already: fine
-  }
-
   /** NATed flows on our ranges outlive a killed gateway in conntrack; a new one must not share their ports. */
   private async cutStaleFlows(): Promise<void> {
     const listing = await runTool('conntrack', ['-L', '-p', 'tcp'], undefined, 'list').catch(() => '');
     const inRange = (port: number) => this.options.ranges.some((r) => port >= r.min && port <= r.max);
     for (const line of listing.split('\n')) {
       const e = parseFlowEvent(line);
-      if (e === undefined || e.reply.src === e.orig.dst || !inRange(e.orig.dport)) continue;
+      // An ended flow (TIME_WAIT, CLOSE) is safe: a new SYN on its tuple makes conntrack drop it and start afresh.
+      if (e === undefined || e.reply.src === e.orig.dst || !inRange(e.orig.dport) || flowEnded(e)) continue;
       await this.cut(familyOf(e.orig.src), e.orig);
       this.options.log.warn({ src: e.orig.src, port: e.orig.dport }, 'stale forwarded flow from an earlier run cut');
     }
@@ -204,16 +196,6 @@ function familyOrZero(address: string): 4 | 6 | 0 {
   } catch {
     return 0;
   }
-}
-
-function runTool(cmd: string, args: readonly string[], stdin: string | undefined, op: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(cmd, [...args], { timeout: TOOL_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err === null) resolve(stdout);
-      else reject(new KernelPlaneError(op, `${cmd}: ${stderr.trim() || err.message}`));
-    });
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
 }
 
 /** Can this process run the kernel plane? CAP_NET_ADMIN in effect, and IPv4 forwarding on. */

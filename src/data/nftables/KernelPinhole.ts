@@ -29,7 +29,7 @@ const CUT_WAIT_MS = 5_000;
 export interface KernelPinholeDeps {
   readonly elements: ElementDriver;
   readonly flows: FlowWatch;
-  /** Ends a flow now (conntrack -D); resolves whether or not it existed. */
+  /** Ends a flow now; resolves whether or not it existed. */
   readonly cut: (family: 4 | 6, flow: Tuple) => Promise<void>;
   readonly onError: (op: string) => void;
   /** How many shards the pools have (one per relay worker). */
@@ -57,6 +57,8 @@ export class KernelPinhole implements PinholeHandle {
   private closeReason = '';
   private finished = false;
   private finishing = false;
+  /** The removal of a pinhole closed unused: a late flow's finish has no counters to read, nor elements to remove. */
+  private removal: Promise<void> | undefined;
   private readonly closeWaiters: (() => void)[] = [];
   private log: Logger;
 
@@ -211,7 +213,8 @@ export class KernelPinhole implements PinholeHandle {
 
   /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
   private async closeUnused(): Promise<void> {
-    await this.removeElements();
+    this.removal = this.removeElements();
+    await this.removal;
     await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
     if (this.flow === undefined) void this.finish();
     this.log.debug({ reason: this.closeReason }, 'pinhole closed unused');
@@ -233,7 +236,12 @@ export class KernelPinhole implements PinholeHandle {
     if (this.finishing) return;
     this.finishing = true;
     const key = this.key as PinholeKey;
-    if (this.flow === undefined || !(await this.readCountersAndRemove(key))) await this.removeElements();
+    let gone = false;
+    if (this.removal !== undefined) {
+      await this.removal; // closed unused (then perhaps a flow admitted at the last moment was cut): nothing left
+      gone = true;
+    } else if (this.flow !== undefined) gone = await this.readCountersAndRemove(key);
+    if (!gone) await this.removeElements();
     this.deps.flows.unwatch(key.address, key.port);
     this.held?.pool.release(key.port);
     this.held = undefined;

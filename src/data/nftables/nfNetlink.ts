@@ -24,10 +24,10 @@ import type { Counter, ElementOp, Part } from './ruleset.js';
 const NLMSG_HDRLEN = 16;
 const NFGENMSG_LEN = 4;
 export const NLMSG_ERROR = 2;
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_ACK = 0x4;
 /** Create if absent; without NLM_F_EXCL an existing element is no error (nft's `add`, not `create`). */
-const NLM_F_CREATE = 0x400;
+export const NLM_F_CREATE = 0x400;
 
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
@@ -68,7 +68,7 @@ const NFTA_COUNTER_PACKETS = 2;
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
-function attr(type: number, payload: Buffer): Buffer {
+export function attr(type: number, payload: Buffer): Buffer {
   const out = Buffer.alloc(align4(4 + payload.length));
   out.writeUInt16LE(4 + payload.length, 0);
   out.writeUInt16LE(type, 2);
@@ -76,7 +76,7 @@ function attr(type: number, payload: Buffer): Buffer {
   return out;
 }
 
-function nest(type: number, children: readonly Buffer[]): Buffer {
+export function nest(type: number, children: readonly Buffer[]): Buffer {
   return attr(type | NLA_F_NESTED, Buffer.concat(children));
 }
 
@@ -230,18 +230,18 @@ export function decodeAttrs(buf: Buffer): [number, Buffer][] {
   return out;
 }
 
-function find(attrs: readonly [number, Buffer][], type: number): Buffer | undefined {
+export function findAttr(attrs: readonly [number, Buffer][], type: number): Buffer | undefined {
   return attrs.find(([t]) => t === type)?.[1];
 }
 
 function counterOfExpr(expr: Buffer): Counter | undefined {
   const attrs = decodeAttrs(expr);
-  const name = find(attrs, NFTA_EXPR_NAME)?.toString('latin1').replace(/\0.*$/s, '');
-  const data = find(attrs, NFTA_EXPR_DATA);
+  const name = findAttr(attrs, NFTA_EXPR_NAME)?.toString('latin1').replace(/\0.*$/s, '');
+  const data = findAttr(attrs, NFTA_EXPR_DATA);
   if (name !== 'counter' || data === undefined) return undefined;
   const fields = decodeAttrs(data);
-  const bytes = find(fields, NFTA_COUNTER_BYTES);
-  const packets = find(fields, NFTA_COUNTER_PACKETS);
+  const bytes = findAttr(fields, NFTA_COUNTER_BYTES);
+  const packets = findAttr(fields, NFTA_COUNTER_PACKETS);
   if (bytes?.length !== 8 || packets?.length !== 8) return undefined;
   return { packets: Number(packets.readBigUInt64BE()), bytes: Number(bytes.readBigUInt64BE()) };
 }
@@ -249,13 +249,13 @@ function counterOfExpr(expr: Buffer): Counter | undefined {
 /** The counter of the (first) element in a NEWSETELEM answer to a `get`; undefined if it holds none. */
 export function decodeElementCounter(m: NetlinkMessage): Counter | undefined {
   if (m.type !== NEWSETELEM || m.payload.length < NFGENMSG_LEN) return undefined;
-  const elements = find(decodeAttrs(m.payload.subarray(NFGENMSG_LEN)), NFTA_SET_ELEM_LIST_ELEMENTS);
-  const elem = elements === undefined ? undefined : find(decodeAttrs(elements), NFTA_LIST_ELEM);
+  const elements = findAttr(decodeAttrs(m.payload.subarray(NFGENMSG_LEN)), NFTA_SET_ELEM_LIST_ELEMENTS);
+  const elem = elements === undefined ? undefined : findAttr(decodeAttrs(elements), NFTA_LIST_ELEM);
   if (elem === undefined) return undefined;
   const fields = decodeAttrs(elem);
-  const single = find(fields, NFTA_SET_ELEM_EXPR);
+  const single = findAttr(fields, NFTA_SET_ELEM_EXPR);
   if (single !== undefined) return counterOfExpr(single);
-  const list = find(fields, NFTA_SET_ELEM_EXPRESSIONS);
+  const list = findAttr(fields, NFTA_SET_ELEM_EXPRESSIONS);
   for (const [, expr] of list === undefined ? [] : decodeAttrs(list)) {
     const c = counterOfExpr(expr);
     if (c !== undefined) return c;

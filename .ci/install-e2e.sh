@@ -28,6 +28,9 @@ apt_packages=(
   openssl
   # the PROXY protocol peer and the balancer's L4 rule of test/e2e/identity.e2e.test.ts
   haproxy nftables conntrack
+  # the balancer hosts' VRRP fail-over: `keepalived -t` in test/integration/deploy.test.ts and the daemons of
+  # test/e2e/balancerFailover.e2e.test.ts (its service is not started: .ci/run's policy-rc.d)
+  keepalived
   # runtime libraries of the unpacked pure-ftpd and proftpd-core
   libsodium23 libcap2 libcrypt1 libpam0g libssl3
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3

@@ -1,7 +1,9 @@
 /**
  * The deploy files against the real tools: `systemd-analyze verify` on the
  * unit, `nft -c` (check mode, needs root) on the committed ruleset and on
- * rulesets generated from every example config, the commands the unit runs,
+ * rulesets generated from every example config, `keepalived -t` (config
+ * test mode, in a network namespace that has the interfaces it names) on the
+ * balancer hosts' VRRP configs, the commands the unit runs,
  * and the container health check against a real HTTP listener on port 0.
  * Outside CI a suite whose tool is missing skips with a warning; in CI
  * (CI=true) nothing skips, so a missing install step fails.
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { balancerRules, controlMapUpdate, slotTargets } from '../../src/deploy/balancer.js';
+import { keepalivedConfig, type KeepalivedOptions } from '../../src/deploy/keepalived.js';
 import { nftablesRules } from '../../src/deploy/nftables.js';
 import { findOnPath } from '../support/onPath.js';
 
@@ -183,6 +186,71 @@ describeIf(nftMissing)('nftables ruleset', () => {
     const path = join(scratch, `${file}.nft`);
     writeFileSync(path, nftablesRules(loadConfigFile(join(ROOT, 'config/examples', file))));
     await check(path);
+  });
+});
+
+const keepalived = findOnPath('keepalived');
+const keepalivedMissing = keepalived === undefined ? 'keepalived is not installed (apt-get install keepalived)' : !isRoot ? 'keepalived -t needs a network namespace, so root' : undefined;
+
+describeIf(keepalivedMissing)('keepalived config (balancer host fail-over)', () => {
+  // keepalived -t refuses a config naming interfaces that do not exist: give it eth0 and eth1 in a namespace of our own.
+  const ns = `ftpka-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  let made = false;
+
+  afterAll(async () => {
+    if (made) await run('ip', ['netns', 'del', ns]);
+  });
+
+  async function check(text: string, name: string): Promise<Exit> {
+    expect(keepalived, 'keepalived must be installed in CI (.ci/install-e2e.sh)').toBeDefined();
+    expect(isRoot, 'keepalived -t runs in a namespace; CI runs as root').toBe(true);
+    if (!made) {
+      for (const args of [['netns', 'add', ns], ['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0'], ['-n', ns, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'peer1']]) {
+        const r = await run('ip', args);
+        expect(r.code, r.stderr).toBe(0);
+        made = true;
+      }
+    }
+    const path = join(scratch, name);
+    writeFileSync(path, text);
+    return run('ip', ['netns', 'exec', ns, keepalived ?? 'keepalived', '-t', '-f', path]);
+  }
+
+  /** keepalived -t prints nothing and exits 0 on a config it fully accepts; any warning exits non-zero. */
+  async function accepts(text: string, name: string): Promise<void> {
+    const result = await check(text, name);
+    expect(`${result.stdout}${result.stderr}`).toBe('');
+    expect(result.code).toBe(0);
+  }
+
+  it.each(['keepalived-a.conf', 'keepalived-b.conf'])('keepalived -t accepts deploy/balancer/%s', async (file) => {
+    await accepts(readFileSync(join(ROOT, 'deploy/balancer', file), 'utf8'), file);
+  });
+
+  const base: KeepalivedOptions = { vips: ['203.0.113.1'], interface: 'eth0', routerId: 51, priority: 100, peers: [], agentUnit: 'ftp-alg-balancer.service' };
+  it.each<[string, Partial<KeepalivedOptions>]>([
+    ['IPv4 multicast', {}],
+    ['dual stack, IPv4 peers (IPv6 VIP excluded)', { vips: ['203.0.113.1/24', '2001:db8::1/64'], peers: ['203.0.113.12', '203.0.113.13'] }],
+    ['dual stack, IPv6 peers (IPv4 VIP excluded)', { vips: ['203.0.113.1/24', '2001:db8::1/64'], peers: ['2001:db8::12'] }],
+    ['IPv6 multicast with an inside gateway on eth1', { vips: ['2001:db8::1'], insideVips: ['2001:db8:2::1/64', '192.0.2.1/24'], insideInterface: 'eth1' }],
+    ['a 100 ms advert interval, agent unchecked', { advertMs: 100, agentUnit: undefined, peers: ['203.0.113.12'] }],
+  ])('keepalived -t accepts the generated config: %s', async (name, options) => {
+    await accepts(keepalivedConfig({ ...base, ...options }), `${name.replace(/[^a-z0-9]+/gi, '-')}.conf`);
+  });
+
+  it('the check sees a wrong config: both families advertised in one virtual_ipaddress block', async () => {
+    const generated = keepalivedConfig({ ...base, vips: ['203.0.113.1/24', '2001:db8::1/64'] });
+    const mixed = generated.replace(/\t}\n\tvirtual_ipaddress_excluded {\n/, '');
+    expect(mixed).not.toBe(generated);
+    const result = await check(mixed, 'mixed.conf');
+    expect(result.stderr).toMatch(/address family must match VRRP instance/);
+    expect(result.code).not.toBe(0);
+  });
+
+  it('the check sees a script that is not there', async () => {
+    const result = await check(readFileSync(join(ROOT, 'deploy/balancer/keepalived-a.conf'), 'utf8').replace('/usr/bin/systemctl', '/usr/bin/no-such-systemctl'), 'noscript.conf');
+    expect(result.stderr).toMatch(/ftp_alg_agent since not found/);
+    expect(result.code).not.toBe(0);
   });
 });
 

@@ -113,10 +113,18 @@ function mapElements(targets: readonly string[]): string {
   return targets.map((address, slot) => `${slot} : ${address}`).join(', ');
 }
 
+/**
+ * A fixed hash seed (nft picks a random one per rule otherwise): every balancer
+ * host loading this ruleset sends a connection to the same slot, so after a
+ * keepalived fail-over a control connection picked up mid-stream by the new
+ * host still reaches its instance.
+ */
+const JHASH_SEED = '0x66747061';
+
 function siteRules(site: SiteConfig, instances: readonly string[], family: 'ip' | 'ip6', vip: string): string[] {
   if (site.listen.port === 0) throw new BalancerError(`site ${site.name}: listen.port 0 cannot be balanced (the kernel picks it)`);
   const match = `${family} daddr ${vip} tcp dport`;
-  const spread = `jhash ${family} saddr . tcp sport mod ${controlSlots(instances.length)} map @${CONTROL_MAP}`;
+  const spread = `jhash ${family} saddr . tcp sport mod ${controlSlots(instances.length)} seed ${JHASH_SEED} map @${CONTROL_MAP}`;
   const slices = passiveSlices(site.passivePorts, instances.length);
   return [
     '',

@@ -36,7 +36,7 @@ describe('balancerRules', () => {
 
   it('spreads the control port and steers each passive slice to its owner', () => {
     expect(ruleLines(balancerRules(two, { instances: INSTANCES }))).toEqual([
-      'ip daddr 203.0.113.1 tcp dport 21 dnat ip to jhash ip saddr . tcp sport mod 2 map @control',
+      'ip daddr 203.0.113.1 tcp dport 21 dnat ip to jhash ip saddr . tcp sport mod 2 seed 0x66747061 map @control',
       'ip daddr 203.0.113.1 tcp dport 50000-50499 dnat ip to 192.0.2.21',
       'ip daddr 203.0.113.1 tcp dport 50500-50999 dnat ip to 192.0.2.22',
     ]);
@@ -60,7 +60,7 @@ describe('balancerRules', () => {
   it('uses --vip, and IPv6 instances in an ip6 rule', () => {
     const cfg = config({ externalAddress: ['203.0.113.1', '2001:db8::1'] }, { instance: { index: 0, count: 2 } });
     const lines = ruleLines(balancerRules(cfg, { instances: ['2001:db8:2::21', '2001:db8:2::22'] }));
-    expect(lines[0]).toBe('ip6 daddr 2001:db8::1 tcp dport 21 dnat ip6 to jhash ip6 saddr . tcp sport mod 2 map @control');
+    expect(lines[0]).toBe('ip6 daddr 2001:db8::1 tcp dport 21 dnat ip6 to jhash ip6 saddr . tcp sport mod 2 seed 0x66747061 map @control');
     expect(balancerRules(cfg, { instances: ['2001:db8:2::21', '2001:db8:2::22'] })).toContain('typeof numgen inc mod 2 : ip6 daddr');
     expect(ruleLines(balancerRules(two, { instances: INSTANCES, vip: '198.51.100.9' }))[0]).toMatch(/^ip daddr 198\.51\.100\.9 tcp dport 21 /);
   });

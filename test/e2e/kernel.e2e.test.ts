@@ -139,6 +139,14 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
     return r.stdout.split('\n').map((c) => c.trim()).filter((c) => c !== '');
   }
 
+  async function childPids(gw: RunningGateway, comm: string): Promise<number[]> {
+    const r = await topo().exec('edge', 'ps', ['--ppid', String(gw.pid), '-o', 'pid=,comm=']);
+    return r.stdout.split('\n').flatMap((l) => {
+      const [pid, name] = l.trim().split(/\s+/);
+      return name === comm ? [Number(pid)] : [];
+    });
+  }
+
   function gatewayLines(msg: string): Record<string, unknown>[] {
     return jsonLines(gateway?.output() ?? '').filter((l) => l.msg === msg);
   }
@@ -249,6 +257,27 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       ]);
       expect(r.slice(5, 8)).toEqual(['refused', 'connected', expect.objectContaining({ bytes: PAYLOAD_BYTES })]);
       expect(r[11]).toBe('refused');
+    });
+
+    it('a flow that started before a new PASV runs on even when its conntrack events come after it (the arm was consumed)', { timeout: TEST_TIMEOUT_MS }, async () => {
+      // conntrack -E held still: the gateway hears of the flow only after the second PASV has closed its pinhole.
+      const [events] = await childPids(gateway as RunningGateway, 'conntrack');
+      const since = gateway?.output().length ?? 0;
+      const linesNow = (msg: string) => jsonLines(gateway?.output().slice(since) ?? '').filter((l) => l.msg === msg);
+      process.kill(events as number, 'SIGSTOP');
+      const resume = setTimeout(() => process.kill(events as number, 'SIGCONT'), 1_000);
+      try {
+        const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last' }, { op: 'read' }, { op: 'send', line: 'PASV' }, { op: 'sleep', ms: 1_500 }]);
+        expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
+        const done = await waitFor('transfer done', () => linesNow('transfer done')[0]);
+        expect(done).toMatchObject({ plane: 'nftables', reason: 'replaced', flow: 'download' });
+        expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+        expect(linesNow('pinhole flow admitted as it closed: cut')).toEqual([]);
+        expect(linesNow('pinhole flow had started before the close: runs on')).toHaveLength(1);
+      } finally {
+        clearTimeout(resume);
+        process.kill(events as number, 'SIGCONT');
+      }
     });
 
     it('a kernel flow idle for dataIdleMs is cut (its counters stood still) and its port comes back', { timeout: TEST_TIMEOUT_MS }, async () => {

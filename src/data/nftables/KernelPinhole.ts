@@ -16,10 +16,18 @@ import { logTransfer } from '../transferLog.js';
 import { type FlowEvent, type Tuple, flowEnded } from './flowEvents.js';
 import type { FlowWatch } from './FlowWatch.js';
 import type { ElementDriver } from './ElementDriver.js';
-import { type PinholeKey, type PinholeTarget, type Counter, closeOps, countersOps, finishOps, openOps, payloadBytes } from './ruleset.js';
+import { type PinholeKey, type PinholeTarget, type Counter, closeOps, countersOps, disarmOps, finishOps, openOps, payloadBytes } from './ruleset.js';
 
 /** After a pinhole closed unused, how long a flow the kernel admitted just before may still show up. */
 const LATE_FLOW_GRACE_MS = 250;
+/**
+ * Close reasons after which a transfer that had already started runs on (the
+ * relay plane closes only pinholes still waiting for them); ABOR, REIN and a
+ * refusal by the upstream cut it.
+ */
+const STARTED_RUNS_ON = new Set(['replaced', 'session-end']);
+/** How long a pinhole whose arm a SYN consumed waits for that flow's first event (conntrack -E lags under load). */
+const LATE_START_WAIT_MS = 2_000;
 /** Reads of a flow's counters per data idle deadline, and the shortest period between two. */
 const IDLE_CHECKS = 4;
 const MIN_IDLE_CHECK_MS = 250;
@@ -59,6 +67,11 @@ export class KernelPinhole implements PinholeHandle {
   private finishing = false;
   /** The removal of a pinhole closed unused: a late flow's finish has no counters to read, nor elements to remove. */
   private removal: Promise<void> | undefined;
+  /** Closed while waiting, but its arm may have been consumed: a flow that shows up now had started before the close. */
+  private startedUnseen = false;
+  private lateStart: NodeJS.Timeout | undefined;
+  /** A flow that started before the close is running on (see runOnAfterClose). */
+  private runningOn = false;
   private readonly closeWaiters: (() => void)[] = [];
   private log: Logger;
 
@@ -110,7 +123,7 @@ export class KernelPinhole implements PinholeHandle {
   }
 
   close(reason: string): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed') return this.closeAgain(reason);
     const wasOpen = this.state !== 'new';
     this.state = 'closed';
     this.closeReason = reason;
@@ -153,6 +166,8 @@ export class KernelPinhole implements PinholeHandle {
         this.state = 'relaying';
         this.startedAt = performance.now();
         this.watchIdle();
+      } else if (this.startedUnseen) {
+        this.runOnAfterClose();
       } else {
         this.log.warn({ sport: e.orig.sport, reason: this.closeReason }, 'pinhole flow admitted as it closed: cut');
         void this.cutFlow(); // admitted just before the pinhole closed: it must not run on
@@ -184,6 +199,9 @@ export class KernelPinhole implements PinholeHandle {
           lastChange = now;
         } else if (now - lastChange >= idleMs && this.state === 'relaying') {
           this.close('data-idle');
+        } else if (now - lastChange >= idleMs && this.state === 'closed' && !this.flowOver) {
+          clearInterval(this.idleTimer);
+          void this.cutFlow(); // a flow that runs on after its pinhole closed (runOnAfterClose)
         }
       });
     }, Math.max(MIN_IDLE_CHECK_MS, Math.floor(idleMs / IDLE_CHECKS)));
@@ -211,8 +229,64 @@ export class KernelPinhole implements PinholeHandle {
     this.log.warn({ peer, expected: this.key?.peer, leg: this.legs.listen.name }, 'pinhole connection from wrong peer refused');
   }
 
-  /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
+  /**
+   * Closed before any event of a flow arrived. For a new PASV or the end of
+   * the session, the arm is removed first, alone: that shuts the pinhole at
+   * once and says whether the kernel already forwarded a SYN. Then the flow
+   * started before the close, as an accepted connection of the relay plane,
+   * and runs on once its late events arrive.
+   */
   private async closeUnused(): Promise<void> {
+    if (STARTED_RUNS_ON.has(this.closeReason)) {
+      this.startedUnseen = true;
+      const consumed = await this.disarm();
+      if (this.flow !== undefined) return; // its first event came while we asked: runs on
+      if (consumed && this.startedUnseen) {
+        this.lateStart = setTimeout(() => {
+          this.startedUnseen = false;
+          void this.removeUnused();
+        }, LATE_START_WAIT_MS);
+        return;
+      }
+      this.startedUnseen = false;
+    }
+    await this.removeUnused();
+  }
+
+  /** Remove the arm; true if it was gone already (a SYN from the peer went through), false if removed or on another error. */
+  private async disarm(): Promise<boolean> {
+    try {
+      await this.deps.elements.apply('disarm', disarmOps(this.key as PinholeKey));
+      return false;
+    } catch (err) {
+      return /ENOENT|No such file or directory/.test((err as Error).message);
+    }
+  }
+
+  /** A flow that started before its pinhole closed: it runs on, watched for idleness, until it ends. */
+  private runOnAfterClose(): void {
+    this.startedUnseen = false;
+    this.runningOn = true;
+    clearTimeout(this.lateStart);
+    this.startedAt = performance.now();
+    this.log.debug({ sport: this.flow?.sport, reason: this.closeReason }, 'pinhole flow had started before the close: runs on');
+    this.watchIdle();
+  }
+
+  /** ABOR, REIN, the upstream's refusal after a close that let a started flow run on: now it is cut, or will be when it shows up. */
+  private closeAgain(reason: string): void {
+    if (STARTED_RUNS_ON.has(reason) || (!this.startedUnseen && !this.runningOn)) return;
+    this.closeReason = reason;
+    this.startedUnseen = false;
+    if (this.runningOn && !this.flowOver) {
+      this.runningOn = false;
+      clearInterval(this.idleTimer);
+      void this.cutFlow();
+    }
+  }
+
+  /** Unused: remove the elements, then give a flow admitted at the last moment time to show itself. */
+  private async removeUnused(): Promise<void> {
     this.removal = this.removeElements();
     await this.removal;
     await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
@@ -235,6 +309,8 @@ export class KernelPinhole implements PinholeHandle {
   private async finish(): Promise<void> {
     if (this.finishing) return;
     this.finishing = true;
+    clearInterval(this.idleTimer);
+    clearTimeout(this.lateStart);
     const key = this.key as PinholeKey;
     let gone = false;
     if (this.removal !== undefined) {

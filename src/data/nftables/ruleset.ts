@@ -230,6 +230,14 @@ export function countersOps(k: PinholeKey): ElementOp[] {
 }
 
 /**
+ * The arm removed alone: from its commit no SYN can use the pinhole, and it
+ * fails (the element is gone) if the kernel already let one through.
+ */
+export function disarmOps(k: PinholeKey): ElementOp[] {
+  return [{ op: 'delete', set: `arm${k.family}`, key: keyParts(k) }];
+}
+
+/**
  * The end of a used pinhole in one round trip: the reads are answered first
  * and the removal committed after them, so the counters are the final ones.
  */

@@ -8,6 +8,7 @@ import { flowEnded, parseFlowEvent } from '../../../src/data/nftables/flowEvents
 import {
   closeOps,
   countersOps,
+  disarmOps,
   finishOps,
   openOps,
   parseCounters,
@@ -87,6 +88,10 @@ describe('a pinhole transaction', () => {
     expect(parts.slice(5)).toEqual(
       ['arm6', 'pin6', 'snat6', 'orig6', 'reply6'].map((s) => `delete element inet ftp_alg_dp ${s} { 2001:db8:1::10 . 2001:db8:1::1 . 50001 }`),
     );
+  });
+
+  it('disarms alone: the arm deleted in a transaction of its own (it fails once a SYN consumed the arm)', () => {
+    expect(renderNft(disarmOps(KEY4))).toBe('delete element inet ftp_alg_dp arm4 { 203.0.113.10 . 203.0.113.1 . 50000 }');
   });
 
   it('reads both counters with get element, orig then reply', () => {

@@ -72,6 +72,15 @@ type Step =
   | { op: 'listen'; host: string }
   | { op: 'sleep'; ms: number };
 
+/**
+ * Payload estimated from the elements' IP byte counters (headers taken off): at least 99 % of what was
+ * sent; retransmitted segments, which a loaded machine makes, count twice, hence up to 10 % more.
+ */
+function expectEstimatedBytes(bytes: number): void {
+  expect(bytes).toBeGreaterThan(PAYLOAD_BYTES * 0.99);
+  expect(bytes).toBeLessThan(PAYLOAD_BYTES * 1.1);
+}
+
 type StepResult = string | number | { bytes: number; sha256: string; peer?: string };
 
 const LOGIN: Step[] = [{ op: 'control' }, { op: 'send', line: 'USER e2e' }, { op: 'send', line: 'PASS e2e' }];
@@ -195,8 +204,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(upstreamOutput.slice(before)).toContain(`data from ${ADDR.edgePrivate}`);
       const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));
       expect(done).toMatchObject({ reason: 'done', flow: 'download' });
-      // Payload estimated from the elements' IP byte counters (headers taken off): within 1 % and a few ACK options.
-      expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+      expectEstimatedBytes(Number(done.downBytes));
       expect(Number(done.upBytes)).toBeLessThan(1_024);
       expect(gatewayLines('pinhole relayed')).toEqual([]);
       // The elements went in over the gateway's own netlink socket: no nft process (conntrack -E still brings the events).
@@ -271,7 +279,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
         const done = await waitFor('transfer done', () => linesNow('transfer done')[0]);
         expect(done).toMatchObject({ plane: 'nftables', reason: 'replaced', flow: 'download' });
-        expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+        expectEstimatedBytes(Number(done.downBytes));
         expect(linesNow('pinhole flow admitted as it closed: cut')).toEqual([]);
         expect(linesNow('pinhole flow had started before the close: runs on')).toHaveLength(1);
       } finally {
@@ -343,7 +351,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         const r = await probe('client', [...LOGIN, { op: 'send', line: 'PASV' }, { op: 'dial', port: 'last' }, { op: 'read' }]);
         expect(r[5]).toMatchObject({ bytes: PAYLOAD_BYTES, sha256: payloadSha() });
         const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));
-        expect(Math.abs(Number(done.downBytes) - PAYLOAD_BYTES)).toBeLessThan(PAYLOAD_BYTES / 100);
+        expectEstimatedBytes(Number(done.downBytes));
         expect((await childCommands(gateway)).sort()).toEqual(['conntrack', 'nft']);
         await expectSettled(gateway);
       } finally {

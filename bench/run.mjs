@@ -315,6 +315,8 @@ async function groupSessions(variant) {
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
     const r = await agent(['sessions', '--ctl', target(variant, 'ftp'), '--concurrency', String(c), '--duration-ms', String(P.sessionsMs), '--timeout-ms', String(P.sessionsMs + 60_000)], { timeoutMs: P.sessionsMs + 70_000 });
     if (r.errors > 0) notes.push(`${fig} via ${variant}: ${r.errors} failed sessions (${r.firstError})`);
+    // Where a sequential session's time goes, per step (medians; in --json only).
+    if (c === 1) for (const [name, ms] of Object.entries(r.steps ?? {})) record(`sessions.step.${name}`, variant, ms);
     record(fig, variant, r.rate);
     if (pid !== undefined && r.sessions > 0) record('cpu.session', variant, ((cpuSeconds(pid) - cpu0) * 1000) / r.sessions);
   }

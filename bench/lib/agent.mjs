@@ -214,12 +214,25 @@ async function flows() {
 
 // ---- sessions: login + PASV + LIST + QUIT -----------------------------
 
-async function oneSession(target) {
+/** Where a session's time goes: per step, the milliseconds of each session (medians reported). */
+const STEPS = ['connect', 'login', 'pasv', 'dataConnect', 'list150', 'dataEnd', 'list226', 'quit'];
+
+async function oneSession(target, steps) {
+  let mark = performance.now();
+  const step = (name) => {
+    const now = performance.now();
+    (steps[name] ??= []).push(now - mark);
+    mark = now;
+  };
   const ctl = await Control.open(target);
+  step('connect');
   try {
     await ctl.login();
+    step('login');
     const dataAt = await ctl.pasv();
+    step('pasv');
     const data = await connect(dataAt);
+    step('dataConnect');
     let listed = 0;
     const eof = new Promise((resolve, reject) => {
       data.on('data', (c) => (listed += c.length));
@@ -228,12 +241,16 @@ async function oneSession(target) {
     });
     const first = await ctl.cmd('LIST');
     if (first.code !== 150 && first.code !== 125) throw new Error(`LIST: ${first.line}`);
+    step('list150');
     await eof;
+    step('dataEnd');
     data.destroy();
     const done = await ctl.next();
     if (done.code !== 226) throw new Error(`LIST end: ${done.line}`);
+    step('list226');
     if (listed === 0) throw new Error('LIST sent nothing');
     await ctl.quit();
+    step('quit');
   } catch (err) {
     ctl.socket.destroy();
     throw err;
@@ -250,13 +267,14 @@ async function sessions() {
   let errors = 0;
   let firstError = '';
   const lat = [];
+  const steps = {};
   const t0 = performance.now();
   const worker = async () => {
     while (performance.now() - t0 < durationMs && started < max) {
       started++;
       const s0 = performance.now();
       try {
-        await oneSession(target);
+        await oneSession(target, steps);
         done++;
         lat.push(performance.now() - s0);
       } catch (err) {
@@ -269,7 +287,7 @@ async function sessions() {
   await Promise.all(Array.from({ length: concurrency }, worker));
   const ms = performance.now() - t0;
   lat.sort((a, b) => a - b);
-  return { sessions: done, errors, firstError, ms, rate: done / (ms / 1000), p50ms: pct(lat, 0.5), p99ms: pct(lat, 0.99) };
+  return { sessions: done, errors, firstError, ms, rate: done / (ms / 1000), p50ms: pct(lat, 0.5), p99ms: pct(lat, 0.99), steps: Object.fromEntries(STEPS.map((k) => [k, pct((steps[k] ?? []).sort((a, b) => a - b), 0.5)])) };
 }
 
 // ---- noop: control round trips -----------------------------------------

@@ -67,11 +67,14 @@ export class KernelPinhole implements PinholeHandle {
   private finishing = false;
   /** The removal of a pinhole closed unused: a late flow's finish has no counters to read, nor elements to remove. */
   private removal: Promise<void> | undefined;
-  /** Closed while waiting, but its arm may have been consumed: a flow that shows up now had started before the close. */
-  private startedUnseen = false;
+  /**
+   * After a close while waiting: `awaiting` while a flow whose SYN consumed the
+   * arm may still show up (it had started before the close); `running` once it
+   * did and runs on (see runOnAfterClose).
+   */
+  private afterClose: 'none' | 'awaiting' | 'running' = 'none';
+  /** How long `awaiting` lasts (LATE_START_WAIT_MS). */
   private lateStart: NodeJS.Timeout | undefined;
-  /** A flow that started before the close is running on (see runOnAfterClose). */
-  private runningOn = false;
   private readonly closeWaiters: (() => void)[] = [];
   private log: Logger;
 
@@ -166,7 +169,7 @@ export class KernelPinhole implements PinholeHandle {
         this.state = 'relaying';
         this.startedAt = performance.now();
         this.watchIdle();
-      } else if (this.startedUnseen) {
+      } else if (this.afterClose === 'awaiting') {
         this.runOnAfterClose();
       } else {
         this.log.warn({ sport: e.orig.sport, reason: this.closeReason }, 'pinhole flow admitted as it closed: cut');
@@ -238,17 +241,17 @@ export class KernelPinhole implements PinholeHandle {
    */
   private async closeUnused(): Promise<void> {
     if (STARTED_RUNS_ON.has(this.closeReason)) {
-      this.startedUnseen = true;
+      this.afterClose = 'awaiting';
       const consumed = await this.disarm();
       if (this.flow !== undefined) return; // its first event came while we asked: runs on
-      if (consumed && this.startedUnseen) {
+      if (consumed && this.afterClose === 'awaiting') {
         this.lateStart = setTimeout(() => {
-          this.startedUnseen = false;
+          this.afterClose = 'none';
           void this.removeUnused();
         }, LATE_START_WAIT_MS);
         return;
       }
-      this.startedUnseen = false;
+      this.afterClose = 'none';
     }
     await this.removeUnused();
   }
@@ -265,8 +268,7 @@ export class KernelPinhole implements PinholeHandle {
 
   /** A flow that started before its pinhole closed: it runs on, watched for idleness, until it ends. */
   private runOnAfterClose(): void {
-    this.startedUnseen = false;
-    this.runningOn = true;
+    this.afterClose = 'running';
     clearTimeout(this.lateStart);
     this.startedAt = performance.now();
     this.log.debug({ sport: this.flow?.sport, reason: this.closeReason }, 'pinhole flow had started before the close: runs on');
@@ -275,11 +277,11 @@ export class KernelPinhole implements PinholeHandle {
 
   /** ABOR, REIN, the upstream's refusal after a close that let a started flow run on: now it is cut, or will be when it shows up. */
   private closeAgain(reason: string): void {
-    if (STARTED_RUNS_ON.has(reason) || (!this.startedUnseen && !this.runningOn)) return;
+    if (STARTED_RUNS_ON.has(reason) || this.afterClose === 'none') return;
     this.closeReason = reason;
-    this.startedUnseen = false;
-    if (this.runningOn && !this.flowOver) {
-      this.runningOn = false;
+    const running = this.afterClose === 'running';
+    this.afterClose = 'none';
+    if (running && !this.flowOver) {
       clearInterval(this.idleTimer);
       void this.cutFlow();
     }

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasElements } from '../support/nftListing.js';
+import { expectKernelSettled, fullPools, kernelTable } from './lib/kernelPlane.js';
 import { describeResult, runClient, sha256File, unsupported, usedMode, type ClientKind, type ClientResult, type Mode } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
@@ -88,32 +88,12 @@ describe.skipIf(prereq.skip)('kernel data plane over IPv6 (issue 9): IPv6 client
   /** The gateway's lines of this test only. */
   const lines = (msg: string) => jsonLines(gateway?.output().slice(seen) ?? '').filter((l) => l.msg === msg);
 
-  async function metrics(): Promise<string> {
-    const r = await t().exec('edge', 'curl', ['-sf', `http://${gateway?.metricsAddress() ?? ''}/metrics`]);
-    return r.stdout;
-  }
+  const FULL = fullPools({ v6: { passive: PASSIVE, active: ACTIVE } });
 
-  const freePorts = (text: string) => text.split('\n').filter((l) => l.startsWith('ftp_alg_ports_free'));
-  const FULL = [
-    `ftp_alg_ports_free{site="v6",dir="passive"} ${PASSIVE.max - PASSIVE.min + 1}`,
-    `ftp_alg_ports_free{site="v6",dir="active"} ${ACTIVE.max - ACTIVE.min + 1}`,
-  ];
-
-  /** No element left in the gateway's table and both pools full, within a bound. */
+  /** No element left in the gateway's table (whose IPv6 sets are there) and both pools full, within a bound. */
   async function expectSettled(): Promise<void> {
-    const deadline = Date.now() + SETTLE_MS;
-    for (;;) {
-      const listing = (await t().exec('edge', 'nft', ['list', 'table', ...TABLE])).stdout;
-      const free = freePorts(await metrics());
-      const settled = listing.includes('table inet ftp_alg_dp') && !hasElements(listing) && free.join('\n') === FULL.join('\n');
-      if (settled || Date.now() > deadline) {
-        expect(listing).toContain('set arm6');
-        expect(hasElements(listing), listing).toBe(false);
-        expect(free).toEqual(FULL);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await expectKernelSettled(t(), gateway?.metricsAddress() ?? '', FULL);
+    expect(await kernelTable(t())).toContain('set arm6');
   }
 
   /** The transfers of this test, every one carried by the kernel with its bytes counted. */

@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { hasElements } from '../support/nftListing.js';
+import { expectKernelSettled, fullPools, metricValue as metric, scrapeMetrics } from './lib/kernelPlane.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -36,6 +36,11 @@ const SITES: Record<SiteName, { host: string; port: number; mode: 'client' | 'pa
   'to-passive': { host: ADDR.edgePublic, port: 2122, mode: 'passive', base: 50600 },
 };
 const RANGE_SIZE = 100;
+/** A site's two pinhole ranges, from its base port. */
+const rangesOf = (base: number) => ({
+  passive: { min: base, max: base + RANGE_SIZE - 1 },
+  active: { min: base + RANGE_SIZE, max: base + 2 * RANGE_SIZE - 1 },
+});
 
 const prereq = suitePrereq('kernel-workers.e2e', { gateway: true, servers: false, clients: false, tools: ['nft', 'conntrack', 'curl'] });
 
@@ -56,8 +61,8 @@ function config(): GatewayConfig {
       upstream: { host: ADDR.server, port: 21 },
       externalAddress: [ADDR.edgePublic, ADDR.edge6],
       privateAddress: ADDR.edgePrivate,
-      passivePorts: { min: s.base, max: s.base + RANGE_SIZE - 1 },
-      activePorts: { min: s.base + RANGE_SIZE, max: s.base + 2 * RANGE_SIZE - 1 },
+      passivePorts: rangesOf(s.base).passive,
+      activePorts: rangesOf(s.base).active,
       upstreamDataMode: s.mode,
     })),
   };
@@ -94,42 +99,10 @@ describe.skipIf(prereq.skip)('kernel data plane with relay workers (issue 9)', (
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]') as StepResult[];
   }
 
-  async function metrics(): Promise<string> {
-    const r = await topo().exec('edge', 'curl', ['-sf', `http://${String(gateway?.metricsAddress())}/metrics`], { timeoutMs: 10_000 });
-    if (r.code !== 0) throw new Error(`metrics: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  function metric(text: string, name: string, labels: string): number {
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-    return line === undefined ? 0 : Number(line.split(' ').pop());
-  }
-
-  async function tableListing(): Promise<string> {
-    return (await topo().exec('edge', 'nft', ['list', 'table', 'inet', 'ftp_alg_dp'])).stdout;
-  }
-
-  const fullPools = Object.keys(SITES).flatMap((site) => [
-    `ftp_alg_ports_free{site="${site}",dir="passive"} ${RANGE_SIZE}`,
-    `ftp_alg_ports_free{site="${site}",dir="active"} ${RANGE_SIZE}`,
-  ]);
-
+  const metrics = () => scrapeMetrics(topo(), String(gateway?.metricsAddress()));
+  const FULL_POOLS = fullPools(Object.fromEntries(Object.entries(SITES).map(([name, s]) => [name, rangesOf(s.base)])));
   /** No element left in the table and every port of every site back in its pool, within a bound. */
-  async function expectSettled(): Promise<void> {
-    const deadline = Date.now() + SETTLE_MS;
-    let listing = '';
-    let free: string[] = [];
-    for (;;) {
-      listing = await tableListing();
-      free = (await metrics()).split('\n').filter((l) => l.startsWith('ftp_alg_ports_free'));
-      if (listing.includes('table inet ftp_alg_dp') && !hasElements(listing) && free.join('\n') === fullPools.join('\n')) return;
-      if (Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(listing).toContain('table inet ftp_alg_dp');
-    expect(hasElements(listing), listing).toBe(false);
-    expect(free).toEqual(fullPools);
-  }
+  const expectSettled = () => expectKernelSettled(topo(), String(gateway?.metricsAddress()), FULL_POOLS);
 
   function transfersSinceTestBegan(): Record<string, unknown>[] {
     return jsonLines(gateway?.output() ?? '')

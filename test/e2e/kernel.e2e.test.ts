@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { flowEnded, parseFlowEvent } from '../../src/data/nftables/flowEvents.js';
 import { hasElements } from '../support/nftListing.js';
+import { expectKernelSettled, fullPools, kernelTable, metricValue as metric, scrapeMetrics } from './lib/kernelPlane.js';
 import { jsonLines, startGateway, type GatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { GATEWAY_CLI, suitePrereq } from './lib/prereq.js';
 import { useE2eSuite } from './lib/suite.js';
@@ -105,42 +106,11 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
     return r.stdout;
   }
 
-  async function tableListing(): Promise<string> {
-    return (await topo().exec('edge', 'nft', ['list', 'table', 'inet', 'ftp_alg_dp'])).stdout;
-  }
-
-  async function metrics(gw: RunningGateway): Promise<string> {
-    const line = jsonLines(gw.output()).find((l) => l.msg === 'metrics listening');
-    return edge('curl', ['-sf', `http://${String(line?.http)}/metrics`]);
-  }
-
-  function metric(text: string, name: string, labels: string): number {
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-    return line === undefined ? 0 : Number(line.split(' ').pop());
-  }
-
+  const tableListing = () => kernelTable(topo());
+  const metrics = (gw: RunningGateway) => scrapeMetrics(topo(), gw.metricsAddress() ?? '');
+  const FULL_POOLS = fullPools({ kernel: { passive: PASSIVE, active: ACTIVE } });
   /** No element left in the table and every port back in its pool, within a bound. */
-  async function expectSettled(gw: RunningGateway): Promise<void> {
-    const deadline = Date.now() + SETTLE_MS;
-    let listing = '';
-    let text = '';
-    for (;;) {
-      listing = await tableListing();
-      text = await metrics(gw);
-      const full =
-        metric(text, 'ftp_alg_ports_free', 'dir="passive"') === PASSIVE.max - PASSIVE.min + 1 &&
-        metric(text, 'ftp_alg_ports_free', 'dir="active"') === ACTIVE.max - ACTIVE.min + 1;
-      if (!hasElements(listing) && full && listing.includes('table inet ftp_alg_dp')) return;
-      if (Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(listing).toContain('table inet ftp_alg_dp');
-    expect(hasElements(listing), listing).toBe(false);
-    expect(text.split('\n').filter((l) => l.startsWith('ftp_alg_ports_free'))).toEqual([
-      `ftp_alg_ports_free{site="kernel",dir="passive"} ${PASSIVE.max - PASSIVE.min + 1}`,
-      `ftp_alg_ports_free{site="kernel",dir="active"} ${ACTIVE.max - ACTIVE.min + 1}`,
-    ]);
-  }
+  const expectSettled = (gw: RunningGateway) => expectKernelSettled(topo(), gw.metricsAddress() ?? '', FULL_POOLS);
 
   /** The names of the gateway's child processes (its helpers: conntrack, and nft when it drives nft -i). */
   async function childCommands(gw: RunningGateway): Promise<string[]> {

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasElements } from '../support/nftListing.js';
+import { kernelTable } from './lib/kernelPlane.js';
 import { describeResult, runClient, sha256File, usedMode, type ClientResult, type Family, type Mode } from './lib/clients.js';
 import { expectedSha, remotePath, FILES } from './lib/fixtures.js';
 import { jsonLines, startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
@@ -200,7 +201,7 @@ describe.skipIf(prereq.skip)('transparent sites on the kernel plane behind a clo
     const deadline = Date.now() + 5_000;
     let listing = '';
     do {
-      listing = (await t().exec('edge', 'nft', ['list', 'table', 'inet', 'ftp_alg_dp'])).stdout;
+      listing = await kernelTable(t());
     } while (hasElements(listing) && Date.now() < deadline);
     expect(listing).toContain('set fwd4');
     expect(hasElements(listing), listing).toBe(false);

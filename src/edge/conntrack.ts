@@ -15,7 +15,7 @@
  * own; both read its lines with one parser, data/nftables/flowEvents.ts.)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { endChild, onLines } from '../data/nftables/child.js';
 import { parseFlowEvent, type Tuple } from '../data/nftables/flowEvents.js';
 import type { Logger } from '../observe/logger.js';
 
@@ -65,7 +65,6 @@ const key = (client: string, clientPort: number, local: string, localPort: numbe
 const KEEP_MS = 10_000;
 const MAX_KEPT = 65_536;
 const TOOL_TIMEOUT_MS = 2_000;
-const EXIT_WAIT_MS = 2_000;
 
 export interface ConntrackOptions {
   /** The listener's port: only flows redirected to it are kept. */
@@ -89,7 +88,7 @@ export class OriginalDestinations {
     const { binary = 'conntrack', port, log } = this.options;
     const child = spawn(binary, ['-E', '-e', 'NEW', '-p', 'tcp', '--reply-port-src', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    createInterface({ input: child.stdout as NodeJS.ReadableStream, crlfDelay: Infinity }).on('line', (line) => this.onLine(line));
+    onLines(child.stdout, (line) => this.onLine(line));
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (s: string) => {
       stderr = (stderr + s).slice(-2000);
@@ -129,12 +128,7 @@ export class OriginalDestinations {
     const child = this.child;
     this.child = undefined;
     this.flows.clear();
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_WAIT_MS);
-    await exited;
-    clearTimeout(timer);
+    if (child !== undefined) await endChild(child, () => child.kill('SIGTERM'));
   }
 
   private waitFor(k: string, ms: number): Promise<Flow | undefined> {

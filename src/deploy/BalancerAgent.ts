@@ -20,6 +20,7 @@ import { parseListenAddress } from '../config/formats.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { BalancerError, controlMapUpdate, slotTargets } from './balancer.js';
+import { healthUrl } from './healthUrl.js';
 
 /** Failed checks in a row before an instance is taken out (one slow answer on a busy host is not a failure). */
 export const FALL_CHECKS = 2;
@@ -57,7 +58,7 @@ export function probeUrls(config: GatewayConfig, instances: readonly string[]): 
   if (ipaddr.parse(address.host).range() === 'loopback') {
     throw new BalancerError(`metrics.listen ${listen} is loopback only: the balancer cannot reach it, bind the instance's address or 0.0.0.0`);
   }
-  return instances.map((host) => `http://${host.includes(':') ? `[${host}]` : host}:${address.port}/readyz`);
+  return instances.map((host) => healthUrl(host, address.port, '/readyz'));
 }
 
 export class BalancerAgent {

@@ -26,8 +26,12 @@ export function healthTarget(configText: string, path: HealthPath, configFile = 
   const parsed = ipaddr.parse(address.host);
   const wildcard = parsed.range() === 'unspecified';
   const host = wildcard ? (parsed.kind() === 'ipv6' ? '::1' : '127.0.0.1') : address.host;
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { kind: 'url', url: `http://${hostPart}:${address.port}${path}` };
+  return { kind: 'url', url: healthUrl(host, address.port, path) };
+}
+
+/** The URL of one of the metrics listener's health endpoints on `host` (IPv6 literals bracketed). */
+export function healthUrl(host: string, port: number, path: HealthPath): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`;
 }
 
 function metricsListen(document: unknown): unknown {

@@ -172,6 +172,20 @@ export function assertNice(value: unknown): void {
   }
 }
 
+/** A nice value that raises a thread above the ordinary priority: -20 to 0. */
+export function assertRaisingNice(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < -20 || (value as number) > 0) {
+    throw new Error(`must be an integer from -20 to 0, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** A Linux real-time priority (SCHED_RR, SCHED_FIFO): 1 to 99. */
+export function assertRealtimePriority(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 99) {
+    throw new Error(`must be an integer from 1 to 99, got ${JSON.stringify(value)}`);
+  }
+}
+
 export function assertBooleanOrNull(value: unknown): void {
   if (value !== null && typeof value !== 'boolean') throw new Error(`must be true, false or null, got ${JSON.stringify(value)}`);
 }

@@ -14,6 +14,8 @@ import {
   assertPort,
   assertCount,
   assertNice,
+  assertRaisingNice,
+  assertRealtimePriority,
   assertDestinationList,
   assertPortSpecList,
   assertPositiveInt,
@@ -257,6 +259,15 @@ export const rootSchema = {
       format: ['relay', 'nftables', 'auto'],
       default: 'relay',
     },
+  },
+  controlPriority: {
+    policy: {
+      doc: 'Scheduling of the control thread (Linux, read at start): "other" the ordinary policy, raised only by controlPriority.nice; "rr" or "fifo" real time at controlPriority.priority, so control replies wait for no ordinary thread of the machine (bulk transfers, the kernel\'s forwarding threads). Only the control thread is raised; threads and processes it starts run at the ordinary priority. Needs CAP_SYS_NICE (or RLIMIT_RTPRIO / RLIMIT_NICE); without it the gateway warns and runs unchanged.',
+      format: ['other', 'rr', 'fifo'],
+      default: 'other',
+    },
+    priority: { doc: 'Real-time priority of the control thread with policy rr or fifo, 1-99 (1 is enough to run before every ordinary thread).', format: assertRealtimePriority, default: 1 },
+    nice: { doc: 'Nice of the control thread with policy other, -20 to 0 (0: unchanged).', format: assertRaisingNice, default: 0 },
   },
   sites: {
     doc: 'The sites: one listener and upstream each.',

@@ -143,12 +143,26 @@ export interface SiteConfig {
   readonly limits: SiteLimits;
 }
 
+export type ControlPolicy = 'other' | 'rr' | 'fifo';
+
+/** The control thread's scheduling (`controlPriority`). */
+export interface ControlPriority {
+  /** "other": the ordinary policy (only `nice` applies); "rr" or "fifo": real time at `priority`. */
+  readonly policy: ControlPolicy;
+  /** Real-time priority, 1-99, for rr and fifo. */
+  readonly priority: number;
+  /** Nice of the control thread, -20 to 0, for other. */
+  readonly nice: number;
+}
+
 export interface GatewayConfig {
   readonly log: { readonly level: string };
   readonly metrics: { readonly listen: string };
   readonly shutdown: { readonly drainTimeoutMs: number };
   readonly limits: { readonly maxSessions: number };
   readonly dataPlane: { readonly workers: number; readonly workerNice: number; readonly kind: DataPlaneKind };
+  /** The control thread's scheduling, applied at start (policy "other" at nice 0: unchanged). */
+  readonly controlPriority: ControlPriority;
   /** This instance among `count` behind one address (0 of 1: alone). */
   readonly instance: { readonly index: number; readonly count: number };
   readonly sites: readonly SiteConfig[];

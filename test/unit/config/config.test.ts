@@ -70,6 +70,11 @@ describe('parseConfig refuses invalid addresses, naming the key', () => {
     ['more data-plane workers than allowed', { dataPlane: { workers: 65 }, sites: [site()] }, 'dataPlane.workers'],
     ['a worker nice beyond 19', { dataPlane: { workers: 1, workerNice: 20 }, sites: [site()] }, 'dataPlane.workerNice'],
     ['a negative worker nice (a priority above the control loop)', { dataPlane: { workerNice: -5 }, sites: [site()] }, 'dataPlane.workerNice'],
+    ['a control policy that does not exist', { controlPriority: { policy: 'idle' }, sites: [site()] }, 'controlPriority.policy'],
+    ['a real-time priority of 0 (not real time)', { controlPriority: { policy: 'rr', priority: 0 }, sites: [site()] }, 'controlPriority.priority'],
+    ['a real-time priority above 99', { controlPriority: { policy: 'fifo', priority: 100 }, sites: [site()] }, 'controlPriority.priority'],
+    ['a positive control nice (below the ordinary priority)', { controlPriority: { nice: 5 }, sites: [site()] }, 'controlPriority.nice'],
+    ['a control nice below -20', { controlPriority: { nice: -21 }, sites: [site()] }, 'controlPriority.nice'],
     // convict would coerce these strings ("no" to true): a typed key takes only its own type.
     ['a boolean given as the string "no"', site({ activeMode: { enabled: 'no' } }), 'sites[0].activeMode.enabled'],
     ['a port given as a string', site({ listen: { host: '127.0.0.1', port: '2121' } }), 'sites[0].listen.port'],
@@ -116,6 +121,13 @@ describe('parseConfig refuses port ranges that cannot work', () => {
     for (const kind of ['relay', 'nftables', 'auto'] as const) {
       expect(parseConfig({ dataPlane: { kind }, sites: [site()] }).dataPlane).toEqual({ workers: 0, workerNice: 10, kind });
     }
+  });
+
+  it('controlPriority changes nothing unless set (policy other at nice 0), and takes each policy at its edges', () => {
+    expect(parseConfig({ sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: 0 });
+    expect(parseConfig({ controlPriority: { policy: 'rr', priority: 99 }, sites: [site()] }).controlPriority).toEqual({ policy: 'rr', priority: 99, nice: 0 });
+    expect(parseConfig({ controlPriority: { policy: 'fifo', priority: 1 }, sites: [site()] }).controlPriority.policy).toBe('fifo');
+    expect(parseConfig({ controlPriority: { nice: -20 }, sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: -20 });
   });
 
   it('accepts the edges 1024 and 65535', () => {

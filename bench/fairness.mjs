@@ -9,7 +9,14 @@
 //   transfers   64 downloads looping through the flood site
 // The bystander site's upstream is a second raw upstream that no load reaches; in every phase a NOOP
 // straight to it (same machine, same scheduler, no gateway) is interleaved with the bystander's:
-// bystander p99 minus direct p99 is the latency the gateway adds.
+// bystander p99 minus direct p99 is the latency the gateway adds. Both NOOPs come from the same client
+// process and reach the same upstream process, and take turns at going first (a probe that follows another,
+// or follows the sleep between rounds of probes, finds the caches and CPUs in another state).
+// --probe-rt runs the probes' two ends (this process's main thread and the quiet upstream's) at SCHED_RR 1:
+// on a real edge the client and upstream are other machines whose wake-ups the edge's load does not delay.
+// Here their run-queue waits fall on the direct and the bystander NOOP alike, but with a tail of several ms
+// that makes each p99 (the 13th-largest of ~1,300 samples) move by more between rounds than the gateway
+// adds: the difference of two such p99s measures the machine, not the gateway.
 //
 // Planes (--planes, run in turn within each of --rounds rounds, so a busy machine's swings fall on all alike):
 //   relay      dataPlane.workers 0: pinholes relayed on the control loop
@@ -22,10 +29,10 @@
 // (client), the gateway (edge) and both raw upstreams (server): the kernel plane needs real interfaces.
 //
 // Usage: npm run build && node bench/fairness.mjs [--seconds 10] [--rate 2000] [--planes relay,workers] [--plane NAME={json}] [--rounds 1]
-//        [--netns] [--load-nice 0] [--json out.json] [--log-dir DIR] [--cli path/to/cli.js]   (another build, for a before/after figure)
+//        [--netns] [--load-nice 0] [--probe-rt] [--json out.json] [--log-dir DIR] [--cli path/to/cli.js]   (another build, for a before/after figure)
 //        [--phases idle,transfers] [--warmup 3000 (NOOPs before the first phase)] [--node-arg=--cpu-prof --node-arg=--cpu-prof-dir=bench/.out/prof]
 // Every phase is bounded by --seconds; the whole run by a hard stop.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -49,6 +56,7 @@ const { values: opt } = parseArgs({
     cli: { type: 'string', default: fileURLToPath(new URL('../dist/cli.js', import.meta.url)) },
     'probe-every-ms': { type: 'string', default: '5' },
     'load-nice': { type: 'string', default: '0' },
+    'probe-rt': { type: 'boolean', default: false },
     'log-dir': { type: 'string' },
     json: { type: 'string' },
   },
@@ -309,14 +317,18 @@ function healthz(port) {
   });
 }
 
-/** Run `probes` (name → async () => ms) in turn every PROBE_EVERY_MS until `stop` resolves. */
+/**
+ * Run `probes` (name → async () => ms) in turn every PROBE_EVERY_MS until `stop` resolves; the first two
+ * (the NOOPs compared) swap places every other round, so neither is always the one after the sleep.
+ */
 async function sample(probes, stop) {
   const samples = Object.fromEntries(Object.keys(probes).map((k) => [k, []]));
+  const [first, second, ...rest] = Object.entries(probes);
   let stopped = false;
   void stop.then(() => (stopped = true));
   let errors = 0;
-  while (!stopped) {
-    for (const [name, probe] of Object.entries(probes)) {
+  for (let round = 0; !stopped; round++) {
+    for (const [name, probe] of round % 2 === 0 ? [first, second, ...rest] : [second, first, ...rest]) {
       try {
         samples[name].push(await probe());
       } catch {
@@ -349,7 +361,7 @@ async function runFor(plane, overlay, upstream, quiet) {
     await bystander.noop();
     await direct.noop();
   }
-  const probes = { noop: () => bystander.noop(), healthz: () => healthz(gw.metrics), direct: () => direct.noop() };
+  const probes = { noop: () => bystander.noop(), direct: () => direct.noop(), healthz: () => healthz(gw.metrics) };
   const target = `${ADDR.edge}:${gw.flood}`;
   const phases = {};
   const wanted = new Set(opt.phases.split(','));
@@ -424,6 +436,12 @@ function report(runs) {
 try {
   const upstream = await startRawServer(LOAD_NICE); // the flood's upstream: part of the load
   const quiet = await startRawServer(); // the bystander site's and the direct probe's: no load ever reaches it
+  if (opt['probe-rt']) {
+    // The probes' two ends at SCHED_RR 1 (main threads only); this process's with reset-on-fork, so the
+    // gateway, loadgen and the flood's upstream it starts from now on run as SCHED_OTHER.
+    execFileSync('chrt', ['--rr', '--reset-on-fork', '--pid', '1', String(process.pid)]);
+    execFileSync('chrt', ['--rr', '--pid', '1', String(quiet.child.pid)]);
+  }
   const runs = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [plane, overlay] of PLANES) {
@@ -438,7 +456,7 @@ try {
   process.stdout.write(`${table}\n`);
   if (opt.json !== undefined) {
     const brief = runs.map((r) => ({ ...r, phases: Object.fromEntries(Object.entries(r.phases).map(([k, p]) => [k, { ...p, samples: Object.fromEntries(Object.entries(p.samples).map(([n, xs]) => [n, summary(xs)])) }])) }));
-    const settings = { seconds: SECONDS, rate: Number(opt.rate), netns: NS !== undefined, loadNice: LOAD_NICE };
+    const settings = { seconds: SECONDS, rate: Number(opt.rate), netns: NS !== undefined, loadNice: LOAD_NICE, probeRt: opt['probe-rt'] };
     writeFileSync(opt.json, JSON.stringify({ date: new Date().toISOString(), node: process.version, ...settings, runs: brief, table }, null, 2));
   }
 } finally {

@@ -263,6 +263,35 @@ function scheduling(pid, before, after, seconds) {
   return { main: shape(diff.find((t) => t.tid === pid)), busiest: shape(others[0]) };
 }
 
+/**
+ * The machine's CPU time by kind (/proc/stat "cpu" line, in ticks) and that of the ksoftirqd threads: where the
+ * cores went during a phase. Softirq time (the kernel's packet processing, forwarding included) runs before any
+ * thread, real-time ones too; ksoftirqd is where it goes when it overflows, as an ordinary thread.
+ */
+function machineStat() {
+  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+  let ksoftirqd = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(ksoftirqd/')) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ksoftirqd += Number(fields[11]) + Number(fields[12]); // utime + stime
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { ticks, ksoftirqd };
+}
+
+/** Shares of all cores' time between two machineStats: busy (not idle or iowait), softirq, and ksoftirqd's. */
+function machineShares(before, after) {
+  const d = after.ticks.map((t, i) => t - before.ticks[i]);
+  const total = d.reduce((a, b) => a + b, 0);
+  const [, , , idle, iowait, , softirq, steal] = d;
+  return { busy: (total - idle - iowait) / total, softirq: softirq / total, ksoftirqd: (after.ksoftirqd - before.ksoftirqd) / total, steal: (steal ?? 0) / total };
+}
+
 // ---- probes ------------------------------------------------------------------
 
 /** A logged-in control session whose NOOP round trip is timed. */
@@ -369,6 +398,7 @@ async function runFor(plane, overlay, upstream, quiet) {
     if (!wanted.has(name)) return;
     const cpu0 = cpuSeconds(gw.child.pid);
     const threads0 = threadStats(gw.child.pid);
+    const machine0 = machineStat();
     const t0 = performance.now();
     const loadDone = load();
     const stop = load === idle ? loadDone : loadDone.then(() => undefined);
@@ -376,9 +406,10 @@ async function runFor(plane, overlay, upstream, quiet) {
     const result = await loadDone;
     const seconds = (performance.now() - t0) / 1000;
     const threads = scheduling(gw.child.pid, threads0, threadStats(gw.child.pid), seconds);
-    phases[name] = { load: typeof result === 'object' ? result : undefined, gatewayCpu: (cpuSeconds(gw.child.pid) - cpu0) / seconds, threads, probeErrors: errors, samples };
+    const machine = machineShares(machine0, machineStat());
+    phases[name] = { load: typeof result === 'object' ? result : undefined, gatewayCpu: (cpuSeconds(gw.child.pid) - cpu0) / seconds, threads, machine, probeErrors: errors, samples };
     const brief = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, summary(xs)]));
-    process.stderr.write(`${plane} (${gw.kind}) ${name}: ${JSON.stringify({ load: result, gatewayCpu: phases[name].gatewayCpu, threads, errors, ...brief })}\n`);
+    process.stderr.write(`${plane} (${gw.kind}) ${name}: ${JSON.stringify({ load: result, gatewayCpu: phases[name].gatewayCpu, threads, machine, errors, ...brief })}\n`);
     await sleep(1_000); // let the flood's sessions end before the next phase
   };
   const idle = () => sleep(Math.min(5, SECONDS) * 1000);
@@ -409,8 +440,8 @@ function loadText(l = {}) {
  */
 function report(runs) {
   const out = [
-    '| plane | phase | load (last round) | gateway CPU | main thread: CPU, run-queue wait per slice ms | busiest other thread: same | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms | p99 ratio | added p99 per round |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| plane | phase | load (last round) | machine busy / softirq / ksoftirqd | gateway CPU | main thread: CPU, run-queue wait per slice ms | busiest other thread: same | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms | p99 ratio | added p99 per round |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [plane] of PLANES) {
     const mine = runs.filter((r) => r.plane === plane);
@@ -425,8 +456,9 @@ function report(runs) {
         const ts = rounds.map((p) => p.threads[which]).filter((t) => t !== undefined);
         return ts.length === 0 ? '—' : `${f(median(ts.map((t) => t.cpu)) * 100)}%, ${f(median(ts.map((t) => t.waitPerSliceMs)))}`;
       };
+      const share = (k) => `${f(median(rounds.map((p) => p.machine[k])) * 100)}%`;
       out.push(
-        `| ${plane} (${mine[0].kind}) | ${name} | ${loadText(rounds.at(-1).load)} | ${f(cpu * 100)}% | ${thread('main')} | ${thread('busiest')} | ${f(noop.p50)} / ${f(noop.p99)} | ${f(health.p50)} / ${f(health.p99)} | ${f(direct.p50)} / ${f(direct.p99)} | ${f(noop.p99 - direct.p99)} | ${f(noop.p99 / direct.p99)} | ${perRound} |`,
+        `| ${plane} (${mine[0].kind}) | ${name} | ${loadText(rounds.at(-1).load)} | ${share('busy')} / ${share('softirq')} / ${share('ksoftirqd')} | ${f(cpu * 100)}% | ${thread('main')} | ${thread('busiest')} | ${f(noop.p50)} / ${f(noop.p99)} | ${f(health.p50)} / ${f(health.p99)} | ${f(direct.p50)} / ${f(direct.p99)} | ${f(noop.p99 - direct.p99)} | ${f(noop.p99 / direct.p99)} | ${perRound} |`,
       );
     }
   }

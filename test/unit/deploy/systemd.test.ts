@@ -96,3 +96,18 @@ describe('deploy/systemd/kernel-plane.conf and the forwarding sysctls (kernel da
     expect(settings(sysctl)).toEqual(['net.ipv4.ip_forward = 1', 'net.ipv6.conf.all.forwarding = 1']);
   });
 });
+
+describe('deploy/systemd/control-priority.conf (controlPriority only)', () => {
+  const dropIn = readFileSync(new URL('deploy/systemd/control-priority.conf', ROOT), 'utf8');
+  const settings = dropIn.split('\n').filter((line) => /^[A-Za-z]+=/.test(line));
+
+  it('adds CAP_SYS_NICE and lifts RestrictRealtime, nothing else', () => {
+    expect(settings).toEqual(['AmbientCapabilities=CAP_SYS_NICE', 'CapabilityBoundingSet=CAP_SYS_NICE', 'RestrictRealtime=no']);
+    expect(dropIn).toMatch(/^\[Service\]$/m);
+  });
+
+  it('the unit itself stays without them', () => {
+    expect(unit).not.toContain('CAP_SYS_NICE');
+    expect(value('RestrictRealtime')).toBe('yes');
+  });
+});

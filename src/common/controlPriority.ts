@@ -29,7 +29,7 @@ const CHRT_TIMEOUT_MS = 5_000;
 const CHRT_POLICY_FLAG: Record<ControlPolicy, string> = { other: '--other', rr: '--rr', fifo: '--fifo' };
 
 /** The default settings change nothing. */
-export function isUnchanged(want: ControlPriority): boolean {
+function isUnchanged(want: ControlPriority): boolean {
   return want.policy === 'other' && want.nice === 0;
 }
 

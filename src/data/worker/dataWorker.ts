@@ -5,12 +5,12 @@
  * at a lower priority than the control loop: on a machine whose cores are
  * busy with bulk data, a control reply then waits for nobody's relaying.
  */
-import { readlinkSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../observe/logger.js';
 import { Metrics } from '../../observe/metrics.js';
+import { currentThreadId } from '../../common/controlPriority.js';
 import { AlgError, BindError } from '../../common/errors.js';
 import { Pinhole, type PinholeLeg } from '../Pinhole.js';
 import { listenExclusive } from '../portBinding.js';
@@ -37,7 +37,7 @@ const send = (m: FromWorker) => port.postMessage(m);
 function lowerPriority(by: number): void {
   if (by === 0) return;
   try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    const tid = currentThreadId();
     const niceness = Math.min(19, getPriority(tid) + by);
     setPriority(tid, niceness);
     log.info({ tid, nice: niceness }, 'data worker started');

@@ -105,6 +105,14 @@ describe('parts: each padded to 4 bytes', () => {
     expect(() => encodePart(port(65536))).toThrow('port');
     expect(() => encodePart(port(1.5))).toThrow('port');
   });
+
+  it('an address met before is still checked against its type, and still right after the cache of parsed addresses overflowed', () => {
+    expect(encodePart(address(4, '198.51.100.7')).toString('hex')).toBe('c6336407');
+    expect(() => encodePart({ type: 'ipv6_addr', value: '198.51.100.7' })).toThrow('ipv6_addr');
+    for (let i = 0; i < 5000; i++) encodePart(address(6, `2001:db8::${i.toString(16)}`));
+    expect(encodePart(address(4, '198.51.100.7')).toString('hex')).toBe('c6336407');
+    expect(encodePart(address(6, '2001:db8::1387')).toString('hex')).toBe('20010db8000000000000000000001387');
+  });
 });
 
 describe('transactions', () => {

@@ -6,11 +6,16 @@
  * a run of `add`/`delete` is one batch (NFNL_MSG_BATCH_BEGIN, a
  * NFT_MSG_NEWSETELEM or DELSETELEM per op, NFNL_MSG_BATCH_END), committed
  * by the kernel all or nothing; a run of `get` is one datagram of
- * NFT_MSG_GETSETELEM requests (reads are not batched). Every element
- * message asks for an ACK, so each is answered by an NLMSG_ERROR (0 or
- * -errno) with its sequence number; a `get` is answered by a NEWSETELEM
- * holding the element (its counter) before its ACK. An aborted batch still
- * acks 0 for the messages that were fine: only an error fails it.
+ * NFT_MSG_GETSETELEM requests (reads are not batched). The kernel answers
+ * a failed message with an NLMSG_ERROR (-errno) and its sequence number
+ * whether or not it asked for an ACK, and aborts the whole batch; so in a
+ * batch only the last element message asks for an ACK (an NLMSG_ERROR 0),
+ * which comes after any error of the messages before it: one answer per
+ * committed batch instead of one per element (a pinhole's open and finish
+ * took 15 answers, each a datagram the process receives and decodes). Each
+ * `get` asks for its ACK, and is answered by a NEWSETELEM holding the
+ * element (its counter) before it. An aborted batch still acks 0 for the
+ * messages that asked and were fine: only an error fails it.
  *
  * Layouts (include/uapi/linux/netfilter/nf_tables.h, linux/netlink.h):
  * nlmsghdr {u32 len, u16 type, u16 flags, u32 seq, u32 pid}, then nfgenmsg
@@ -162,13 +167,13 @@ function message(type: number, flags: number, seq: number, family: number, resId
 
 /**
  * One element message: NEWSETELEM (create, no EXCL), DELSETELEM or
- * GETSETELEM, with ACK. The same bytes as `message` over `attr`/`nest`/
+ * GETSETELEM, with ACK unless `ack` is false. The same bytes as `message` over `attr`/`nest`/
  * `encodeElements`, written in one pass into one buffer: a pinhole's open
  * and finish encode 12 of these on the PASV and 226 paths, and the
  * allocation of every attribute cost more than the kernel's answer.
  */
-export function encodeElementMessage(table: string, e: ElementOp, seq: number): Buffer {
-  const flags = NLM_F_REQUEST | NLM_F_ACK | (e.op === 'add' ? NLM_F_CREATE : 0);
+export function encodeElementMessage(table: string, e: ElementOp, seq: number, ack = true): Buffer {
+  const flags = NLM_F_REQUEST | (ack ? NLM_F_ACK : 0) | (e.op === 'add' ? NLM_F_CREATE : 0);
   const tableName = stringz(table);
   const setName = stringz(e.set);
   const key = e.key.map(encodePart);
@@ -221,7 +226,7 @@ export interface Datagram {
   readonly bytes: Buffer;
   /** Every sequence number in it (batch begin/end included: an error may name them). */
   readonly seqs: readonly number[];
-  /** The element messages' sequence numbers, each answered by one ACK or error. */
+  /** The sequence numbers whose ACK (or error) completes it: each `get`'s, or a batch's last element message's. */
   readonly acked: readonly number[];
   /** The `get` messages' sequence numbers, in op order. */
   readonly gets: readonly number[];
@@ -249,14 +254,14 @@ export function encodeTransaction(table: string, ops: readonly ElementOp[], next
       messages.push(message(type, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, []));
     };
     if (!reads) control(NFNL_MSG_BATCH_BEGIN);
-    const acked = run.map((e) => {
+    const elements = run.map((e, i) => {
       const seq = nextSeq();
       seqs.push(seq);
-      messages.push(encodeElementMessage(table, e, seq));
+      messages.push(encodeElementMessage(table, e, seq, reads || i === run.length - 1));
       return seq;
     });
     if (!reads) control(NFNL_MSG_BATCH_END);
-    return { bytes: Buffer.concat(messages), seqs, acked, gets: reads ? acked : [] };
+    return { bytes: Buffer.concat(messages), seqs, acked: reads ? elements : elements.slice(-1), gets: reads ? elements : [] };
   });
 }
 

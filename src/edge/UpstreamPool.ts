@@ -152,6 +152,7 @@ export class UpstreamPool implements UpstreamChooser {
 
   /** What a real session's attempt on `host` came to (passive health). */
   report(host: string, outcome: UpstreamOutcome): void {
+    if (outcome === 'ok') this.warm?.reached(host);
     if (this.health === undefined) return;
     this.changed(this.health.report(host, outcome, performance.now()));
     if (outcome === 'ok') this.probing.get(host)?.reached();

@@ -96,6 +96,15 @@ export class WarmUpstreams {
     return undefined;
   }
 
+  /** A session reached `host` (it greeted): a member waiting out a backoff is filled at once. */
+  reached(host: string): void {
+    const m = this.members.get(host);
+    if (m === undefined || m.retry === undefined) return;
+    clearTimeout(m.retry);
+    m.retry = undefined;
+    this.fill(host);
+  }
+
   /** Close every warm connection and make no more. */
   stop(): void {
     this.stopped = true;

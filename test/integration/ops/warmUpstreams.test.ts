@@ -130,3 +130,16 @@ describe('warm upstream connections', () => {
     expect(upstream.connections.length).toBe(3);
   });
 });
+
+describe('warm upstream connections, backoff', () => {
+  it('a member whose warm connections failed is filled again as soon as a session reaches it', async () => {
+    // The first two connections are refused with 421: the next warm attempt waits 0.5-1 s, unless a session greets first.
+    upstream = await numbered((k) => (k < 2 ? '421 Not yet.\r\n' : `220 greeting #${k}\r\n`));
+    gw = await warmGateway(upstream, 2);
+    await vi.waitFor(() => expect(upstream?.connections.length).toBe(2));
+    const client = await connect(gw.port); // a miss: connection #2, greeted
+    expect(greetingIndex((await client.reply()).text)).toBe(2);
+    // Filled at once after that greeting, well before the backoff ends.
+    await vi.waitFor(() => expect(upstream?.connections.length).toBe(5), { timeout: 300, interval: 10 }); // 2 refused, the session, 2 warm
+  });
+});

@@ -260,6 +260,8 @@ async function groupRaw(variant) {
   const peak = pid === undefined ? undefined : rssSampler(pid);
   const r = await rawFlows(variant, P.flows / 2, P.flows / 2, P.flowBytes);
   record('raw.flows', variant, r.gbps);
+  // In --json only: when the flows ended (ms from the start), to tell a slow path from a long tail.
+  for (const [k, v] of Object.entries(r.endsMs ?? {})) record(`raw.flows.ends.${k}`, variant, v);
   if (peak !== undefined) record('mem.flows', variant, peak() / 1024);
 }
 

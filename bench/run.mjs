@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory,ftps]
 //                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
-//                      [--json FILE] [--max-minutes M]
+//                      [--json FILE] [--max-minutes M] [--flow-mib N]
 //
 // Makes client / edge / server network namespaces, runs each figure against
 // the edge variants none (routed), kernel (nftables NAT with the ftp
@@ -47,6 +47,7 @@ const { values: opt } = parseArgs({
     json: { type: 'string' },
     'max-minutes': { type: 'string', default: '14.5' },
     noops: { type: 'string' },
+    'flow-mib': { type: 'string' },
   },
 });
 
@@ -55,6 +56,8 @@ const P = opt.smoke
   : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
+// Bytes per flow of the 64-flow figure: longer flows put less of the start and the last flow's tail in it.
+if (opt['flow-mib'] !== undefined) P.flowBytes = Number(opt['flow-mib']) * MiB;
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
@@ -260,6 +263,8 @@ async function groupRaw(variant) {
   const peak = pid === undefined ? undefined : rssSampler(pid);
   const r = await rawFlows(variant, P.flows / 2, P.flows / 2, P.flowBytes);
   record('raw.flows', variant, r.gbps);
+  // In --json only: when the flows ended (ms from the start), to tell a slow path from a long tail.
+  for (const [k, v] of Object.entries(r.endsMs ?? {})) record(`raw.flows.ends.${k}`, variant, v);
   if (peak === undefined || before === undefined) return;
   const top = peak();
   record('mem.flows', variant, top / 1024);

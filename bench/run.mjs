@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory,ftps]
 //                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
-//                      [--json FILE] [--max-minutes M]
+//                      [--json FILE] [--max-minutes M] [--flow-mib N]
 //
 // Makes client / edge / server network namespaces, runs each figure against
 // the edge variants none (routed), kernel (nftables NAT with the ftp
@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { patternHash } from './lib/fastio.mjs';
 import { ftpRoot, scratchDir, sha256File, writePatternFile } from './lib/ftpRoot.mjs';
 import { makeCerts } from './lib/certs.mjs';
-import { cpuSeconds, machineBusySeconds, rssKiB, rssSampler } from './lib/measure.mjs';
+import { cpuSeconds, machineBusySeconds, median, rssKiB, rssSampler } from './lib/measure.mjs';
 import { PORTS, startGateway, startHaproxy, startRawServer, startVsftpd } from './lib/peers.mjs';
 import { NOFILE, nsRun, run, runJson, runMain, start, stop, waitFor } from './lib/proc.mjs';
 import { buildTable } from './lib/report.mjs';
@@ -47,14 +47,17 @@ const { values: opt } = parseArgs({
     json: { type: 'string' },
     'max-minutes': { type: 'string', default: '14.5' },
     noops: { type: 'string' },
+    'flow-mib': { type: 'string' },
   },
 });
 
 const P = opt.smoke
-  ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, noops: 50, noopWarmup: 100, idle: 50, idleConcurrency: 10 }
-  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
+  ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, sessionsWarmupMs: 300, noops: 50, noopWarmup: 100, idle: 50, idleConcurrency: 10 }
+  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
+// Bytes per flow of the 64-flow figure: longer flows put less of the start and the last flow's tail in it.
+if (opt['flow-mib'] !== undefined) P.flowBytes = Number(opt['flow-mib']) * MiB;
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
@@ -183,10 +186,10 @@ async function stopEdge() {
 async function use(variant, { fresh = false, tls = false } = {}) {
   const gateway = gateways.find((g) => g.name === variant);
   await topo.setVariant(gateway === undefined ? variant : gateway.kernelPlane ? 'ftp-alg-nft' : 'ftp-alg');
-  const wanted = isGateway(variant) || variant === 'haproxy' ? variant : '';
+  const wanted = isGateway(variant) || variant === 'haproxy' || variant === 'haproxy-ctl' ? variant : '';
   if (procs.edgeName !== wanted || (fresh && wanted !== '')) {
     await stopEdge();
-    if (wanted === 'haproxy') procs.edge = await startHaproxy(topo, workDir);
+    if (wanted === 'haproxy' || wanted === 'haproxy-ctl') procs.edge = await startHaproxy(topo, workDir);
     else if (wanted !== '') {
       const g = gateways.find((x) => x.name === wanted);
       procs.edge = await startGateway(topo, workDir, g.name, g.cli, g.extra, gatewayNodeArgs, tls ? certs : undefined);
@@ -200,7 +203,7 @@ function target(variant, service) {
   const routed = variant === 'none';
   switch (service) {
     case 'ftp':
-      if (variant === 'haproxy') return `${ADDR.edgePublic}:${PORTS.haproxyFtp}`;
+      if (variant === 'haproxy' || variant === 'haproxy-ctl') return `${ADDR.edgePublic}:${PORTS.haproxyFtp}`;
       return `${routed ? ADDR.server : ADDR.edgePublic}:${PORTS.ftp}`;
     case 'raw':
       if (variant === 'haproxy') return `${ADDR.edgePublic}:${PORTS.haproxyRawControl}`;
@@ -229,7 +232,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const VARIANTS = {
   raw: ['none', 'kernel', 'haproxy'],
   curl: ['none', 'kernel'],
-  sessions: ['none', 'kernel'],
+  // haproxy-ctl: haproxy on the control connection, data routed (the floor of a control-only proxy; a note).
+  sessions: ['none', 'kernel', 'haproxy-ctl'],
   noop: ['none', 'kernel', 'haproxy'],
   memory: ['haproxy'],
   ftps: ['none'],
@@ -254,10 +258,18 @@ async function groupRaw(variant) {
     if (pid !== undefined) record('cpu.process', variant, (cpuSeconds(pid) - cpu0) / gib);
     record('cpu.machine', variant, (machineBusySeconds() - m0) / gib);
   }
+  // The same edge program just before, idle after the 6 transfers above: what the 64 add, apart from start-up and warm-up.
+  const before = pid === undefined ? undefined : rssKiB(pid);
   const peak = pid === undefined ? undefined : rssSampler(pid);
   const r = await rawFlows(variant, P.flows / 2, P.flows / 2, P.flowBytes);
   record('raw.flows', variant, r.gbps);
-  if (peak !== undefined) record('mem.flows', variant, peak() / 1024);
+  // In --json only: when the flows ended (ms from the start), to tell a slow path from a long tail.
+  for (const [k, v] of Object.entries(r.endsMs ?? {})) record(`raw.flows.ends.${k}`, variant, v);
+  if (peak === undefined || before === undefined) return;
+  const top = peak();
+  record('mem.flows', variant, top / 1024);
+  record('mem.flows.before', variant, before / 1024);
+  record('mem.flows.growth', variant, (top - before) / 1024);
 }
 
 /** One timed curl transfer of the big file; mode 'ftps' is passive FTPS (AUTH TLS, PROT P, the CA verified). */
@@ -309,17 +321,38 @@ async function groupFtps(variant) {
   }
 }
 
+/**
+ * Session rate. The edge program starts afresh for each figure, and a fresh
+ * Node gateway runs its first few hundred sessions in V8's lower tiers (its
+ * CPU per session falls by a third or more once warm: 9.9-11.0 ms fresh
+ * against 6.1-6.5 ms warm on the kernel plane in one loaded run): the
+ * sequential rate is timed first on the fresh gateway (`sessions.seq.cold`,
+ * the figure of earlier runs), then, after an untimed warm-up of
+ * P.sessionsWarmupMs, sequential (with the per-step times) and 32 concurrent.
+ * Every variant gets the same sequence (none, kernel and haproxy-ctl too).
+ */
 async function groupSessions(variant) {
   const pid = edgePid(variant);
-  for (const [fig, c] of [['sessions.seq', 1], ['sessions.c32', 32]]) {
+  const timed = async (fig, c) => {
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
-    const r = await agent(['sessions', '--ctl', target(variant, 'ftp'), '--concurrency', String(c), '--duration-ms', String(P.sessionsMs), '--timeout-ms', String(P.sessionsMs + 60_000)], { timeoutMs: P.sessionsMs + 70_000 });
+    const r = await sessionsRun(variant, c, P.sessionsMs);
     if (r.errors > 0) notes.push(`${fig} via ${variant}: ${r.errors} failed sessions (${r.firstError})`);
-    // Where a sequential session's time goes, per step (medians; in --json only).
-    if (c === 1) for (const [name, ms] of Object.entries(r.steps ?? {})) record(`sessions.step.${name}`, variant, ms);
     record(fig, variant, r.rate);
-    if (pid !== undefined && r.sessions > 0) record('cpu.session', variant, ((cpuSeconds(pid) - cpu0) * 1000) / r.sessions);
-  }
+    if (pid !== undefined && r.sessions > 0) record(fig === 'sessions.seq.cold' ? 'cpu.session.cold' : 'cpu.session', variant, ((cpuSeconds(pid) - cpu0) * 1000) / r.sessions);
+    return r;
+  };
+  await timed('sessions.seq.cold', 1);
+  const warm = await sessionsRun(variant, 4, P.sessionsWarmupMs);
+  if (warm.errors > 0) notes.push(`sessions warm-up via ${variant}: ${warm.errors} failed sessions (${warm.firstError})`);
+  const seq = await timed('sessions.seq', 1);
+  // Where a sequential session's time goes, per step (medians; in --json only).
+  for (const [name, ms] of Object.entries(seq.steps ?? {})) record(`sessions.step.${name}`, variant, ms);
+  await timed('sessions.c32', 32);
+}
+
+function sessionsRun(variant, concurrency, durationMs) {
+  const args = ['sessions', '--ctl', target(variant, 'ftp'), '--concurrency', String(concurrency), '--duration-ms', String(durationMs), '--timeout-ms', String(durationMs + 60_000)];
+  return agent(args, { timeoutMs: durationMs + 70_000 });
 }
 
 async function groupNoop(variant) {
@@ -347,6 +380,25 @@ async function groupMemory(variant) {
     await stop(child);
   }
   await sleep(1000); // let the edge and the upstream close 10,000 sessions
+}
+
+/**
+ * Sessions through haproxy relaying the control connection alone, the data
+ * routed (haproxy-ctl): what no proxy of the control connection beats on this
+ * machine. Each gateway's session rate against it, same run.
+ */
+function floorNotes() {
+  const out = [];
+  for (const [fig, what] of [['sessions.seq', 'sequential'], ['sessions.c32', '32 concurrent']]) {
+    const per = samples[fig] ?? {};
+    const floor = per['haproxy-ctl'] === undefined ? undefined : median(per['haproxy-ctl']);
+    if (floor === undefined) continue;
+    const kernel = per.kernel === undefined ? undefined : median(per.kernel);
+    const vsKernel = kernel === undefined ? '' : ` = ${(floor / kernel).toFixed(2)}× kernel`;
+    const gws = gateways.filter((g) => per[g.name] !== undefined).map((g) => `${g.name} ${(median(per[g.name]) / floor).toFixed(2)}×`);
+    out.push(`sessions/s ${what} with haproxy on the control connection alone (data routed): ${floor.toFixed(1)}${vsKernel}; gateways against it: ${gws.join(', ')}`);
+  }
+  return out;
 }
 
 const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop: groupNoop, memory: groupMemory, ftps: groupFtps };
@@ -402,10 +454,11 @@ async function main() {
     }
   }
   if (stoppedEarly !== '') notes.push(`stopped early: ${stoppedEarly}`);
+  notes.push(...floorNotes());
   if (P.idle < IDLE_WANTED) notes.push(`idle sessions: ${P.idle} instead of ${IDLE_WANTED}, the file descriptor hard limit is ${NOFILE} and cannot be raised here`);
   await teardown();
 
-  const labels = { flows: String(P.flows), file: `${P.fileBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
+  const labels = { flows: String(P.flows), sessions: `${P.sessionsMs / 1000} s`, warmup: `${P.sessionsWarmupMs / 1000} s`, file: `${P.fileBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
   const table = buildTable(samples, gateways.map((g) => g.name), labels, new Set(gateways.filter((g) => g.kernelPlane).map((g) => g.name)));
   const elapsed = (Date.now() - startedAt) / 1000;
   const out = [

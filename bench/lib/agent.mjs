@@ -209,7 +209,11 @@ async function flows() {
   const ms = performance.now() - t0;
   for (const c of controls) await c.quit();
   const total = bytes * flows.length;
-  return { flows: flows.length, bytes: total, ms, gbps: (total * 8) / (ms / 1000) / 1e9 };
+  // When each flow ended, from t0: a long tail (one flow far behind the others) shows as max ≫ p50.
+  const ends = flows.map((f) => f.doneAt - t0).sort((a, b) => a - b);
+  const at = (q) => ends[Math.min(ends.length - 1, Math.floor(q * ends.length))];
+  const endsMs = { first: ends[0], p50: at(0.5), p90: at(0.9), last: ends[ends.length - 1] };
+  return { flows: flows.length, bytes: total, ms, gbps: (total * 8) / (ms / 1000) / 1e9, endsMs };
 }
 
 // ---- sessions: login + PASV + LIST + QUIT -----------------------------

@@ -124,10 +124,14 @@ export async function startHaproxy(topo, dir) {
  */
 export function gatewayConfig(extra = {}, certs = undefined) {
   const SESSIONS = 20_000;
+  // `siteExtra` (bench only): keys for every site, its `upstream` keys merged into each site's upstream.
+  const { siteExtra = {}, ...root } = extra;
+  const { upstream: upstreamExtra = {}, ...siteKeys } = siteExtra;
   const site = (name, port, passive, active) => ({
     name,
+    ...siteKeys,
     listen: { host: ADDR.edgePublic, port },
-    upstream: { host: ADDR.server, port },
+    upstream: { host: ADDR.server, port, ...upstreamExtra },
     externalAddress: ADDR.edgePublic,
     passivePorts: passive,
     activePorts: active,
@@ -141,7 +145,7 @@ export function gatewayConfig(extra = {}, certs = undefined) {
       site('raw', PORTS.rawControl, { min: 52000, max: 52999 }, { min: 53000, max: 53999 }),
       ...(certs === undefined ? [] : [ftpsSite(site('ftps', PORTS.ftps, { min: 54000, max: 54999 }, { min: 55000, max: 55999 }), certs)]),
     ],
-    ...extra,
+    ...root,
   };
 }
 

@@ -10,7 +10,12 @@
 //            ports 21 and 2121 to the server, masquerade towards it, and the
 //            "ftp" conntrack helper (nf_conntrack_ftp + nf_nat_ftp) attached;
 //   haproxy, ftp-alg   forwarding off: only a program in the edge connects
-//            the two sides.
+//            the two sides;
+//   haproxy-ctl  haproxy relays the control connection alone; data is routed
+//            (the client's route to 192.0.2.0/24) and masqueraded towards the
+//            server, so vsftpd sees its data connections come from the
+//            address of the control connection: the floor of any proxy that
+//            handles the control connection in userspace and no data bytes.
 // Names carry our pid; namespaces left by a bench run whose pid is gone are
 // removed at start.
 import { randomBytes } from 'node:crypto';
@@ -27,6 +32,15 @@ export const ADDR = {
 const PREFIX = 'ftpalg-bench';
 const NAME = /^ftpalg-bench-(\d+)-[0-9a-f]+-(client|edge|server)$/;
 const NFT_TABLE = 'ftpalg_bench';
+
+const MASQUERADE_RULES = `
+table ip ${NFT_TABLE} {
+  chain postrouting_nat {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "to-server" masquerade
+  }
+}
+`;
 
 const KERNEL_RULES = `
 table ip ${NFT_TABLE} {
@@ -97,15 +111,15 @@ export async function createTopology() {
     async setVariant(variant) {
       if (topo.variant === variant) return;
       // ftp-alg-nft: ftp-alg's kernel data plane forwards the pinholes it DNATs (no client route either).
-      const routed = variant === 'none' || variant === 'kernel' || variant === 'ftp-alg-nft';
+      const routed = variant === 'none' || variant === 'kernel' || variant === 'ftp-alg-nft' || variant === 'haproxy-ctl';
       await nsMust(ns.edge, 'sysctl', ['-q', '-w', `net.ipv4.ip_forward=${routed ? 1 : 0}`]);
       await nsRun(ns.edge, 'nft', ['delete', 'table', 'ip', NFT_TABLE], { timeoutMs: 10_000 });
       await nsRun(ns.client, 'ip', ['route', 'del', ADDR.privateNet], { timeoutMs: 10_000 });
-      if (variant === 'none') {
+      if (variant === 'none' || variant === 'haproxy-ctl') {
         await nsMust(ns.client, 'ip', ['route', 'add', ADDR.privateNet, 'via', ADDR.edgePublic]);
-      } else if (variant === 'kernel') {
-        await loadRules(ns.edge);
       }
+      if (variant === 'kernel') await loadRules(ns.edge, KERNEL_RULES);
+      else if (variant === 'haproxy-ctl') await loadRules(ns.edge, MASQUERADE_RULES);
       topo.variant = variant;
     },
   };
@@ -138,7 +152,7 @@ export async function createTopology() {
   return topo;
 }
 
-async function loadRules(edgeNs) {
+async function loadRules(edgeNs, rules) {
   const { spawn } = await import('node:child_process');
   await new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', edgeNs, 'nft', '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
@@ -148,9 +162,9 @@ async function loadRules(edgeNs) {
     child.once('exit', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve();
-      else reject(new Error(`nft rules for the kernel variant failed (${code}): ${err.trim()}`));
+      else reject(new Error(`nft rules of the edge failed (${code}): ${err.trim()}`));
     });
-    child.stdin.end(KERNEL_RULES);
+    child.stdin.end(rules);
   });
 }
 

@@ -125,6 +125,8 @@ function loadSite(item: unknown, index: number): SiteConfig {
     throw new ConfigError(`${where}.upstream.proxyProtocolData`, 'needs upstream.proxyProtocol "v1" or "v2"');
   }
   const destinations = outboundChecks(role, given, props, normalise(props.listen.host), where);
+  const tls = tlsItem === undefined ? undefined : loadTls(tlsItem, `${where}.tls`);
+  warmChecks(up.warm, { role, proxyProtocol: up.proxyProtocol, routing: props.routing.by, tlsUpstream: tls?.upstream }, where);
   const ext = props.externalAddress;
   const externalAddress = ext === 'auto' ? 'auto' : (typeof ext === 'string' ? [ext] : ext).map(normalise);
   return {
@@ -142,9 +144,22 @@ function loadSite(item: unknown, index: number): SiteConfig {
       users: Object.fromEntries(props.routing.users.map((r) => [r.user, normalise(r.upstream)])),
       hosts: Object.fromEntries(props.routing.hosts.map((r) => [r.name.toLowerCase(), normalise(r.upstream)])),
     },
-    ...(tlsItem !== undefined && { tls: loadTls(tlsItem, `${where}.tls`) }),
+    ...(tls !== undefined && { tls }),
     ...outboundKeys(role, destinations, props.transparentPassive as 'direct' | 'pinhole'),
   } as SiteConfig;
+}
+
+const MAX_WARM = 64;
+
+/** Warm upstream connections are made before any client is known: only where nothing about the client goes first. */
+function warmChecks(warm: number, site: { role: SiteRole; proxyProtocol: string; routing: string; tlsUpstream: string | undefined }, where: string): void {
+  if (warm === 0) return;
+  const key = `${where}.upstream.warm`;
+  if (warm > MAX_WARM) throw new ConfigError(key, `${warm} is more than ${MAX_WARM} per member`);
+  if (site.role !== 'reverse') throw new ConfigError(key, `a ${site.role} site has no upstream to keep connections to`);
+  if (site.proxyProtocol !== 'off') throw new ConfigError(key, 'not with upstream.proxyProtocol: its header names the client, who is not known before the connection is made');
+  if (site.routing !== 'none') throw new ConfigError(key, 'not with routing by user or host: the member is chosen after the client speaks');
+  if (site.tlsUpstream === 'implicit') throw new ConfigError(key, 'not with tls.upstream "implicit"');
 }
 
 /** The optional `tls` section: its own schema, then the files (readable, key matching the certificate). */

@@ -96,6 +96,12 @@ export const siteSchema = {
         password: { doc: 'Password of health.check.user.', format: assertLineText, default: '' },
       },
     },
+    warm: {
+      doc: 'Upstream control connections kept made and greeted ahead of sessions, per member in service: a new session takes one and its client hears the greeting at once, without waiting for the upstream to connect and greet (the upstream sees these connections idle before login; 0: off). Not with upstream.proxyProtocol, tls.upstream "implicit" or routing by user or host.',
+      format: assertNonNegativeInt,
+      default: 0,
+    },
+    warmMaxAgeMs: positive('A warm connection no session took within this time is closed (QUIT) and replaced: keep it under the upstream servers\' login timeout.', 20_000),
     proxyProtocol: {
       doc: 'PROXY protocol header written first on each upstream control connection, naming the client: "off", "v1" (text) or "v2" (binary).',
       format: ['off', 'v1', 'v2'],

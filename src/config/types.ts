@@ -30,6 +30,9 @@ export interface UpstreamConfig extends Endpoint {
   readonly health: UpstreamHealthConfig;
   readonly proxyProtocol: Exclude<ProxyProtocolMode, 'any'>;
   readonly proxyProtocolData: boolean;
+  /** Greeted connections kept ready per member (0: off); see edge/WarmUpstreams.ts. */
+  readonly warm: number;
+  readonly warmMaxAgeMs: number;
 }
 
 export interface UpstreamHealthConfig {

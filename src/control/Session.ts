@@ -39,6 +39,14 @@ export interface UpstreamChooser {
   take(exclude?: ReadonlySet<string>): string | undefined;
   give(host: string): void;
   report(host: string, outcome: UpstreamOutcome): void;
+  /** A connection to `host` already made and greeted (upstream.warm), now the session's; undefined if none. */
+  takeWarm?(host: string): WarmConnection | undefined;
+}
+
+/** An upstream control connection made ahead of the session: connected, greeted, its greeting's bytes unread by anyone. */
+export interface WarmConnection {
+  readonly socket: Socket;
+  readonly greeting: Buffer;
 }
 
 /** Where a greet-first session goes, or why not (forward proxies, routing by user or host). */
@@ -172,7 +180,7 @@ export class Session {
     };
   }
 
-  private attachUpstream(socket: Socket): void {
+  private attachUpstream(socket: Socket): (chunk: Buffer) => void {
     const splitter = new LineSplitter(this.ctx.site.limits.maxLineBytes, {
       line: (line) => this.onUpstreamLine(line),
       fault: (kind) => this.run(this.core.upstreamFault(kind)),
@@ -185,6 +193,7 @@ export class Session {
       socket,
       off: () => socket.off('data', onData).off('error', onError).off('end', onGone).off('close', onGone),
     };
+    return onData;
   }
 
   private connectUpstream(host: string, port = this.ctx.upstreams.port): void {
@@ -193,6 +202,8 @@ export class Session {
     this.upstreamHost = host;
     const began = performance.now();
     const implicit = settings.tls?.upstream === 'implicit' && tls !== undefined;
+    const warm = implicit || port !== this.ctx.upstreams.port ? undefined : this.ctx.upstreams.takeWarm?.(host);
+    if (warm !== undefined) return this.adoptWarm(warm);
     const socket = implicit ? tls.connectUpstream({ host, port }) : net.connect({ host, port });
     socket.setTimeout(site.timeouts.upstreamConnectMs);
     this.upstream = socket;
@@ -213,10 +224,24 @@ export class Session {
       metrics.upstreamConnectSeconds.observe({ site: site.name }, (performance.now() - began) / 1000);
       const preamble = this.ctx.upstreamPreamble?.(socket);
       if (preamble !== undefined) socket.write(preamble);
-      this.attachUpstream(socket);
-      this.greetingTimer = setTimeout(() => this.retryOrEnd('greeting-timeout', 'greeting-timeout'), site.timeouts.greetingMs);
-      this.run(this.core.upstreamConnected({ address: normalise(socket.remoteAddress), local: normalise(socket.localAddress) }));
+      this.upstreamConnected(socket);
     });
+  }
+
+  /** A warm connection (made and greeted before this session): as if it had just connected, its greeting read first. */
+  private adoptWarm(warm: WarmConnection): void {
+    const { socket, greeting } = warm;
+    this.upstream = socket;
+    this.upstreamGate = new ReadGate(socket);
+    this.upstreamConnected(socket)?.(greeting);
+  }
+
+  /** The upstream's control connection is up: its lines go to the core, which waits for the greeting. Returns its line feed. */
+  private upstreamConnected(socket: Socket): ((bytes: Buffer) => void) | undefined {
+    const feed = this.attachUpstream(socket);
+    this.greetingTimer = setTimeout(() => this.retryOrEnd('greeting-timeout', 'greeting-timeout'), this.ctx.site.timeouts.greetingMs);
+    this.run(this.core.upstreamConnected({ address: normalise(socket.remoteAddress), local: normalise(socket.localAddress) }));
+    return this.ended || this.upstream !== socket ? undefined : feed;
   }
 
   /**

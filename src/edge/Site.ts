@@ -122,7 +122,8 @@ export class Site implements AdmissionQueue {
     this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
     this.preLoginByClient = predecessor?.preLoginByClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
-    this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes });
+    const warm = { connectMs: config.timeouts.upstreamConnectMs, greetingMs: config.timeouts.greetingMs, maxLineBytes: config.limits.maxLineBytes };
+    this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes, warm });
     if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
     this.settings = controlSettings(config);
     this.tls = siteTls(config, deps, predecessor?.tls);

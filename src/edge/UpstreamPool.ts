@@ -20,9 +20,10 @@ import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { MemberGauge, Metrics } from '../observe/metrics.js';
 import { normalise } from '../common/address.js';
-import type { UpstreamChooser, UpstreamOutcome } from '../control/Session.js';
+import type { UpstreamChooser, UpstreamOutcome, WarmConnection } from '../control/Session.js';
 import { OutlierDetector, type MemberState, type Transition } from './health/outlier.js';
 import type { ProbeRegistry, ProbeSubscription } from './health/ProbeRegistry.js';
+import { WarmUpstreams } from './WarmUpstreams.js';
 
 export type { UpstreamOutcome } from '../control/Session.js';
 
@@ -31,6 +32,8 @@ export interface UpstreamPoolDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly probes: ProbeRegistry;
+  /** What warm connections (`upstream.warm`) wait for and read, from the site. */
+  readonly warm?: { readonly connectMs: number; readonly greetingMs: number; readonly maxLineBytes: number };
 }
 
 export class UpstreamPool implements UpstreamChooser {
@@ -42,6 +45,8 @@ export class UpstreamPool implements UpstreamChooser {
   private readonly probing = new Map<string, ProbeSubscription>();
   private timers: NodeJS.Timeout[] = [];
   private running = false;
+  /** Undefined unless upstream.warm is set. */
+  private readonly warm: WarmUpstreams | undefined;
 
   constructor(
     private readonly config: UpstreamConfig,
@@ -49,6 +54,11 @@ export class UpstreamPool implements UpstreamChooser {
   ) {
     this.maxAttempts = config.maxAttempts;
     this.health = config.health.enabled ? new OutlierDetector(config.health) : undefined;
+    const warm = deps.warm;
+    this.warm =
+      config.warm > 0 && warm !== undefined
+        ? new WarmUpstreams({ port: config.port, perMember: config.warm, maxAgeMs: config.warmMaxAgeMs, ...warm, log: deps.log })
+        : undefined;
     this.setHosts(configured(config));
   }
 
@@ -66,10 +76,12 @@ export class UpstreamPool implements UpstreamChooser {
       this.timers.push(timer);
     }
     this.subscribeProbes();
+    this.syncWarm();
   }
 
   stop(): void {
     this.running = false;
+    this.warm?.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     for (const sub of this.probing.values()) sub.cancel();
@@ -103,6 +115,7 @@ export class UpstreamPool implements UpstreamChooser {
       upstream: m.host,
       up: m.state === 'up',
       consecutiveFailures: m.consecutiveFailures,
+      warm: this.warm?.readyFor(m.host) ?? 0,
     }));
   }
 
@@ -122,6 +135,14 @@ export class UpstreamPool implements UpstreamChooser {
     return best;
   }
 
+  /** A warm connection to `host` (upstream.warm), now the session's; undefined if none is ready. */
+  takeWarm(host: string): WarmConnection | undefined {
+    if (this.warm === undefined) return undefined;
+    const taken = this.warm.take(host);
+    this.deps.metrics.upstreamWarmTakes.inc({ site: this.deps.site, outcome: taken === undefined ? 'miss' : 'hit' });
+    return taken;
+  }
+
   /** The session is done with `host` (it ended, or moved on to another member). */
   give(host: string): void {
     const n = this.sessions.get(host) ?? 0;
@@ -131,6 +152,7 @@ export class UpstreamPool implements UpstreamChooser {
 
   /** What a real session's attempt on `host` came to (passive health). */
   report(host: string, outcome: UpstreamOutcome): void {
+    if (outcome === 'ok') this.warm?.reached(host);
     if (this.health === undefined) return;
     this.changed(this.health.report(host, outcome, performance.now()));
     if (outcome === 'ok') this.probing.get(host)?.reached();
@@ -144,12 +166,21 @@ export class UpstreamPool implements UpstreamChooser {
     else log.warn(fields, 'upstream health changed');
     if (t.to === 'ejected') metrics.upstreamEjections.inc({ site, upstream: t.host });
     if (t.to !== 'up') this.probing.get(t.host)?.wake();
+    this.syncWarm();
+  }
+
+  /** Warm connections are kept to the members in service only. */
+  private syncWarm(): void {
+    if (!this.running || this.warm === undefined) return;
+    const health = this.health;
+    this.warm.setMembers(health === undefined ? this.hosts : this.hosts.filter((h) => health.inService(h)));
   }
 
   private setHosts(hosts: string[]): void {
     this.hosts = hosts;
     for (const t of this.health?.setMembers(hosts, performance.now()) ?? []) this.changed(t);
     if (this.running) this.subscribeProbes();
+    this.syncWarm();
   }
 
   /** One subscription per member with the process's probers; members gone are let go. */

@@ -15,6 +15,8 @@ export interface MemberGauge {
   readonly upstream: string;
   readonly up: boolean;
   readonly consecutiveFailures: number;
+  /** Warm connections ready now (upstream.warm). */
+  readonly warm: number;
 }
 
 export class Metrics {
@@ -39,6 +41,8 @@ export class Metrics {
   readonly upstreamUp: Gauge<'site' | 'upstream'>;
   readonly upstreamEjections: Counter<'site' | 'upstream'>;
   readonly upstreamConsecutiveFailures: Gauge<'site' | 'upstream'>;
+  readonly upstreamWarm: Gauge<'site' | 'upstream'>;
+  readonly upstreamWarmTakes: Counter<'site' | 'outcome'>;
   readonly upstreamProbeSeconds: Histogram<'upstream'>;
   readonly dataPlane: Gauge<'kind'>;
   /** Counted by the kernel (nftables) data plane; the relay-only gateway has no such plane, so none yet. */
@@ -131,6 +135,13 @@ export class Metrics {
       'Failures in a row met by sessions and probes of an upstream member.',
       (m) => m.consecutiveFailures,
     );
+    this.upstreamWarm = members('ftp_alg_upstream_warm_connections', 'Warm upstream connections ready for new sessions (upstream.warm).', (m) => m.warm);
+    this.upstreamWarmTakes = new Counter({
+      name: 'ftp_alg_upstream_warm_takes_total',
+      help: 'Sessions of sites with upstream.warm: "hit" took a warm connection, "miss" connected as without.',
+      labelNames: ['site', 'outcome'],
+      registers,
+    });
     this.upstreamEjections = new Counter({ name: 'ftp_alg_upstream_ejections_total', help: 'Upstream members taken out of service by passive health.', labelNames: ['site', 'upstream'], registers });
     this.upstreamProbeSeconds = new Histogram({
       name: 'ftp_alg_upstream_probe_seconds',

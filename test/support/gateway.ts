@@ -27,7 +27,7 @@ export interface TestGateway {
 }
 
 export interface TestSite {
-  readonly upstream: { readonly host: string; readonly port: number; readonly hosts?: readonly string[] };
+  readonly upstream: { readonly host: string; readonly port: number; readonly hosts?: readonly string[]; readonly [key: string]: unknown };
   readonly passivePorts: PortRange;
   readonly activePorts: PortRange;
   readonly [key: string]: unknown;

@@ -76,7 +76,9 @@ export class KernelPinhole implements PinholeHandle {
   /** How long `awaiting` lasts (LATE_START_WAIT_MS). */
   private lateStart: NodeJS.Timeout | undefined;
   private readonly closeWaiters: (() => void)[] = [];
-  private log: Logger;
+  /** The child logger's bindings once open, and the child itself once something is logged (see `log`). */
+  private bindings: { readonly port: number; readonly dir: string; readonly plane: 'nftables' } | undefined;
+  private child: Logger | undefined;
 
   constructor(
     private readonly deps: KernelPinholeDeps,
@@ -85,7 +87,22 @@ export class KernelPinhole implements PinholeHandle {
   ) {
     const { host, port, localAddress } = legs.connect;
     this.target = { host, port, source: localAddress };
-    this.log = request.log;
+  }
+
+  /**
+   * The session's logger, with {port, dir, plane} once the pinhole is open.
+   * Made when a line is first written, not at open: pino's child() was on
+   * the PASV path of every pinhole, and most pinholes log nothing (a
+   * transfer line at info, at the end).
+   */
+  private get log(): Logger {
+    if (this.bindings === undefined) return this.request.log;
+    this.child ??= this.request.log.child(this.bindings);
+    return this.child;
+  }
+
+  private debug(fields: object, msg: string): void {
+    if (this.request.log.isLevelEnabled('debug')) this.log.debug(fields, msg);
   }
 
   get clientPort(): number | undefined {
@@ -120,8 +137,8 @@ export class KernelPinhole implements PinholeHandle {
     this.state = 'waiting';
     metrics.pinholesOpened.inc({ site, dir });
     metrics.pinholesOpen.inc({ site, dir });
-    this.log = this.log.child({ port, dir, plane: 'nftables' });
-    this.log.debug({ peer: key.peer, target: `${this.target.host}:${this.target.port}` }, 'pinhole open');
+    this.bindings = { port, dir, plane: 'nftables' };
+    this.debug({ peer: key.peer, target: `${this.target.host}:${this.target.port}` }, 'pinhole open');
     this.deadline = setTimeout(() => this.close('accept-timeout'), acceptTimeoutMs);
   }
 
@@ -160,7 +177,7 @@ export class KernelPinhole implements PinholeHandle {
       const natted = e.reply.src === this.target.host && e.reply.sport === this.target.port;
       if (e.orig.src !== key.peer) return this.wrongPeer(e.orig.src);
       if (!natted || this.flow !== undefined) {
-        this.log.debug({ sport: e.orig.sport }, 'pinhole second connection refused');
+        this.debug({ sport: e.orig.sport }, 'pinhole second connection refused');
         return;
       }
       this.flow = e.orig;
@@ -271,7 +288,7 @@ export class KernelPinhole implements PinholeHandle {
     this.afterClose = 'running';
     clearTimeout(this.lateStart);
     this.startedAt = performance.now();
-    this.log.debug({ sport: this.flow?.sport, reason: this.closeReason }, 'pinhole flow had started before the close: runs on');
+    this.debug({ sport: this.flow?.sport, reason: this.closeReason }, 'pinhole flow had started before the close: runs on');
     this.watchIdle();
   }
 
@@ -293,7 +310,7 @@ export class KernelPinhole implements PinholeHandle {
     await this.removal;
     await new Promise((resolve) => setTimeout(resolve, LATE_FLOW_GRACE_MS));
     if (this.flow === undefined) void this.finish();
-    this.log.debug({ reason: this.closeReason }, 'pinhole closed unused');
+    this.debug({ reason: this.closeReason }, 'pinhole closed unused');
   }
 
   private async cutFlow(): Promise<void> {
@@ -360,7 +377,9 @@ export class KernelPinhole implements PinholeHandle {
   private logTransfer(): void {
     const { up, down } = this.bytes;
     const { site, metrics } = this.request;
-    logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
+    // Below info the line is not written: the child logger need not be made for it.
+    const log = this.request.log.isLevelEnabled('info') ? this.log : this.request.log;
+    logTransfer(log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
 
 }

@@ -4,8 +4,9 @@
  * RawNetlinkSocket (a native N-API module). No process, no text, no cache:
  * a pinhole's open is one datagram and one batch of ACKs (the research
  * measured 0.025 ms against 0.3 ms for `nft -i`). Bytes come from
- * nfNetlink.ts; every element message is acknowledged, and any error fails
- * its whole transaction (the kernel has aborted the batch). The same socket
+ * nfNetlink.ts; each batch's last element message and each read are
+ * acknowledged, and any error fails its whole transaction (the kernel has
+ * aborted the batch). The same socket
  * deletes conntrack flows (ctNetlink.ts).
  *
  * The native module aborts the process if the kernel ever overruns the
@@ -28,8 +29,10 @@ const COMMAND_TIMEOUT_MS = 5_000;
 const RECV_BUFFER_BYTES = 1024 * 1024;
 /**
  * Transactions sent and not yet answered. A pinhole's largest (finish) asks
- * 12 answers of some hundred bytes each: 16 of them stay far below the
- * smallest receive buffer Linux gives (rmem_default, 208 KiB).
+ * 5 answers of some hundred bytes each (two counters, their ACKs, the
+ * batch's ACK; an aborted batch adds one error per failed message, 12 at
+ * most): 16 of them stay far below the smallest receive buffer Linux gives
+ * (rmem_default, 208 KiB).
  */
 const MAX_IN_FLIGHT = 16;
 const ENOENT = 2;

@@ -49,10 +49,28 @@ export function parseFlowEvent(line: string): FlowEvent | undefined {
   return { type: (m[1] ?? 'NEW') as FlowEventType, state: m[2] ?? '', orig, reply, id };
 }
 
+/**
+ * Addresses as `normalise` writes them, kept: the same few (the edge's, the
+ * upstream's, the clients') come back in every event, and normalising one
+ * (ipaddr.js) cost most of a line's parse. Bounded: cleared when full.
+ */
+const CACHE_ENTRIES = 4096;
+const normalised = new Map<string, string>();
+
+function address(text: string | undefined): string {
+  if (text === undefined) return '';
+  const hit = normalised.get(text);
+  if (hit !== undefined) return hit;
+  const made = normalise(text);
+  if (normalised.size >= CACHE_ENTRIES) normalised.clear();
+  normalised.set(text, made);
+  return made;
+}
+
 function tuple(t: Partial<Record<string, string>> | undefined): Tuple | undefined {
   if (t === undefined) return undefined;
-  const src = normalise(t.src);
-  const dst = normalise(t.dst);
+  const src = address(t.src);
+  const dst = address(t.dst);
   const sport = Number(t.sport);
   const dport = Number(t.dport);
   const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;

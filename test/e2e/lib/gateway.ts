@@ -36,7 +36,7 @@ export interface GatewayConfig {
   sites: Array<{
     name: string;
     listen: { host: string; port: number; proxyProtocol?: 'off' | 'v1' | 'v2' | 'any'; trustedProxies?: string[] };
-    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number; proxyProtocol?: 'off' | 'v1' | 'v2' };
+    upstream: { host?: string; port: number; hosts?: string[]; health?: Record<string, unknown>; maxAttempts?: number; proxyProtocol?: 'off' | 'v1' | 'v2'; warm?: number; warmMaxAgeMs?: number };
     /** One address, or one IPv4 and one IPv6. */
     externalAddress: string | string[];
     passivePorts: { min: number; max: number };

@@ -1,7 +1,8 @@
 /**
  * NetlinkDriver's bookkeeping against a stand-in socket that records what
- * is sent and answers like the kernel (an NLMSG_ERROR per acked message,
- * a NEWSETELEM before the ACK of a get). The real kernel is driven by
+ * is sent and answers like the kernel (an NLMSG_ERROR per message that asked
+ * for an ACK, and per failed message whether it asked or not; a NEWSETELEM
+ * before the ACK of a get). The real kernel is driven by
  * test/e2e/kernel.e2e.test.ts; the bytes are tested in test/unit/data.
  */
 import { EventEmitter } from 'node:events';
@@ -29,6 +30,10 @@ class FakeSocket extends EventEmitter implements RawSocket {
   /** The element messages sent so far that asked for an ACK (flag 0x4), in order. */
   acked(): { type: number; seq: number }[] {
     return this.sent.flatMap((d) => decodeMessages(d).filter((m) => (m.flags & 0x4) !== 0));
+  }
+  /** Every element message sent so far (NEWSETELEM, GETSETELEM, DELSETELEM), in order. */
+  elements(): { type: number; seq: number }[] {
+    return this.sent.flatMap((d) => decodeMessages(d).filter((m) => m.type >> 8 === 10 && m.type !== 0x0a10 && m.type !== 0x0a11));
   }
   answer(...messages: Buffer[]): void {
     this.emit('message', Buffer.concat(messages));
@@ -81,27 +86,27 @@ describe('NetlinkDriver', () => {
     await driver?.close();
   });
 
-  it('resolves a transaction once every message is acked, and not before', async () => {
+  it('a batch asks one ACK, of its last element message, and resolves on it, not before', async () => {
     const d = start();
     let done = false;
     const open = d.apply('open', openOps(KEY, TARGET, 15_000)).then((c) => {
       done = true;
       return c;
     });
-    const msgs = socket.acked();
-    expect(msgs).toHaveLength(5);
-    socket.answer(...msgs.slice(0, 4).map((m) => ack(m.seq)));
+    const elements = socket.elements();
+    expect(elements).toHaveLength(5);
+    expect(socket.acked()).toEqual([elements[4]]);
     await new Promise((r) => setImmediate(r));
     expect(done).toBe(false);
-    socket.answer(ack((msgs[4] as { seq: number }).seq));
+    socket.answer(ack((elements[4] as { seq: number }).seq));
     expect(await open).toEqual([]);
   });
 
-  it('fails the whole transaction on one error, naming the errno, and ignores its later answers', async () => {
+  it('fails the whole transaction on one error of a message that asked no ACK, naming the errno, and ignores its later answers', async () => {
     const d = start();
     const open = d.apply('open', openOps(KEY, TARGET, 15_000));
-    const msgs = socket.acked();
-    socket.answer(ack((msgs[0] as { seq: number }).seq), ack((msgs[1] as { seq: number }).seq, 2), ...msgs.slice(2).map((m) => ack(m.seq)));
+    const elements = socket.elements();
+    socket.answer(ack((elements[1] as { seq: number }).seq, 2), ack((elements[4] as { seq: number }).seq));
     const err = await open.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KernelPlaneError);
     expect(err).toMatchObject({ code: 'ERR_ALG_KERNEL', op: 'open', message: expect.stringContaining('ENOENT') });

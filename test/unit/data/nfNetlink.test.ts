@@ -105,6 +105,14 @@ describe('parts: each padded to 4 bytes', () => {
     expect(() => encodePart(port(65536))).toThrow('port');
     expect(() => encodePart(port(1.5))).toThrow('port');
   });
+
+  it('an address met before is still checked against its type, and still right after the cache of parsed addresses overflowed', () => {
+    expect(encodePart(address(4, '198.51.100.7')).toString('hex')).toBe('c6336407');
+    expect(() => encodePart({ type: 'ipv6_addr', value: '198.51.100.7' })).toThrow('ipv6_addr');
+    for (let i = 0; i < 5000; i++) encodePart(address(6, `2001:db8::${i.toString(16)}`));
+    expect(encodePart(address(4, '198.51.100.7')).toString('hex')).toBe('c6336407');
+    expect(encodePart(address(6, '2001:db8::1387')).toString('hex')).toBe('20010db8000000000000000000001387');
+  });
 });
 
 describe('transactions', () => {
@@ -112,21 +120,22 @@ describe('transactions', () => {
   const TARGET = { host: '192.0.2.10', port: 40001, source: '192.0.2.1' };
   const KEY = { family: 4, peer: '203.0.113.10', address: '203.0.113.1', port: 50000 } as const;
 
-  it('writes are one batch: begin, one message per op in order, end; each op acked', () => {
+  it('writes are one batch: begin, one message per op in order, end; only the last asks for an ACK (an error comes unasked, before it)', () => {
     const [d, more] = encodeTransaction('ftp_alg_dp', openOps(KEY, TARGET, 15_000), seqFrom(10));
     expect(more).toBeUndefined();
     const msgs = decodeMessages(d?.bytes ?? Buffer.alloc(0));
     expect(msgs.map((m) => [m.type, m.seq])).toEqual([[0x10, 10], ...[11, 12, 13, 14, 15].map((s) => [0x0a0c, s]), [0x11, 16]]);
     expect(msgs[0]?.payload.toString('hex')).toBe('0000000a'); // AF_UNSPEC, v0, res_id NFNL_SUBSYS_NFTABLES
-    expect(d).toMatchObject({ seqs: [10, 11, 12, 13, 14, 15, 16], acked: [11, 12, 13, 14, 15], gets: [] });
+    expect(d).toMatchObject({ seqs: [10, 11, 12, 13, 14, 15, 16], acked: [15], gets: [] });
+    expect(msgs.slice(1, -1).map((m) => m.flags)).toEqual([0x401, 0x401, 0x401, 0x401, 0x405]); // REQUEST|CREATE, the last |ACK
     const sets = msgs.slice(1, -1).map((m) => attrsOf(m).find(([t]) => t === 2)?.[1].toString('latin1'));
     expect(sets).toEqual(['orig4\0', 'reply4\0', 'pin4\0', 'snat4\0', 'arm4\0']);
   });
 
-  it('a close is one batch of adds then deletes; deletes carry no flags but ACK', () => {
+  it('a close is one batch of adds then deletes; deletes carry no flags, and only the last one ACK', () => {
     const [d] = encodeTransaction('ftp_alg_dp', closeOps(KEY, TARGET), seqFrom(1));
     const msgs = decodeMessages(d?.bytes ?? Buffer.alloc(0)).slice(1, -1);
-    expect(msgs.map((m) => [m.type, m.flags])).toEqual([...Array(5).fill([0x0a0c, 0x405]), ...Array(5).fill([0x0a0e, 0x5])]);
+    expect(msgs.map((m) => [m.type, m.flags])).toEqual([...Array(5).fill([0x0a0c, 0x401]), ...Array(4).fill([0x0a0e, 0x1]), [0x0a0e, 0x5]]);
   });
 
   it('a finish reads first (GETSETELEM, not batched), then commits the removal in a batch', () => {
@@ -137,7 +146,8 @@ describe('transactions', () => {
       [0x0a0d, 0x5, 101],
     ]);
     expect(reads).toMatchObject({ acked: [100, 101], gets: [100, 101] });
-    expect(writes?.acked).toHaveLength(10);
+    expect(writes?.seqs).toEqual([102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113]); // begin, 10 elements, end
+    expect(writes?.acked).toEqual([112]); // the batch's last element message
     expect(writes?.gets).toEqual([]);
     expect(countersOps(KEY).every((e) => e.op === 'get')).toBe(true);
   });

@@ -188,4 +188,12 @@ describe('conntrack lines', () => {
     expect(['TIME_WAIT', 'CLOSE'].map((s) => flowEnded(at('UPDATE', s) as never))).toEqual([true, true]);
     expect(flowEnded(at('DESTROY', '') as never)).toBe(true);
   });
+
+  it('addresses come out normalised whatever their spelling, and a bad one never does, also once the cache of normalised addresses overflowed', () => {
+    const src = (a: string) => parseFlowEvent(`[NEW] tcp 6 120 SYN_SENT src=${a} dst=2001:db8::2 sport=1 dport=2 src=2001:db8::2 dst=${a} sport=2 dport=1`)?.orig.src;
+    const spellings = () => [src('2001:DB8:0::1'), src('2001:db8::1'), src('::ffff:192.0.2.1'), src('not-an-address')];
+    expect(spellings()).toEqual(['2001:db8::1', '2001:db8::1', '192.0.2.1', undefined]);
+    for (let i = 0; i < 5000; i++) src(`2001:db8::${i.toString(16)}`);
+    expect(spellings()).toEqual(['2001:db8::1', '2001:db8::1', '192.0.2.1', undefined]);
+  });
 });

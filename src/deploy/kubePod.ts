@@ -85,10 +85,12 @@ export function controlPorts(config: GatewayConfig): number[] {
 
 function container(config: GatewayConfig, shape: PodShape): YamlMap {
   const metrics = parseListenAddress(config.metrics.listen);
-  // Kubernetes gives a non-root container no ambient capabilities: NET_ADMIN (kernel plane) needs uid 0, with every other capability dropped.
+  // Kubernetes gives a non-root container no ambient capabilities: NET_ADMIN (kernel plane) and SYS_NICE need uid 0, with every other capability dropped.
   const kernel = wantsKernelPlane(config);
-  const root = shape.lowPorts === 'capability' || kernel;
-  const add = [...(shape.lowPorts === 'capability' ? ['NET_BIND_SERVICE'] : []), ...(kernel ? ['NET_ADMIN'] : [])];
+  // controlPriority other than the default raises the control thread (chrt): SYS_NICE, also as uid 0 only.
+  const nice = config.controlPriority.policy !== 'other' || config.controlPriority.nice !== 0;
+  const root = shape.lowPorts === 'capability' || kernel || nice;
+  const add = [...(shape.lowPorts === 'capability' ? ['NET_BIND_SERVICE'] : []), ...(kernel ? ['NET_ADMIN'] : []), ...(nice ? ['SYS_NICE'] : [])];
   return {
     name: 'ftp-alg',
     image: shape.image,

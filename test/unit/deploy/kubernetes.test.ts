@@ -350,6 +350,13 @@ describe('kernel data plane (dataPlane.kind "nftables" or "auto")', () => {
     expect(containerOf(deployment).securityContext).toMatchObject({ runAsUser: 0, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
   });
 
+  it('controlPriority rr adds SYS_NICE as uid 0; the default adds nothing', () => {
+    const rr = configWith({ listen: { host: '0.0.0.0', port: 2121 } }, { controlPriority: { policy: 'rr' } });
+    const deployment = only(generate(rr, { pattern: 'loadbalancer' }), (o) => o.kind === 'Deployment');
+    expect(containerOf(deployment).securityContext).toMatchObject({ runAsUser: 0, capabilities: { drop: ['ALL'], add: ['SYS_NICE'] } });
+    expect(kubernetesManifests(kernel('relay', 2121), { pattern: 'loadbalancer' })).not.toContain('SYS_NICE');
+  });
+
   it('the relay (the default) gets neither, on either pattern', () => {
     for (const pattern of ['daemonset', 'loadbalancer'] as const) {
       const text = kubernetesManifests(kernel('relay', 2121), { pattern });

@@ -151,6 +151,13 @@ async function stopGateway() {
   return child;
 }
 
+/** The original-destination lookup of each session a gateway started (its `session start` lines), ms. */
+function lookups(child) {
+  const out = [];
+  for (const m of (child?.output() ?? '').matchAll(/"lookupMs":([0-9.e+-]+)/g)) out.push(Number(m[1]));
+  return out;
+}
+
 async function teardown() {
   await stopGateway();
   await stop(procs.vsftpd);
@@ -306,6 +313,7 @@ async function round(variant) {
     }
   }
   if (pid !== undefined) record('cpu', variant, (cpuSeconds(pid) - cpu0) / (moved / GiB));
+  for (const ms of lookups(await stopGateway())) record('lookup', variant, ms);
 }
 
 // ---- report ------------------------------------------------------------------
@@ -338,6 +346,7 @@ function table() {
   const extra = (label, kernel, med) => `| ${[label, kernel, ...gateways.flatMap((g) => [fmt(med[g]), '', ''])].join(' | ')} |`;
   lines.push(extra('setup before the data (connect, login, PASV/PORT), ms, median', fmt(setup.kernel), setup));
   lines.push(extra('CPU of the gateway per GiB moved, s/GiB', '—', cpu));
+  lines.push(extra('original-destination lookup per session (gateway log), ms, median', '—', medians('lookup')));
   return { markdown: lines.join('\n'), rows };
 }
 

@@ -400,7 +400,8 @@ function table() {
       const cells = [`curl ${dir === 'down' ? 'download' : 'upload'} ${P.fileBytes / MiB} MiB, ${LABEL[mode]}`, fmt(med.kernel)];
       for (const g of gateways) cells.push(fmt(med[g]), ratioCell(ratios[g]), ratioCell(dataRatios[g]));
       lines.push(`| ${cells.join(' | ')} |`);
-      rows.push({ mode, dir, medians: med, ratios, dataMedians: data, dataRatios, runs: samples[`${mode}.${dir}`] ?? {} });
+      const paired = Object.fromEntries(gateways.map((g) => [g, pairedRatios(`${mode}.${dir}`, g)]));
+      rows.push({ mode, dir, medians: med, ratios, dataMedians: data, dataRatios, paired, runs: samples[`${mode}.${dir}`] ?? {} });
     }
   }
   const setup = medians('setup');
@@ -410,6 +411,34 @@ function table() {
   lines.push(extra('CPU of the gateway per GiB moved, s/GiB', '—', cpu));
   lines.push(extra('original-destination lookup per session (gateway log), ms, median', '—', medians('lookup')));
   return { markdown: lines.join('\n'), rows };
+}
+
+/**
+ * `variant`/kernel of each round (the two ran in the same round), as median [min-max]: how far one
+ * cell's ratio moves from round to round, which the ratio of medians hides.
+ */
+function pairedRatios(id, variant) {
+  const mine = samples[id]?.[variant] ?? [];
+  const kernel = samples[id]?.kernel ?? [];
+  const r = mine.map((x, i) => x / kernel[i]).filter(Number.isFinite);
+  return r.length === 0 ? undefined : { median: median(r), min: Math.min(...r), max: Math.max(...r) };
+}
+
+/** The paired per-round ratios of every cell. */
+function pairedTable() {
+  const gateways = VARIANTS.filter((v) => v !== 'kernel');
+  const head = ['transfer', ...gateways.map((g) => `${g}/kernel per round, median [min-max]`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const mode of MODES) {
+    for (const dir of ['down', 'up']) {
+      const cell = (g) => {
+        const p = pairedRatios(`${mode}.${dir}`, g);
+        return p === undefined ? '—' : `${p.median.toFixed(2)} [${p.min.toFixed(2)}-${p.max.toFixed(2)}]`;
+      };
+      lines.push(`| ${[`${dir === 'down' ? 'download' : 'upload'}, ${LABEL[mode]}`, ...gateways.map(cell)].join(' | ')} |`);
+    }
+  }
+  return lines.join('\n');
 }
 
 const STEP_ORDER = ['connect', 'greeting', 'USER', 'PASS', 'PWD', 'CWD', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE', 'SIZE', 'RETR', 'STOR', 'curl', 'to226', 'QUIT'];
@@ -490,6 +519,10 @@ async function main() {
     '- target (issue 15): every transparent-site transfer ≥ 0.9× the kernel ALG',
     '',
     t.markdown,
+    '',
+    'Paired per-round ratios (each round\'s transfer against the kernel ALG\'s of the same round):',
+    '',
+    pairedTable(),
     '',
     ...(opt.steps ? ['Steps of a session from curl\'s trace, median (mean) ms over every timed transfer of the mode:', '', stepsTable(), ''] : []),
     ...notes.map((n) => `note: ${n}`),

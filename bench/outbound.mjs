@@ -25,6 +25,21 @@
 // to the kernel variant of the same run. Run as root after `npm run build`:
 //   node bench/outbound.mjs [--smoke] [--rounds N] [--modes pasv,epsv,port,eprt]
 //                           [--variants kernel,relay,nft] [--max-minutes M] [--json FILE]
+//                           [--base DIR] [--steps] [--warm N] [--ftp-alg-node-args ARGS]
+// --ftp-alg-node-args: node options for every gateway (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+// --base DIR: a second build of ftp-alg (DIR/dist/cli.js, e.g. main in a
+// detached worktree) adds the variants relay-base and nft-base, run in the
+// same rounds for A/B (name them in --variants; default: all four).
+// --warm N (default 200; 0: none): every freshly started gateway first serves N
+// sessions of a Python ftplib client (login, a 4 KiB download by PASV, EPSV,
+// PORT or EPRT in turn, quit), so the timed transfers meet a gateway that has
+// run its session code before, as a gateway in service has: the gateway is
+// restarted for every round, and without this its first few sessions ran
+// V8's not yet compiled code, which was most of the setup gap to the kernel
+// ALG (`--warm 0` shows it).
+// --steps: a table of where each variant's session time goes, step by step,
+// from curl's own trace (`-v --trace-time`: the time each command left and
+// each reply arrived), medians over every timed transfer of that variant.
 // Everything it starts it stops, and it deletes its namespaces, on success,
 // failure or a signal.
 import { rmSync } from 'node:fs';
@@ -45,26 +60,36 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const SITE_PORT = 2122;
 const TABLE = 'ftpalg_outbound';
-const ALL_VARIANTS = ['kernel', 'relay', 'nft'];
+const GATEWAY_VARIANTS = ['relay', 'nft', 'relay-base', 'nft-base'];
+const ALL_VARIANTS = ['kernel', ...GATEWAY_VARIANTS];
 
 const { values: opt } = parseArgs({
   options: {
     smoke: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     modes: { type: 'string', default: 'pasv,epsv,port,eprt' },
-    variants: { type: 'string', default: 'kernel,relay,nft' },
+    variants: { type: 'string' },
     'max-minutes': { type: 'string', default: '10' },
     json: { type: 'string' },
+    base: { type: 'string' },
+    steps: { type: 'boolean', default: false },
+    warm: { type: 'string', default: '200' },
+    'ftp-alg-node-args': { type: 'string' },
   },
 });
 
 const P = opt.smoke ? { rounds: 1, fileBytes: 8 * MiB, checkBytes: 2 * MiB } : { rounds: 5, fileBytes: 256 * MiB, checkBytes: 32 * MiB };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 const MODES = opt.modes.split(',');
-const VARIANTS = opt.variants.split(',');
+const BASE_CLI = opt.base === undefined ? undefined : join(resolve(opt.base), 'dist/cli.js');
+const VARIANTS = (opt.variants ?? (BASE_CLI === undefined ? 'kernel,relay,nft' : ALL_VARIANTS.join(','))).split(',');
 for (const m of MODES) if (!['pasv', 'epsv', 'port', 'eprt'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
 for (const v of VARIANTS) if (!ALL_VARIANTS.includes(v)) throw new Error(`--variants: unknown variant ${v} (${ALL_VARIANTS.join(', ')})`);
 if (!VARIANTS.includes('kernel')) throw new Error('--variants: the kernel variant is the baseline of every ratio');
+if (VARIANTS.some((v) => v.endsWith('-base')) && BASE_CLI === undefined) throw new Error('--variants: the -base variants need --base DIR');
+const WARM_SESSIONS = Number(opt.warm);
+if (!Number.isInteger(WARM_SESSIONS) || WARM_SESSIONS < 0 || WARM_SESSIONS > 5_000) throw new Error('--warm: 0 to 5000 sessions');
+const WARM_SECONDS = 60;
 const startedAt = Date.now();
 const deadline = startedAt + Number(opt['max-minutes']) * 60_000;
 const log = (msg) => process.stderr.write(`[outbound ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
@@ -109,7 +134,7 @@ async function edgeRules(topo, variant) {
 function gatewayConfig(variant) {
   return {
     log: { level: 'info' },
-    dataPlane: { kind: variant === 'nft' ? 'nftables' : 'relay' },
+    dataPlane: { kind: variant.startsWith('nft') ? 'nftables' : 'relay' },
     sites: [
       {
         name: 'transparent',
@@ -139,6 +164,13 @@ async function stopGateway() {
   return child;
 }
 
+/** The original-destination lookup of each session a gateway started (its `session start` lines), ms. */
+function lookups(child) {
+  const out = [];
+  for (const m of (child?.output() ?? '').matchAll(/"lookupMs":([0-9.e+-]+)/g)) out.push(Number(m[1]));
+  return warmed.has(child) ? out.slice(WARM_SESSIONS) : out;
+}
+
 async function teardown() {
   await stopGateway();
   await stop(procs.vsftpd);
@@ -153,17 +185,66 @@ function lastResort() {
 }
 
 /** Switches the edge to `variant`: its rules, and a fresh gateway for the transparent ones. */
-async function use(variant) {
+async function use(variant, { warmUp = true } = {}) {
   await stopGateway();
   await edgeRules(topo, variant);
   if (variant === 'kernel') return;
   const file = join(workDir, `${variant}.json`);
   await writeFile(file, JSON.stringify(gatewayConfig(variant)));
   await chmod(file, 0o644);
-  const child = start(topo.ns.edge, process.execPath, [CLI, '--config', file], { nofile: true });
+  const cli = variant.endsWith('-base') ? BASE_CLI : CLI;
+  const nodeArgs = opt['ftp-alg-node-args'] === undefined ? [] : opt['ftp-alg-node-args'].split(' ');
+  const child = start(topo.ns.edge, process.execPath, [...nodeArgs, cli, '--config', file], { nofile: true });
   await waitListening(topo.ns.edge, [SITE_PORT], child);
   procs.gateway = child;
+  if (warmUp) await warm(variant);
 }
+
+// Sessions through the transparent site, each mode in turn; bounded in count and in time.
+const WARM_CLIENT = `
+import ftplib, socket, sys, time
+n, host, me, bound = int(sys.argv[1]), sys.argv[2], sys.argv[3], time.monotonic() + float(sys.argv[4])
+def drain(s):
+    while s.recv(65536): pass
+    s.close()
+done = 0
+for i in range(n):
+    if time.monotonic() > bound: break
+    f = ftplib.FTP(timeout=10)
+    f.connect(host, 21)
+    f.login('anonymous', 'warm@example.org')
+    f.cwd('pub')
+    f.voidcmd('TYPE I')
+    mode = i % 4
+    if mode == 0:
+        f.set_pasv(True)
+        f.retrbinary('RETR warm.bin', lambda b: None)
+    elif mode == 1:
+        s = socket.create_connection((host, ftplib.parse229(f.sendcmd('EPSV'), (host, 21))[1]), timeout=10)
+        f.sendcmd('RETR warm.bin'); drain(s); f.voidresp()
+    else:
+        l = socket.create_server((me, 0)); l.settimeout(10)
+        if mode == 2: f.sendport(me, l.getsockname()[1])
+        else: f.sendeprt(me, l.getsockname()[1])
+        f.sendcmd('RETR warm.bin'); s, _ = l.accept(); l.close(); drain(s); f.voidresp()
+    f.quit()
+    done += 1
+print(done)
+`;
+
+/** --warm: the fresh gateway serves WARM_SESSIONS sessions before it is timed; they must all succeed. */
+async function warm(variant) {
+  if (WARM_SESSIONS === 0) return;
+  const args = ['-c', WARM_CLIENT, String(WARM_SESSIONS), ADDR.server, ADDR.client, String(WARM_SECONDS)];
+  const r = await nsRun(topo.ns.client, 'python3', args, { timeoutMs: (WARM_SECONDS + 30) * 1000 });
+  if (r.code !== 0) throw new Error(`warm-up via ${variant} failed (${r.code}): ${r.stderr.trim().slice(-1500)}\n${procs.gateway?.output().slice(-3000) ?? ''}`);
+  const done = Number(r.stdout.trim());
+  if (done < WARM_SESSIONS) notes.push(`${variant}: warm-up stopped at ${done} of ${WARM_SESSIONS} sessions (${WARM_SECONDS} s bound)`);
+  warmed.add(procs.gateway);
+}
+
+/** Gateways whose log begins with warm-up sessions (their lookups are not the timed sessions'). */
+const warmed = new Set();
 
 // ---- transfers ---------------------------------------------------------------
 
@@ -187,7 +268,7 @@ async function curl(variant, mode, dir, check) {
   const file = check ? 'check.bin' : 'big.bin';
   const name = `u-${process.pid}-${seq++}.bin`;
   const got = join(workDir, `down-${seq}.bin`);
-  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total} %{time_pretransfer}', ...CURL_MODE[mode]];
+  const args = ['-sS', '-v', '--trace-time', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total} %{time_pretransfer}', ...CURL_MODE[mode]];
   if (dir === 'down') args.push('-o', check ? got : '/dev/null', `ftp://${ADDR.server}/pub/${file}`);
   else args.push('-T', join(workDir, file), `ftp://${ADDR.server}/upload/${name}`);
   const what = `curl ${mode} ${dir} via ${variant}`;
@@ -202,7 +283,54 @@ async function curl(variant, mode, dir, check) {
     await rm(arrived, { force: true });
     if (digest !== patternHash(bytes)) throw new Error(`${what}: the file arrived with another sha256`);
   }
-  return { rate: bytes / MiB / secs, dataRate: bytes / MiB / (secs - pre), setupMs: pre * 1000 };
+  if (opt.steps && check && dir === 'down' && !traced.has(`${variant}.${mode}`)) {
+    traced.add(`${variant}.${mode}`);
+    log(`curl trace, ${what}:\n${r.stderr.trim()}`);
+  }
+  return { rate: bytes / MiB / secs, dataRate: bytes / MiB / (secs - pre), setupMs: pre * 1000, steps: curlSteps(r.stderr) };
+}
+
+const traced = new Set();
+
+/**
+ * Where a curl session's time went, from its `-v --trace-time` lines
+ * (`HH:MM:SS.µs` then `*` info, `>` a command sent, `<` a reply line read):
+ * `connect` (first line to "Connected"), `greeting` (to the 220), each command
+ * to its final reply (named by its verb, summed if sent twice, so `RETR`/`STOR`
+ * is the time to the 150, which in active mode includes the server's data
+ * connect), `curl` (the gaps between a reply and curl's next command, the
+ * client's own time), and `to226` (the 150 to the 226: the data phase).
+ * The steps before the 150 add up to the session's setup, the client's
+ * time included. Total: a trace it cannot read gives {}.
+ */
+function curlSteps(stderr) {
+  const events = [];
+  for (const line of stderr.split(/\r?\n/)) {
+    const m = /^(\d\d):(\d\d):(\d\d(?:\.\d+)?) ([*<>]) ?(.*)$/.exec(line);
+    if (m !== null) events.push({ ms: ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000, kind: m[4], text: m[5].trim() });
+  }
+  const steps = {};
+  const add = (name, ms) => {
+    steps[name] = (steps[name] ?? 0) + ms;
+  };
+  if (events.length === 0) return steps;
+  let mark = events[0].ms; // when the step under way began
+  let pending = 'connect'; // its name; undefined: curl's own time since the last reply
+  for (const e of events) {
+    if (pending === 'connect' && e.kind === '*' && e.text.startsWith('Connected to')) {
+      add('connect', e.ms - mark);
+      [mark, pending] = [e.ms, 'greeting'];
+    } else if (e.kind === '>') {
+      if (pending === undefined) add('curl', e.ms - mark);
+      [mark, pending] = [e.ms, e.text.split(' ')[0].toUpperCase()];
+    } else if (e.kind === '<' && /^\d{3} /.test(e.text) && pending !== undefined && pending !== 'connect') {
+      const code = e.text.slice(0, 3);
+      add(pending, e.ms - mark);
+      // The 150 opens the data phase; the 226 (or any final reply after it) closes it.
+      [mark, pending] = [e.ms, code === '150' || code === '125' ? 'to226' : undefined];
+    }
+  }
+  return steps;
 }
 
 // ---- samples -----------------------------------------------------------------
@@ -225,8 +353,8 @@ async function checkVariant(variant) {
   }
   const child = await stopGateway();
   const out = child?.output() ?? '';
-  const transfers = out.split('\n').filter((l) => l.includes('"msg":"transfer done"')).length;
-  if (variant === 'nft' && out.includes('"msg":"pinhole relayed"')) throw new Error(`${variant}: a pinhole fell back to the relay:\n${out.slice(-3000)}`);
+  const transfers = out.split('\n').filter((l) => l.includes('"msg":"transfer done"') && !l.includes('"flow":"direct"')).length;
+  if (variant.startsWith('nft') && out.includes('"msg":"pinhole relayed"')) throw new Error(`${variant}: a pinhole fell back to the relay:\n${out.slice(-3000)}`);
   log(`${variant}: checks passed (${transfers} transfers through the gateway's pinholes)`);
 }
 
@@ -241,10 +369,13 @@ async function round(variant) {
       record(`${mode}.${dir}`, variant, r.rate);
       record(`${mode}.${dir}.data`, variant, r.dataRate);
       record('setup', variant, r.setupMs);
+      for (const [name, ms] of Object.entries(r.steps)) record(`step.${mode}.${name}`, variant, ms);
       moved += P.fileBytes;
     }
   }
   if (pid !== undefined) record('cpu', variant, (cpuSeconds(pid) - cpu0) / (moved / GiB));
+  const gw = await stopGateway();
+  for (const ms of lookups(gw)) record('lookup', variant, ms);
 }
 
 // ---- report ------------------------------------------------------------------
@@ -269,7 +400,8 @@ function table() {
       const cells = [`curl ${dir === 'down' ? 'download' : 'upload'} ${P.fileBytes / MiB} MiB, ${LABEL[mode]}`, fmt(med.kernel)];
       for (const g of gateways) cells.push(fmt(med[g]), ratioCell(ratios[g]), ratioCell(dataRatios[g]));
       lines.push(`| ${cells.join(' | ')} |`);
-      rows.push({ mode, dir, medians: med, ratios, dataMedians: data, dataRatios, runs: samples[`${mode}.${dir}`] ?? {} });
+      const paired = Object.fromEntries(gateways.map((g) => [g, pairedRatios(`${mode}.${dir}`, g)]));
+      rows.push({ mode, dir, medians: med, ratios, dataMedians: data, dataRatios, paired, runs: samples[`${mode}.${dir}`] ?? {} });
     }
   }
   const setup = medians('setup');
@@ -277,7 +409,62 @@ function table() {
   const extra = (label, kernel, med) => `| ${[label, kernel, ...gateways.flatMap((g) => [fmt(med[g]), '', ''])].join(' | ')} |`;
   lines.push(extra('setup before the data (connect, login, PASV/PORT), ms, median', fmt(setup.kernel), setup));
   lines.push(extra('CPU of the gateway per GiB moved, s/GiB', '—', cpu));
+  lines.push(extra('original-destination lookup per session (gateway log), ms, median', '—', medians('lookup')));
   return { markdown: lines.join('\n'), rows };
+}
+
+/**
+ * `variant`/kernel of each round (the two ran in the same round), as median [min-max]: how far one
+ * cell's ratio moves from round to round, which the ratio of medians hides.
+ */
+function pairedRatios(id, variant) {
+  const mine = samples[id]?.[variant] ?? [];
+  const kernel = samples[id]?.kernel ?? [];
+  const r = mine.map((x, i) => x / kernel[i]).filter(Number.isFinite);
+  return r.length === 0 ? undefined : { median: median(r), min: Math.min(...r), max: Math.max(...r) };
+}
+
+/** The paired per-round ratios of every cell. */
+function pairedTable() {
+  const gateways = VARIANTS.filter((v) => v !== 'kernel');
+  const head = ['transfer', ...gateways.map((g) => `${g}/kernel per round, median [min-max]`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const mode of MODES) {
+    for (const dir of ['down', 'up']) {
+      const cell = (g) => {
+        const p = pairedRatios(`${mode}.${dir}`, g);
+        return p === undefined ? '—' : `${p.median.toFixed(2)} [${p.min.toFixed(2)}-${p.max.toFixed(2)}]`;
+      };
+      lines.push(`| ${[`${dir === 'down' ? 'download' : 'upload'}, ${LABEL[mode]}`, ...gateways.map(cell)].join(' | ')} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+const STEP_ORDER = ['connect', 'greeting', 'USER', 'PASS', 'PWD', 'CWD', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE', 'SIZE', 'RETR', 'STOR', 'curl', 'to226', 'QUIT'];
+const mean = (xs) => (xs.length === 0 ? undefined : xs.reduce((a, b) => a + b, 0) / xs.length);
+
+/** --steps: each mode's steps, median (mean) ms per variant, and each gateway's added median. */
+function stepsTable() {
+  const gateways = VARIANTS.filter((v) => v !== 'kernel');
+  const head = ['mode', 'step', ...VARIANTS.map((v) => `${v} ms`), ...gateways.map((g) => `${g} − kernel`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  const rank = (name) => (STEP_ORDER.includes(name) ? STEP_ORDER.indexOf(name) : STEP_ORDER.length);
+  for (const mode of MODES) {
+    const prefix = `step.${mode}.`;
+    const names = Object.keys(samples)
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => k.slice(prefix.length))
+      .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    for (const name of names) {
+      const runs = samples[prefix + name];
+      const med = Object.fromEntries(VARIANTS.map((v) => [v, median(runs[v] ?? [])]));
+      const cells = [mode, name, ...VARIANTS.map((v) => `${fmt(med[v])} (${fmt(mean(runs[v] ?? []))})`)];
+      for (const g of gateways) cells.push(med[g] === undefined || med.kernel === undefined ? '—' : `${med[g] - med.kernel >= 0 ? '+' : ''}${fmt(med[g] - med.kernel)}`);
+      lines.push(`| ${cells.join(' | ')} |`);
+    }
+  }
+  return lines.join('\n');
 }
 
 // ---- main --------------------------------------------------------------------
@@ -285,6 +472,7 @@ function table() {
 async function prepareFiles() {
   workDir = await scratchDir('ftpalg-bench-outbound-');
   const root = await ftpRoot(workDir);
+  await writePatternFile(join(root, 'pub', 'warm.bin'), 4096);
   for (const [name, bytes] of [['big.bin', P.fileBytes], ['check.bin', P.checkBytes]]) {
     for (const file of [join(root, 'pub', name), join(workDir, name)]) await writePatternFile(file, bytes);
   }
@@ -301,7 +489,7 @@ async function main() {
   const root = await prepareFiles();
   procs.vsftpd = await startVsftpd(topo, workDir, root);
   for (const variant of VARIANTS) {
-    await use(variant);
+    await use(variant, { warmUp: false });
     await checkVariant(variant);
   }
   let stoppedEarly = '';
@@ -327,10 +515,16 @@ async function main() {
     '',
     `- date: ${new Date().toISOString()}; kernel helper: ${helper.how}`,
     `- rounds: ${P.rounds} (median; variant order rotates each round); duration ${elapsed.toFixed(0)} s`,
+    `- each gateway started for a round first served ${WARM_SESSIONS} warm-up sessions (--warm)`,
     '- target (issue 15): every transparent-site transfer ≥ 0.9× the kernel ALG',
     '',
     t.markdown,
     '',
+    'Paired per-round ratios (each round\'s transfer against the kernel ALG\'s of the same round):',
+    '',
+    pairedTable(),
+    '',
+    ...(opt.steps ? ['Steps of a session from curl\'s trace, median (mean) ms over every timed transfer of the mode:', '', stepsTable(), ''] : []),
     ...notes.map((n) => `note: ${n}`),
   ].join('\n');
   process.stdout.write(`${out}\n`);

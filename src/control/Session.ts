@@ -11,6 +11,7 @@ import { normalise } from '../common/address.js';
 import type { SiteConfig } from '../config/types.js';
 import type { DataPlane, LegRequest, PinholeHandle } from '../data/DataPlane.js';
 import type { PinholeTls } from '../data/tlsLeg.js';
+import { logDirectTransfer } from '../data/transferLog.js';
 import type { ShardedPool } from '../data/ShardedPool.js';
 import { LineSplitter } from '../ftp/lineSplitter.js';
 import { type Logger, loggableLine } from '../observe/logger.js';
@@ -114,6 +115,10 @@ export class Session {
   private readonly pinholes = new Map<number, PinholeHandle>();
   private readonly endWaiters: (() => void)[] = [];
   private transfers = 0;
+  /** Whether the newest data connection the client asked for goes straight to the server (a direct passive forward) or through a pinhole. */
+  private newestData: 'direct' | 'pinhole' | undefined;
+  /** A transfer command on a direct data connection, until the server's final reply: its verb, when it was sent, whether a 1xx opened it. */
+  private direct: { readonly verb: string; readonly at: number; opened: boolean } | undefined;
   private readonly totals = { upBytes: 0, downBytes: 0 };
   readonly log: Logger;
 
@@ -299,6 +304,18 @@ export class Session {
     if (this.ended) return;
     if (this.log.isLevelEnabled('debug')) this.log.debug({ line: loggableLine(raw.toString('latin1')) }, 'upstream line');
     this.run(this.core.upstreamLine(raw));
+    if (this.direct !== undefined) this.directReply(raw);
+  }
+
+  /** A direct transfer's 1xx opens it; the server's final reply ends it: one `transfer done` line, if it was opened. */
+  private directReply(raw: Buffer): void {
+    const direct = this.direct;
+    if (direct === undefined) return;
+    if (raw[0] === 0x31) direct.opened = true; // '1': 125/150, the data connection is open
+    if (this.core.directTransfer) return; // still owed its final reply
+    this.direct = undefined;
+    const reply = Number(raw.toString('latin1', 0, 3));
+    if (direct.opened) logDirectTransfer(this.log, this.ctx.metrics, { site: this.ctx.site.name, command: direct.verb, startedAt: direct.at, reply: Number.isInteger(reply) ? reply : 0 });
   }
 
   private onClientEnd(): void {
@@ -336,12 +353,15 @@ export class Session {
       case 'toUpstream':
         return this.toUpstream(action.line);
       case 'openPinhole':
+        this.newestData = 'pinhole';
         return void this.openPinhole(action.spec);
       case 'openForward':
+        this.newestData = 'direct';
         return void this.openForward(action.spec);
       case 'closePinholes':
         return this.closePinholes(action.which, action.reason);
       case 'label':
+        if (this.newestData === 'direct') this.direct = { verb: action.verb, at: performance.now(), opened: false };
         return this.label(action.verb);
       case 'note':
         return this.noteDown(action.note);

@@ -32,3 +32,23 @@ export function logTransfer(log: Logger, metrics: Metrics, t: TransferRecord): v
     'transfer done',
   );
 }
+
+/** A transfer whose data went straight between client and server (a transparent site's direct passive mode). */
+export interface DirectTransferRecord {
+  readonly site: string;
+  readonly command: string;
+  readonly startedAt: number;
+  /** The server's final reply code to the transfer command (226, 426, ...). */
+  readonly reply: number;
+}
+
+/**
+ * Its `transfer done` line: the gateway never sees such a flow's bytes, so
+ * the line has its command, its time (the command to the server's final
+ * reply) and that reply, and no byte counts.
+ */
+export function logDirectTransfer(log: Logger, metrics: Metrics, t: DirectTransferRecord): void {
+  const ms = Math.round(performance.now() - t.startedAt);
+  metrics.transferSeconds.observe({ site: t.site }, ms / 1000);
+  log.info({ command: t.command, flow: 'direct', ms, reply: t.reply }, 'transfer done');
+}

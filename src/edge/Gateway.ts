@@ -13,7 +13,7 @@ import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import type { OwnEndpoint } from './destinations.js';
-import { ownEndpoints } from './outbound.js';
+import { OwnEndpointsCache, ownEndpoints } from './outbound.js';
 import { Site, type SessionBudget } from './Site.js';
 import { PreLoginQueue } from './eviction.js';
 import { Admissions } from './admission.js';
@@ -32,6 +32,8 @@ export interface GatewayStats {
 
 export class Gateway {
   readonly metrics = new Metrics();
+  /** What outbound sites never connect to (worked out at most once a second, and after each change of listeners). */
+  private readonly own = new OwnEndpointsCache(() => ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() }));
   private readonly sites = new Map<string, Site>();
   /** Sites replaced or removed by a reload, kept until their last session ends. */
   private readonly retired = new Set<Site>();
@@ -92,6 +94,7 @@ export class Gateway {
       await this.stopHttp();
       throw err;
     }
+    this.own.invalidate(); // every listener is bound now (port 0 in the config has become a real port)
     this.state = 'running';
     this.startSweep();
   }
@@ -204,6 +207,7 @@ export class Gateway {
     }
     if (old !== undefined) this.retire(old);
     this.sites.set(siteConfig.name, site);
+    this.own.invalidate();
     this.log.info({ site: siteConfig.name, replaced: old !== undefined }, old === undefined ? 'site added' : 'site changed');
   }
 
@@ -222,8 +226,8 @@ export class Gateway {
   }
 
   /** What outbound sites never connect to: the gateway's own listeners and ranges. */
-  private ownEndpoints(): OwnEndpoint[] {
-    return ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() });
+  private ownEndpoints(): readonly OwnEndpoint[] {
+    return this.own.get(this.config);
   }
 
   private retire(site: Site): void {

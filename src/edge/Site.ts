@@ -310,10 +310,10 @@ export class Site implements AdmissionQueue {
       this.log.warn({ destination: origin === undefined ? undefined : `${origin.host}:${origin.port}`, lookupMs }, 'original destination refused');
       return this.refuse(socket, client, refusal ?? 'no-original-destination');
     }
-    this.startSession(socket, client, origin.host, singleUpstream(origin.port));
+    this.startSession(socket, client, origin.host, singleUpstream(origin.port), { lookupMs: roundMs(lookupMs) });
   }
 
-  private startSession(socket: Socket, client: string, upstream: string, upstreams: UpstreamChooser): void {
+  private startSession(socket: Socket, client: string, upstream: string, upstreams: UpstreamChooser, detail?: { lookupMs: number }): void {
     const id = (++this.nextId).toString(36);
     const header = carriedHeaders.get(socket);
     const carried = carriedClient(header);
@@ -340,7 +340,7 @@ export class Site implements AdmissionQueue {
     this.deps.metrics.sessionsTotal.inc({ site: this.name });
     this.deps.metrics.sessionsActive.inc({ site: this.name });
     const via = header === undefined ? undefined : normalise(socket.remoteAddress);
-    session.log.info({ clientPort: carried?.port ?? socket.remotePort, via }, 'session start');
+    session.log.info({ clientPort: carried?.port ?? socket.remotePort, via, ...detail }, 'session start');
     session.start();
   }
 
@@ -489,6 +489,11 @@ export class Site implements AdmissionQueue {
 /** A connection reset while it waits for admission: closed; admitNext skips it. */
 function waitingError(this: Socket): void {
   this.destroy();
+}
+
+/** Milliseconds as a log line shows them: to the microsecond. */
+function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }
 
 function versionOf(mode: 'v1' | 'v2'): 1 | 2 {

@@ -36,7 +36,7 @@ import {
   type Mode,
 } from './lib/clients.js';
 import { FILES, expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
-import { startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
+import { jsonLines, startGateway, type OutboundGatewayConfig, type RunningGateway } from './lib/gateway.js';
 import { loadGeneratedRules, outboundRequest, PY_CONTROL, type OutboundSite as Site } from './lib/outbound.js';
 import { assertPrereq, checkPrereq, IN_CI } from './lib/prereq.js';
 import { startServer, type RunningServer } from './lib/servers.js';
@@ -259,6 +259,34 @@ describe.skipIf(outboundPrereq().skip)('outbound sites (issue 15): clients insid
     const list = await runClient(t().ns.client, request(site, client, mode, family, { op: 'list', remote: '/pub/' }));
     expect(list.code, why(list)).toBe(0);
     for (const file of Object.keys(FILES)) expect(list.listing.join('\n')).toContain(file);
+  }, TEST_TIMEOUT_MS);
+
+  it.each(['pasv', 'epsv'] as const)("transparent site, direct %s: each transfer's end is a `transfer done` line (command, time, the server's reply; no bytes: the gateway never sees them)", async (mode) => {
+    const direct = () => jsonLines(gateway?.output() ?? '').filter((l) => l.msg === 'transfer done' && l.flow === 'direct');
+    const before = direct().length;
+    const r = await runClient(t().ns.client, request('transparent', 'curl', mode, 4, { op: 'get', remote: remotePath('1k.bin'), local: join(suite.work, `direct-line-${mode}.bin`) }));
+    expect(r.code, why(r)).toBe(0);
+    // The line is written before the 226 is passed on; reading the gateway's output may lag the client a little.
+    const deadline = Date.now() + 5_000;
+    while (direct().length === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const lines = direct().slice(before);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ command: 'RETR', flow: 'direct', reply: 226 });
+    expect(lines[0]).not.toHaveProperty('downBytes');
+  }, TEST_TIMEOUT_MS);
+
+  it('transparent site, direct pasv: a RETR the server refuses (550, no data connection) is no transfer and has no line', async () => {
+    const direct = () => jsonLines(gateway?.output() ?? '').filter((l) => l.msg === 'transfer done' && l.flow === 'direct');
+    const before = direct().length;
+    const r = await runClient(t().ns.client, request('transparent', 'curl', 'pasv', 4, { op: 'get', remote: '/pub/absent.bin', local: join(suite.work, 'absent.bin') }));
+    expect(r.code, why(r)).not.toBe(0);
+    expect(r.transcript.some((l) => l.dir === 'received' && l.line.startsWith('550')), why(r)).toBe(true);
+    // A later transfer's line shows the gateway's output has been read past this session.
+    const ok = await runClient(t().ns.client, request('transparent', 'curl', 'pasv', 4, { op: 'get', remote: remotePath('1k.bin'), local: join(suite.work, 'after-absent.bin') }));
+    expect(ok.code, why(ok)).toBe(0);
+    const deadline = Date.now() + 5_000;
+    while (direct().length === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(direct().slice(before).map((l) => l.reply)).toEqual([226]);
   }, TEST_TIMEOUT_MS);
 
   // ftp-srv: curl cannot carry a port in `-u user@host:port`, so through the forward site it is lftp and ftplib.

@@ -5,7 +5,7 @@
 //
 // client ns (203.0.113.10) ──▶ gateway in edge ns (203.0.113.1:21) ──▶ server ns (192.0.2.10:21)
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { describeResult, runClient, sha256File, type ClientKind } from './lib/clients.js';
 import { expectedSha, remotePath, uploadPath } from './lib/fixtures.js';
 import { e2eConfig, GATEWAY_PORT, jsonLines, startGateway, type RunningGateway } from './lib/gateway.js';
@@ -37,13 +37,8 @@ describe.skipIf(prereq.skip)('warm upstream connections to real servers', () => 
     const failed = (l: Record<string, unknown>) => l.msg === 'warm upstream connection failed; retrying with backoff';
     const detail = async () => `${env.gatewayLog(40)}\n${(await server?.logs()) ?? ''}`;
 
-    async function waitReady(): Promise<void> {
-      const deadline = Date.now() + 10_000;
-      while ((await ready()) < WARM) {
-        if (Date.now() > deadline) throw new Error(`warm connections not ready\n${await detail()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    /** Every warm connection ready again (the gauge), within a bound. */
+    const waitReady = () => vi.waitFor(async () => expect(await ready()).toBeGreaterThanOrEqual(WARM), { timeout: 10_000, interval: 50 });
 
     beforeAll(async () => {
       assertPrereq(prereq);

@@ -7,6 +7,7 @@
  *     [NEW] tcp 6 120 SYN_SENT src=A dst=B sport=1 dport=2 [UNREPLIED] src=C dst=D sport=3 dport=4 id=7
  */
 import { normalise } from '../../common/address.js';
+import { boundedMemo } from '../../common/memo.js';
 
 export type FlowEventType = 'NEW' | 'UPDATE' | 'DESTROY';
 
@@ -54,17 +55,10 @@ export function parseFlowEvent(line: string): FlowEvent | undefined {
  * upstream's, the clients') come back in every event, and normalising one
  * (ipaddr.js) cost most of a line's parse. Bounded: cleared when full.
  */
-const CACHE_ENTRIES = 4096;
-const normalised = new Map<string, string>();
+const normalised = boundedMemo(normalise);
 
 function address(text: string | undefined): string {
-  if (text === undefined) return '';
-  const hit = normalised.get(text);
-  if (hit !== undefined) return hit;
-  const made = normalise(text);
-  if (normalised.size >= CACHE_ENTRIES) normalised.clear();
-  normalised.set(text, made);
-  return made;
+  return text === undefined ? '' : normalised(text);
 }
 
 function tuple(t: Partial<Record<string, string>> | undefined): Tuple | undefined {

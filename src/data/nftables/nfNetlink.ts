@@ -24,6 +24,7 @@
  * part padded to 4 bytes (a port is 2 bytes big-endian, then 2 zero bytes).
  */
 import ipaddr from 'ipaddr.js';
+import { boundedMemo } from '../../common/memo.js';
 import type { Counter, ElementOp, Part } from './ruleset.js';
 
 const NLMSG_HDRLEN = 16;
@@ -93,22 +94,11 @@ export function nest(type: number, children: readonly Buffer[]): Buffer {
  * full. The cached buffers are only ever copied (Buffer.concat, copy), never
  * written.
  */
-const CACHE_ENTRIES = 4096;
-const addressBytes = new Map<string, { readonly kind: 'ipv4' | 'ipv6'; readonly bytes: Buffer }>();
-const names = new Map<string, Buffer>();
-
-function remember<V>(cache: Map<string, V>, key: string, make: () => V): V {
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit;
-  const made = make();
-  if (cache.size >= CACHE_ENTRIES) cache.clear();
-  cache.set(key, made);
-  return made;
-}
-
-function stringz(s: string): Buffer {
-  return remember(names, s, () => Buffer.from(`${s}\0`, 'latin1'));
-}
+const addressBytes = boundedMemo((text) => {
+  const address = ipaddr.parse(text);
+  return { kind: address.kind(), bytes: Buffer.from(address.toByteArray()) };
+});
+const stringz = boundedMemo((s) => Buffer.from(`${s}\0`, 'latin1'));
 
 function be64(n: number): Buffer {
   const out = Buffer.alloc(8);
@@ -121,10 +111,7 @@ export function encodePart(p: Part): Buffer {
   switch (p.type) {
     case 'ipv4_addr':
     case 'ipv6_addr': {
-      const parsed = remember(addressBytes, p.value, () => {
-        const address = ipaddr.parse(p.value);
-        return { kind: address.kind(), bytes: Buffer.from(address.toByteArray()) };
-      });
+      const parsed = addressBytes(p.value);
       if (parsed.kind !== (p.type === 'ipv4_addr' ? 'ipv4' : 'ipv6')) throw new Error(`not an ${p.type}: ${p.value}`);
       return parsed.bytes;
     }

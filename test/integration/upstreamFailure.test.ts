@@ -3,12 +3,10 @@
  * not available, closing control connection) and the connection closes;
  * nothing is left behind.
  */
-import net from 'node:net';
-import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../support/control.js';
 import { counterTotal, startGateway, type TestGateway } from '../support/gateway.js';
-import { portRanges } from '../support/ports.js';
+import { portRanges, refusedPort } from '../support/ports.js';
 import { type ScriptedUpstream, startScriptedUpstream } from '../support/scripted.js';
 
 const [passivePorts, activePorts] = portRanges(2, 5) as [{ min: number; max: number }, { min: number; max: number }];
@@ -25,16 +23,6 @@ afterEach(async () => {
   scripted = undefined;
 });
 
-/** A loopback port nothing listens on (bound, then released). */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function connect(port: number): Promise<ControlClient> {
   const client = await ControlClient.connect(port);
   clients.push(client);
@@ -43,7 +31,7 @@ async function connect(port: number): Promise<ControlClient> {
 
 describe('upstream down', () => {
   it('answers 421 and closes when nothing listens on the upstream port', async () => {
-    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await deadPort() }, passivePorts, activePorts });
+    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await refusedPort() }, passivePorts, activePorts });
     const client = await connect(gw.port);
     const reply = await client.reply();
     expect(reply.code).toBe(421);
@@ -54,7 +42,7 @@ describe('upstream down', () => {
   });
 
   it('a session ended before the greeting lets go of its client socket: close() does not wait for it', async () => {
-    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await deadPort() }, passivePorts, activePorts });
+    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await refusedPort() }, passivePorts, activePorts });
     const client = await connect(gw.port);
     expect((await client.reply()).code).toBe(421);
     await client.closed; // our FIN is sent at once (allowHalfOpen is off here)
@@ -67,7 +55,7 @@ describe('upstream down', () => {
   });
 
   it('keeps answering 421 to every new client while the upstream stays down', async () => {
-    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await deadPort() }, passivePorts, activePorts });
+    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await refusedPort() }, passivePorts, activePorts });
     for (let i = 0; i < 3; i++) {
       const client = await connect(gw.port);
       expect((await client.reply()).code).toBe(421);
@@ -77,7 +65,7 @@ describe('upstream down', () => {
   });
 
   it('commands sent before the 421 are not answered by anything else', async () => {
-    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await deadPort() }, passivePorts, activePorts });
+    gw = await startGateway({ upstream: { host: '127.0.0.1', port: await refusedPort() }, passivePorts, activePorts });
     const client = await connect(gw.port);
     await client.write('USER anonymous\r\nPASV\r\n');
     expect((await client.reply()).code).toBe(421);

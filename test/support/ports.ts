@@ -87,3 +87,31 @@ function listenOn(host: string, port: number): Promise<net.Server | undefined> {
     server.listen({ host, port, exclusive: true }, () => resolve(server));
   });
 }
+
+/**
+ * A loopback port where a connection is refused, and stays refused for the
+ * test: a port below 1024 that nothing listens on now. A port bound on port 0
+ * and then released would not do: the kernel hands the same range to every
+ * port-0 listener, so another listener of this run (even the gateway under
+ * test, which then connects to itself, session after session) may take it
+ * before the test connects. Tests never listen on fixed ports and port-0
+ * listeners never get one below the ephemeral range, so a port found refused
+ * here is not taken later by this run.
+ */
+export async function refusedPort(host = '127.0.0.1'): Promise<number> {
+  for (const port of [9, 7, 13, 17, 19, 1, 3, 5, 11, 15, 18, 27, 29, 31, 33, 35, 37, 39]) {
+    if (await refuses(host, port)) return port;
+  }
+  throw new Error(`no refused port below 1024 on ${host}`);
+}
+
+function refuses(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}

@@ -12,6 +12,7 @@ import { ControlClient } from '../../support/control.js';
 import { counterTotal, startGateway, type TestGateway } from '../../support/gateway.js';
 import { startFakeFtp } from '../../support/hostileUpstream.js';
 import { usePerTestGateway } from '../../support/perTestGateway.js';
+import { refusedPort } from '../../support/ports.js';
 import { within } from '../../support/traps.js';
 
 let server: Server | undefined;
@@ -35,15 +36,6 @@ async function rawUpstream(onConnection: (socket: Socket) => void): Promise<numb
   return (server.address() as net.AddressInfo).port;
 }
 
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 async function through(upstream: { host: string; port: number }, site: Record<string, unknown> = {}): Promise<ControlClient> {
   rig.gw = await startGateway({ upstream, ...rig.pools, ...site });
   const client = await ControlClient.connect(rig.gw.port);
@@ -59,7 +51,7 @@ async function untilClosed(client: ControlClient): Promise<string> {
 
 describe('the upstream cannot be reached', () => {
   it('nothing listens: 421 and close, counted', async () => {
-    const client = await through({ host: '127.0.0.1', port: await deadPort() });
+    const client = await through({ host: '127.0.0.1', port: await refusedPort() });
     expect(await untilClosed(client)).toMatch(/^421 [^\r\n]*\r\n$/);
     expect(await counterTotal((rig.gw as TestGateway).gateway, 'ftp_alg_upstream_connect_failures_total')).toBe(1);
   });

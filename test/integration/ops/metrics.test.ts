@@ -5,14 +5,12 @@
  * ready while running, unready as soon as a drain starts.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from '../../support/control.js';
 import { connectClient, type RecordingClient, sha256 } from '../../support/ftpClient.js';
 import { type TestGateway, startGatewayWith } from '../../support/gateway.js';
 import { httpGet, Scrape } from '../../support/opsMetrics.js';
-import { portRanges, rangeSize } from '../../support/ports.js';
+import { portRanges, rangeSize, refusedPort } from '../../support/ports.js';
 import { putFiles, startUpstream, type TestUpstream } from '../../support/upstream.js';
 
 const SITE = 'edge';
@@ -66,15 +64,6 @@ async function control(port: number): Promise<ControlClient> {
   const c = await ControlClient.connect(port);
   closers.push(() => c.destroy());
   return c;
-}
-
-/** A port nothing listens on: bound on 127.0.0.1 port 0, then closed. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('metrics after real transfers', () => {
@@ -158,7 +147,7 @@ describe('metrics after real transfers', () => {
 
   it('counts upstream connect failures with a dead upstream, and /readyz turns unready', async () => {
     // One failure takes the lone member to "failing" (never ejected: it is the last in service).
-    const g = await start({ upstream: { host: '127.0.0.1', port: await deadPort(), health: { consecutiveFailures: 1 } } });
+    const g = await start({ upstream: { host: '127.0.0.1', port: await refusedPort(), health: { consecutiveFailures: 1 } } });
     const address = g.metrics();
     expect((await httpGet(address, '/readyz')).status).toBe(200);
 

@@ -81,6 +81,8 @@ export interface SessionContext {
   readonly peer?: { readonly address: string; readonly port: number };
   /** Bytes written first on each upstream connection (a PROXY protocol header), made from its socket. */
   readonly upstreamPreamble?: (upstream: Socket) => Buffer | undefined;
+  /** Told of each upstream control connection once it is up (the gateway's loop guard). */
+  readonly trackUpstream?: (upstream: Socket) => void;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
@@ -243,6 +245,7 @@ export class Session {
 
   /** The upstream's control connection is up: its lines go to the core, which waits for the greeting. Returns its line feed. */
   private upstreamConnected(socket: Socket): ((bytes: Buffer) => void) | undefined {
+    this.ctx.trackUpstream?.(socket);
     const feed = this.attachUpstream(socket);
     this.greetingTimer = setTimeout(() => this.retryOrEnd('greeting-timeout', 'greeting-timeout'), this.ctx.site.timeouts.greetingMs);
     this.run(this.core.upstreamConnected({ address: normalise(socket.remoteAddress), local: normalise(socket.localAddress) }));

@@ -13,6 +13,7 @@ import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { type DataPlane, InProcessDataPlane } from '../data/DataPlane.js';
 import type { OwnEndpoint } from './destinations.js';
+import { OwnConnections } from './loopGuard.js';
 import { OwnEndpointsCache, ownEndpoints } from './outbound.js';
 import { Site, type SessionBudget } from './Site.js';
 import { PreLoginQueue } from './eviction.js';
@@ -33,6 +34,8 @@ export interface GatewayStats {
 export class Gateway {
   readonly metrics = new Metrics();
   /** What outbound sites never connect to (worked out at most once a second, and after each change of listeners). */
+  /** Outgoing control connections of every site: one that arrives back at a listener is a loop. */
+  private readonly ownConnections = new OwnConnections();
   private readonly own = new OwnEndpointsCache(() => ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() }));
   private readonly sites = new Map<string, Site>();
   /** Sites replaced or removed by a reload, kept until their last session ends. */
@@ -221,6 +224,7 @@ export class Gateway {
       admissions: this.admissions,
       instance: this.instance,
       ownEndpoints: () => this.ownEndpoints(),
+      ownConnections: this.ownConnections,
     };
     return new Site(siteConfig, deps, predecessor);
   }

@@ -26,6 +26,7 @@ import { type Evictable, type EvictionScope, PreLoginQueue } from './eviction.js
 import { type AdmissionQueue, type Admissions, Arrivals } from './admission.js';
 import { OriginalDestinations } from './conntrack.js';
 import type { OwnEndpoint } from './destinations.js';
+import type { OwnConnections } from './loopGuard.js';
 import { type Lookup, forwardRoute, singleUpstream, systemLookup, transparentVerdict } from './outbound.js';
 
 /** Accepted connections a site keeps waiting for admission; beyond them a connection is refused at once ("busy"). */
@@ -90,6 +91,8 @@ export class Site implements AdmissionQueue {
   private readonly arriving = new Set<() => void>();
   /** The data plane as this site's sessions use it (PROXY headers on upstream data connections when configured). */
   private readonly dataPlane: DataPlane;
+  /** Each session's upstream control connection, made known to the gateway's loop guard. */
+  private readonly trackUpstream: ((socket: Socket) => void) | undefined;
 
   constructor(
     readonly config: SiteConfig,
@@ -103,6 +106,8 @@ export class Site implements AdmissionQueue {
       instance: Instance;
       /** Outbound sites: every address:port the gateway listens on (never a destination). */
       ownEndpoints?: () => readonly OwnEndpoint[];
+      /** The gateway's own outgoing control connections: one arriving here is a loop. */
+      ownConnections?: OwnConnections;
       /** Forward sites: how host names are resolved (tests give their own). */
       lookup?: Lookup;
     },
@@ -122,7 +127,9 @@ export class Site implements AdmissionQueue {
     this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
     this.preLoginByClient = predecessor?.preLoginByClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
-    const warm = { connectMs: config.timeouts.upstreamConnectMs, greetingMs: config.timeouts.greetingMs, maxLineBytes: config.limits.maxLineBytes };
+    const track = deps.ownConnections === undefined ? undefined : deps.ownConnections.track.bind(deps.ownConnections);
+    this.trackUpstream = track;
+    const warm = { connectMs: config.timeouts.upstreamConnectMs, greetingMs: config.timeouts.greetingMs, maxLineBytes: config.limits.maxLineBytes, track };
     this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes, warm });
     if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
     this.settings = controlSettings(config);
@@ -270,7 +277,9 @@ export class Site implements AdmissionQueue {
   private admit(socket: Socket): void {
     const header = carriedHeaders.get(socket);
     const carried = carriedClient(header);
-    const client = carried?.address ?? normalise(socket.remoteAddress);
+    const peer = normalise(socket.remoteAddress);
+    const client = carried?.address ?? peer;
+    if (this.deps.ownConnections?.isOwn(peer, socket.remotePort) === true) return this.refuseLoop(socket, client);
     const refusal = this.refusalFor(client);
     if (refusal !== undefined) {
       this.refuse(socket, client, refusal);
@@ -331,6 +340,7 @@ export class Site implements AdmissionQueue {
         clientPinholes: this.pinholeBudget(client),
         peer: carried,
         upstreamPreamble: this.preamble(socket, header),
+        trackUpstream: this.trackUpstream,
         log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },
@@ -415,6 +425,12 @@ export class Site implements AdmissionQueue {
   }
 
   /** 421 and close (RFC 959: service not available), a warn line and a metric. */
+  /** A connection from the gateway itself: an upstream that is (or resolves to, or is forwarded to) this gateway. */
+  private refuseLoop(socket: Socket, client: string): void {
+    this.log.error({ client, clientPort: socket.remotePort }, 'connection from this gateway itself: an upstream leads back to this site (a loop); check sites[].upstream');
+    this.refuse(socket, client, 'upstream-loop');
+  }
+
   private refuse(socket: Socket, client: string, reason: string): void {
     this.deps.metrics.sessionsRefused.inc({ site: this.name, reason });
     this.log.warn({ client, reason }, 'connection refused');

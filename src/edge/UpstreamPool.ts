@@ -16,6 +16,7 @@
  * change.
  */
 import { lookup } from 'node:dns/promises';
+import type { Socket } from 'node:net';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { MemberGauge, Metrics } from '../observe/metrics.js';
@@ -33,7 +34,7 @@ export interface UpstreamPoolDeps {
   readonly metrics: Metrics;
   readonly probes: ProbeRegistry;
   /** What warm connections (`upstream.warm`) wait for and read, from the site. */
-  readonly warm?: { readonly connectMs: number; readonly greetingMs: number; readonly maxLineBytes: number };
+  readonly warm?: { readonly connectMs: number; readonly greetingMs: number; readonly maxLineBytes: number; readonly track?: (socket: Socket) => void };
 }
 
 export class UpstreamPool implements UpstreamChooser {

@@ -30,6 +30,8 @@ export interface WarmOptions {
   readonly greetingMs: number;
   readonly maxLineBytes: number;
   readonly log: Logger;
+  /** Told of each connection once it is up (the gateway's loop guard). */
+  readonly track?: (socket: Socket) => void;
 }
 
 interface Entry {
@@ -121,6 +123,8 @@ export class WarmUpstreams {
   private dial(host: string, m: Member): void {
     const { port, connectMs, greetingMs, maxLineBytes } = this.options;
     const socket = net.connect({ host, port });
+    const { track } = this.options;
+    if (track !== undefined) socket.once('connect', () => track(socket));
     const reader = new ReplyReader();
     const entry: Entry = { socket, chunks: [], bytes: 0, ready: false, timer: undefined, off: () => undefined };
     m.entries.add(entry);

@@ -116,6 +116,7 @@ export class Gateway {
       try {
         await kernel.start();
         this.dataPlane = kernel;
+        this.metrics.kernelPlaneDriver.set({ driver: kernel.driver }, 1);
       } catch (err) {
         if (wanted === 'nftables') throw err;
         this.log.warn({ err }, 'kernel data plane unavailable; relaying');

@@ -48,6 +48,7 @@ export class Metrics {
   /** Counted by the kernel (nftables) data plane; the relay-only gateway has no such plane, so none yet. */
   readonly pinholesByPlane: Counter<'site' | 'plane' | 'reason'>;
   readonly kernelPlaneErrors: Counter<'op'>;
+  readonly kernelPlaneDriver: Gauge<'driver'>;
   readonly reloads: Counter<'result'>;
   readonly lastReloadSuccessful: Gauge;
   readonly startTime: Gauge;
@@ -167,6 +168,13 @@ export class Metrics {
       name: 'ftp_alg_pinholes_by_plane_total',
       help: 'Pinholes by the plane that served them, and why: "kernel", or why one went to the relay ("family", "mode-conversion", "tls", "kernel-error", "source-port").',
       labelNames: ['site', 'plane', 'reason'],
+      registers,
+    });
+    this.kernelPlaneDriver = new Gauge({
+      name: 'ftp_alg_kernel_plane_driver',
+      help: 'How the kernel data plane writes its elements (1): "netlink" (its own socket) or "nft" (a long-lived nft -i, slower: the netlink module did not load). No series on the relay plane.',
+      labelNames: ['driver'],
+      aggregator: 'max',
       registers,
     });
     this.kernelPlaneErrors = new Counter({ name: 'ftp_alg_kernel_plane_errors_total', help: 'Failed operations of the kernel data plane, by operation.', labelNames: ['op'], registers });

@@ -182,6 +182,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
       expect(await childCommands(gateway as RunningGateway)).toEqual(['conntrack']);
       const text = await metrics(gateway as RunningGateway);
       expect(metric(text, 'ftp_alg_data_plane', 'kind="nftables"')).toBe(1);
+      expect(metric(text, 'ftp_alg_kernel_plane_driver', 'driver="netlink"')).toBe(1);
       expect(metric(text, 'ftp_alg_pinholes_by_plane_total', 'plane="nftables",reason="kernel"')).toBe(1);
     });
 
@@ -323,6 +324,7 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         const done = await waitFor('transfer done', () => gatewayLines('transfer done').find((l) => l.plane === 'nftables'));
         expectEstimatedBytes(Number(done.downBytes));
         expect((await childCommands(gateway)).sort()).toEqual(['conntrack', 'nft']);
+        expect(metric(await metrics(gateway), 'ftp_alg_kernel_plane_driver', 'driver="nft"')).toBe(1);
         await expectSettled(gateway);
       } finally {
         await rm(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ export const CONFIG_DIR = '/etc/ftp-alg';
 export const CONFIG_FILE = 'ftp-alg.json';
 /** Where the container image installs the build (deploy/container/Containerfile). */
 export const APP_DIR = '/opt/ftp-alg';
-/** The `node` user of the node:20 images. */
+/** The `node` user of the official node images (node:24-bookworm-slim). */
 export const IMAGE_UID = 1000;
 /** Above the drain bound, so the kubelet's SIGKILL never cuts a drain short. */
 const STOP_MARGIN_S = 15;

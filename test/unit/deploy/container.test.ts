@@ -44,11 +44,11 @@ const final = byStage.at(-1) ?? [];
 const config = loadConfigFile(new URL('config/ftp-alg.json', ROOT).pathname);
 
 describe('deploy/container/Containerfile', () => {
-  it('is multi-stage, starting with a build stage on node:20-bookworm-slim', () => {
+  it('is multi-stage, starting with a build stage on node:24-bookworm-slim (Node 24 LTS, the target runtime)', () => {
     expect(byStage.length).toBeGreaterThanOrEqual(2);
     expect(byStage[0]?.[0]?.args).toMatch(/ AS build$/i);
     const nodeImage = all.find((i) => i.keyword === 'ARG' && i.args.startsWith('NODE_IMAGE='));
-    expect(nodeImage?.args).toBe('NODE_IMAGE=node:20-bookworm-slim');
+    expect(nodeImage?.args).toBe('NODE_IMAGE=node:24-bookworm-slim');
   });
 
   it('builds with npm ci and the build script in the build stage', () => {

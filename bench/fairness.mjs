@@ -168,7 +168,8 @@ async function freeBlock(n) {
 
 /** A node program, in namespace `ns` (server, edge) with --netns, else here; `nice` above 0 through nice(1). */
 function spawnTracked(args, { stdout = 'pipe', ns = undefined, env = {}, nice = 0 } = {}) {
-  const node = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const niced = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const node = childCpus === undefined ? niced : ['taskset', '-c', childCpus, ...niced];
   const [cmd, argv] = ns === undefined || NS === undefined ? [node[0], node.slice(1)] : ['ip', ['netns', 'exec', NS[ns], ...node]];
   const child = spawn(cmd, argv, { stdio: ['ignore', stdout, 'inherit'], env: { ...process.env, ...env } }); // ip netns exec execs node: the pid is node's
   children.add(child);
@@ -393,15 +394,24 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the run -------------------------------------------------------------------
 
+/** Set while this process is pinned ("probes"): the CPUs its children start on instead of inheriting its own. */
+let childCpus;
+
 /** The plane's "bench" settings (see the header) before its gateway starts; returns what undoes them. */
 function steer(s = {}, upstream, quiet) {
   if (Object.keys(s).length > 0 && NS === undefined) throw new Error('"bench" settings of a plane need --netns');
   if (s.rps !== undefined) setRps(NS, s.rps);
   if (s.napi !== undefined) setThreadedNapi(NS, s.napi);
   if (s.load !== undefined) pinProcess(upstream.child.pid, s.load);
-  if (s.probes !== undefined) for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, s.probes);
+  if (s.probes !== undefined) {
+    for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, s.probes);
+    childCpus = onlineCpus();
+  }
   return () => {
-    if (s.probes !== undefined) for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, onlineCpus());
+    if (s.probes !== undefined) {
+      for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, onlineCpus());
+      childCpus = undefined;
+    }
     if (s.rps !== undefined) setRps(NS, undefined);
     if (s.napi !== undefined) setThreadedNapi(NS, undefined);
     if (s.load !== undefined) pinProcess(upstream.child.pid, onlineCpus());

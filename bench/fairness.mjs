@@ -26,6 +26,9 @@
 //              ("env" in it: environment variables for that gateway; "bench" in it: where that plane's packet work and
 //              threads run, with --netns, each a CPU list like "1" or "0-1", every key optional, undone after the plane:
 //                rps      RPS on the topology's four veths: their receive path queued to these CPUs
+//                rfs      RFS on the veths (rps_flow_cnt 4096; the global rps_sock_flow_entries 32768 for the run):
+//                         each flow's receive path on the CPU of the thread that reads it, "rps" for the rest
+//                         (forwarded flows); its value is ignored ("on")
 //                napi     threaded NAPI on the veths (GRO on, /sys/class/net/DEV/threaded 1), its threads pinned here
 //                control  the gateway's main (control) thread pinned here (taskset on its thread id)
 //                others   every other thread of the gateway (data workers, V8/libuv helpers) and its child processes
@@ -49,7 +52,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuSeconds } from './lib/measure.mjs';
-import { onlineCpus, perCpuTicks, pinGateway, pinProcess, setRps, setThreadedNapi } from './lib/steering.mjs';
+import { onlineCpus, perCpuTicks, pinGateway, pinProcess, rpsSockFlowEntries, setRfs, setRps, setThreadedNapi } from './lib/steering.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -100,6 +103,9 @@ if (NETNS && process.env.FAIRNESS_NETNS === undefined) {
   const { createTopology, destroyAllSync } = await import('./lib/topology.mjs');
   process.once('exit', destroyAllSync);
   const topo = await createTopology();
+  // RFS's socket flow table is global (the init namespace's sysctl): sized here for the run, put back after.
+  const sockFlows = PLANES.some(([, o]) => o.bench?.rfs !== undefined) ? rpsSockFlowEntries(32_768) : undefined;
+  if (sockFlows !== undefined) process.once('exit', () => rpsSockFlowEntries(sockFlows));
   await topo.setVariant('none'); // forwarding on (the kernel plane needs it), and a route for the direct probe
   const inner = spawn('ip', ['netns', 'exec', topo.ns.client, process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
@@ -402,6 +408,7 @@ function steer(s = {}, upstream, quiet) {
   if (Object.keys(s).length > 0 && NS === undefined) throw new Error('"bench" settings of a plane need --netns');
   if (s.rps !== undefined) setRps(NS, s.rps);
   if (s.napi !== undefined) setThreadedNapi(NS, s.napi);
+  if (s.rfs !== undefined) setRfs(NS, 4096);
   if (s.load !== undefined) pinProcess(upstream.child.pid, s.load);
   if (s.probes !== undefined) {
     for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, s.probes);
@@ -414,6 +421,7 @@ function steer(s = {}, upstream, quiet) {
     }
     if (s.rps !== undefined) setRps(NS, undefined);
     if (s.napi !== undefined) setThreadedNapi(NS, undefined);
+    if (s.rfs !== undefined) setRfs(NS, 0);
     if (s.load !== undefined) pinProcess(upstream.child.pid, onlineCpus());
   };
 }

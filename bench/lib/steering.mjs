@@ -4,7 +4,7 @@
 // the gateway's threads and of the load's processes. Root only; every setting is undone by its own call with
 // `undefined`, so planes of one run can differ.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** The bench topology's veths (bench/lib/topology.mjs): [namespace role, device]. */
 const VETHS = [
@@ -42,6 +42,22 @@ function inNs(nsName, script) {
 export function setRps(ns, cpus) {
   const m = cpus === undefined ? '0' : mask(cpus);
   for (const [role, dev] of VETHS) inNs(ns[role], `for q in /sys/class/net/${dev}/queues/rx-*; do echo ${m} > $q/rps_cpus; done`);
+}
+
+/**
+ * RFS: every veth's receive queue follows each flow to the CPU of the thread that reads its socket (a flow
+ * table of `entries`; 0 turns it off). It needs the global socket flow table (rpsSockFlowEntries) too.
+ */
+export function setRfs(ns, entries) {
+  for (const [role, dev] of VETHS) inNs(ns[role], `for q in /sys/class/net/${dev}/queues/rx-*; do echo ${entries} > $q/rps_flow_cnt; done`);
+}
+
+const SOCK_FLOW_ENTRIES = '/proc/sys/net/core/rps_sock_flow_entries';
+/** The global socket flow table of RFS (init network namespace only); returns the previous size. */
+export function rpsSockFlowEntries(entries) {
+  const before = Number(readFileSync(SOCK_FLOW_ENTRIES, 'utf8'));
+  writeFileSync(SOCK_FLOW_ENTRIES, String(entries));
+  return before;
 }
 
 /** pid -> comm of the kernel's NAPI threads. */

@@ -454,6 +454,7 @@ async function runSteered(plane, overlay, upstream, quiet) {
   const wanted = new Set(opt.phases.split(','));
   const phase = async (name, load) => {
     if (!wanted.has(name)) return;
+    process.stderr.write(`${plane} ${name}: start\n`); // a mark to start a trace by (bench/schedDelay.mjs)
     const cpu0 = cpuSeconds(gw.child.pid);
     const threads0 = threadStats(gw.child.pid);
     const machine0 = machineStat();

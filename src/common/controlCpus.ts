@@ -49,13 +49,12 @@ export function parseCpuList(text: string): number[] {
     });
 }
 
-/** The CPUs thread `tid` may run on (Cpus_allowed_list of /proc/thread-self/status for the calling thread). */
-export function threadCpus(tid: number | 'thread-self'): number[] {
-  const path = tid === 'thread-self' ? '/proc/thread-self/status' : `/proc/self/task/${tid}/status`;
-  const line = readFileSync(path, 'utf8')
+/** The CPUs the calling thread may run on (Cpus_allowed_list of /proc/thread-self/status). */
+function ownCpus(): number[] {
+  const line = readFileSync('/proc/thread-self/status', 'utf8')
     .split('\n')
     .find((l) => l.startsWith('Cpus_allowed_list:'));
-  if (line === undefined) throw new Error(`no Cpus_allowed_list in ${path}`);
+  if (line === undefined) throw new Error('no Cpus_allowed_list in /proc/thread-self/status');
   return parseCpuList(line.slice(line.indexOf(':') + 1));
 }
 
@@ -87,7 +86,7 @@ function pin(cpus: readonly number[]): ControlCpusOutcome {
   let allowed: number[];
   try {
     tid = currentThreadId();
-    allowed = threadCpus('thread-self');
+    allowed = ownCpus();
   } catch (err) {
     return { applied: false, reason: `cannot read this thread's CPUs: ${(err as Error).message}` };
   }

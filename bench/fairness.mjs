@@ -23,7 +23,18 @@
 //   workers    dataPlane.workers 1: relayed in a worker thread
 //   nftables   dataPlane.kind nftables: the kernel forwards the transfers (root; implies --netns)
 //   --plane NAME={json}  any other config overlay, e.g. --plane 'nice0={"dataPlane":{"workers":1,"workerNice":0}}'
-//              ("env" in it: environment variables for that gateway)
+//              ("env" in it: environment variables for that gateway; "bench" in it: where that plane's packet work and
+//              threads run, with --netns, each a CPU list like "1" or "0-1", every key optional, undone after the plane:
+//                rps      RPS on the topology's four veths: their receive path queued to these CPUs
+//                rfs      RFS on the veths (rps_flow_cnt 4096; the global rps_sock_flow_entries 32768 for the run):
+//                         each flow's receive path on the CPU of the thread that reads it, "rps" for the rest
+//                         (forwarded flows); its value is ignored ("on")
+//                napi     threaded NAPI on the veths (GRO on, /sys/class/net/DEV/threaded 1), its threads pinned here
+//                control  the gateway's main (control) thread pinned here (taskset on its thread id)
+//                others   every other thread of the gateway (data workers, V8/libuv helpers) and its child processes
+//                load     the load's processes (loadgen, the flood's upstream), standing for other machines
+//                probes   the probes' ends (this process, the quiet upstream), standing for other machines too
+//              e.g. --plane 'rr-split={"dataPlane":{"workers":1},"controlPriority":{"policy":"rr"},"bench":{"rps":"1","control":"0","others":"1"}}')
 // Without --netns everything runs on loopback (no root). With --netns the bench's three namespaces
 // (bench/lib/topology.mjs, routed, so the direct probe crosses the edge's kernel) hold the load and probes
 // (client), the gateway (edge) and both raw upstreams (server): the kernel plane needs real interfaces.
@@ -41,6 +52,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuSeconds } from './lib/measure.mjs';
+import { onlineCpus, perCpuTicks, pinGateway, pinProcess, rpsSockFlowEntries, setRfs, setRps, setThreadedNapi } from './lib/steering.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -91,6 +103,9 @@ if (NETNS && process.env.FAIRNESS_NETNS === undefined) {
   const { createTopology, destroyAllSync } = await import('./lib/topology.mjs');
   process.once('exit', destroyAllSync);
   const topo = await createTopology();
+  // RFS's socket flow table is global (the init namespace's sysctl): sized here for the run, put back after.
+  const sockFlows = PLANES.some(([, o]) => o.bench?.rfs !== undefined) ? rpsSockFlowEntries(32_768) : undefined;
+  if (sockFlows !== undefined) process.once('exit', () => rpsSockFlowEntries(sockFlows));
   await topo.setVariant('none'); // forwarding on (the kernel plane needs it), and a route for the direct probe
   const inner = spawn('ip', ['netns', 'exec', topo.ns.client, process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
@@ -159,7 +174,8 @@ async function freeBlock(n) {
 
 /** A node program, in namespace `ns` (server, edge) with --netns, else here; `nice` above 0 through nice(1). */
 function spawnTracked(args, { stdout = 'pipe', ns = undefined, env = {}, nice = 0 } = {}) {
-  const node = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const niced = nice > 0 ? ['nice', '-n', String(nice), process.execPath, ...args] : [process.execPath, ...args];
+  const node = childCpus === undefined ? niced : ['taskset', '-c', childCpus, ...niced];
   const [cmd, argv] = ns === undefined || NS === undefined ? [node[0], node.slice(1)] : ['ip', ['netns', 'exec', NS[ns], ...node]];
   const child = spawn(cmd, argv, { stdio: ['ignore', stdout, 'inherit'], env: { ...process.env, ...env } }); // ip netns exec execs node: the pid is node's
   children.add(child);
@@ -186,7 +202,7 @@ async function startRawServer(nice = 0) {
   return { child, port: base };
 }
 
-async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
+async function startGateway(floodPort, quietPort, plane, { env, bench: _steer, ...overlay }) {
   const block = await freeBlock(800);
   const range = (i) => ({ min: block + i * 200, max: block + i * 200 + 199 });
   const site = (name, i, upstreamPort) => ({
@@ -224,8 +240,9 @@ async function startGateway(floodPort, quietPort, plane, { env, ...overlay }) {
   return { child, kind, ...ports };
 }
 
-function loadgen(args) {
+function loadgen(args, cpus) {
   const child = spawnTracked([join(HERE, 'lib/loadgen.mjs'), ...args], { nice: LOAD_NICE });
+  if (cpus !== undefined) pinProcess(child.pid, cpus);
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   return new Promise((resolve) => child.once('exit', () => resolve(out.trim() === '' ? { error: 'no output' } : JSON.parse(out.trim().split('\n').pop()))));
@@ -281,7 +298,7 @@ function machineStat() {
       // gone meanwhile
     }
   }
-  return { ticks, ksoftirqd };
+  return { ticks, ksoftirqd, perCpu: perCpuTicks() };
 }
 
 /** Shares of all cores' time between two machineStats: busy (not idle or iowait), softirq, and ksoftirqd's. */
@@ -289,7 +306,11 @@ function machineShares(before, after) {
   const d = after.ticks.map((t, i) => t - before.ticks[i]);
   const total = d.reduce((a, b) => a + b, 0);
   const [, , , idle, iowait, , softirq, steal] = d;
-  return { busy: (total - idle - iowait) / total, softirq: softirq / total, ksoftirqd: (after.ksoftirqd - before.ksoftirqd) / total, steal: (steal ?? 0) / total };
+  const perCpu = after.perCpu.map(([b, si, t], i) => {
+    const [b0, si0, t0] = before.perCpu[i];
+    return { busy: (b - b0) / (t - t0), softirq: (si - si0) / (t - t0) };
+  });
+  return { busy: (total - idle - iowait) / total, softirq: softirq / total, ksoftirqd: (after.ksoftirqd - before.ksoftirqd) / total, steal: (steal ?? 0) / total, perCpu };
 }
 
 // ---- probes ------------------------------------------------------------------
@@ -379,8 +400,45 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the run -------------------------------------------------------------------
 
+/** Set while this process is pinned ("probes"): the CPUs its children start on instead of inheriting its own. */
+let childCpus;
+
+/** The plane's "bench" settings (see the header) before its gateway starts; returns what undoes them. */
+function steer(s = {}, upstream, quiet) {
+  if (Object.keys(s).length > 0 && NS === undefined) throw new Error('"bench" settings of a plane need --netns');
+  if (s.rps !== undefined) setRps(NS, s.rps);
+  if (s.napi !== undefined) setThreadedNapi(NS, s.napi);
+  if (s.rfs !== undefined) setRfs(NS, 4096);
+  if (s.load !== undefined) pinProcess(upstream.child.pid, s.load);
+  if (s.probes !== undefined) {
+    for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, s.probes);
+    childCpus = onlineCpus();
+  }
+  return () => {
+    if (s.probes !== undefined) {
+      for (const pid of [process.pid, quiet.child.pid]) pinProcess(pid, onlineCpus());
+      childCpus = undefined;
+    }
+    if (s.rps !== undefined) setRps(NS, undefined);
+    if (s.napi !== undefined) setThreadedNapi(NS, undefined);
+    if (s.rfs !== undefined) setRfs(NS, 0);
+    if (s.load !== undefined) pinProcess(upstream.child.pid, onlineCpus());
+  };
+}
+
 async function runFor(plane, overlay, upstream, quiet) {
+  const undo = steer(overlay.bench, upstream, quiet);
+  try {
+    return await runSteered(plane, overlay, upstream, quiet);
+  } finally {
+    undo();
+  }
+}
+
+async function runSteered(plane, overlay, upstream, quiet) {
+  const s = overlay.bench ?? {};
   const gw = await startGateway(upstream.port, quiet.port, plane, overlay);
+  if (s.control !== undefined || s.others !== undefined) pinGateway(gw.child.pid, s.control, s.others);
   const bystander = await noopSession(ADDR.edge, gw.bystander);
   const direct = await noopSession(ADDR.upstream, quiet.port);
   // A fresh process runs its first few thousand round trips in V8's lower tiers (p99 per block of 1,000
@@ -396,6 +454,7 @@ async function runFor(plane, overlay, upstream, quiet) {
   const wanted = new Set(opt.phases.split(','));
   const phase = async (name, load) => {
     if (!wanted.has(name)) return;
+    process.stderr.write(`${plane} ${name}: start\n`); // a mark to start a trace by (bench/schedDelay.mjs)
     const cpu0 = cpuSeconds(gw.child.pid);
     const threads0 = threadStats(gw.child.pid);
     const machine0 = machineStat();
@@ -414,9 +473,9 @@ async function runFor(plane, overlay, upstream, quiet) {
   };
   const idle = () => sleep(Math.min(5, SECONDS) * 1000);
   await phase('idle', idle);
-  await phase('connect', () => loadgen(['connect', '--target', target, '--rate', opt.rate, '--seconds', String(SECONDS)]));
-  await phase('pasv', () => loadgen(['pasv', '--target', target, '--sessions', '32', '--seconds', String(SECONDS)]));
-  await phase('transfers', () => loadgen(['transfers', '--target', target, '--flows', '64', '--seconds', String(SECONDS)]));
+  await phase('connect', () => loadgen(['connect', '--target', target, '--rate', opt.rate, '--seconds', String(SECONDS)], s.load));
+  await phase('pasv', () => loadgen(['pasv', '--target', target, '--sessions', '32', '--seconds', String(SECONDS)], s.load));
+  await phase('transfers', () => loadgen(['transfers', '--target', target, '--flows', '64', '--seconds', String(SECONDS)], s.load));
   bystander.close();
   direct.close();
   gw.child.kill('SIGTERM');
@@ -440,8 +499,8 @@ function loadText(l = {}) {
  */
 function report(runs) {
   const out = [
-    '| plane | phase | load (last round) | machine busy / softirq / ksoftirqd | gateway CPU | main thread: CPU, run-queue wait per slice ms | busiest other thread: same | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms | p99 ratio | added p99 per round |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| plane | phase | load (last round) | machine busy / softirq / ksoftirqd | softirq per CPU | gateway CPU | main thread: CPU, run-queue wait per slice ms | busiest other thread: same | bystander NOOP p50 / p99 ms | /healthz p50 / p99 ms | NOOP direct p50 / p99 ms | added p99 ms | p99 ratio | added p99 per round |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [plane] of PLANES) {
     const mine = runs.filter((r) => r.plane === plane);
@@ -457,8 +516,9 @@ function report(runs) {
         return ts.length === 0 ? '—' : `${f(median(ts.map((t) => t.cpu)) * 100)}%, ${f(median(ts.map((t) => t.waitPerSliceMs)))}`;
       };
       const share = (k) => `${f(median(rounds.map((p) => p.machine[k])) * 100)}%`;
+      const perCpu = rounds[0].machine.perCpu.map((_, i) => `${f(median(rounds.map((p) => p.machine.perCpu[i].softirq)) * 100)}%`).join(' / ');
       out.push(
-        `| ${plane} (${mine[0].kind}) | ${name} | ${loadText(rounds.at(-1).load)} | ${share('busy')} / ${share('softirq')} / ${share('ksoftirqd')} | ${f(cpu * 100)}% | ${thread('main')} | ${thread('busiest')} | ${f(noop.p50)} / ${f(noop.p99)} | ${f(health.p50)} / ${f(health.p99)} | ${f(direct.p50)} / ${f(direct.p99)} | ${f(noop.p99 - direct.p99)} | ${f(noop.p99 / direct.p99)} | ${perRound} |`,
+        `| ${plane} (${mine[0].kind}) | ${name} | ${loadText(rounds.at(-1).load)} | ${share('busy')} / ${share('softirq')} / ${share('ksoftirqd')} | ${perCpu} | ${f(cpu * 100)}% | ${thread('main')} | ${thread('busiest')} | ${f(noop.p50)} / ${f(noop.p99)} | ${f(health.p50)} / ${f(health.p99)} | ${f(direct.p50)} / ${f(direct.p99)} | ${f(noop.p99 - direct.p99)} | ${f(noop.p99 / direct.p99)} | ${perRound} |`,
       );
     }
   }

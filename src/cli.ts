@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { pinControlThread } from './common/controlCpus.js';
 import { raiseControlThread } from './common/controlPriority.js';
 import { EX_CONFIG, EX_FAILURE, EX_USAGE } from './common/exitCodes.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -93,6 +94,7 @@ async function run(config: GatewayConfig, file: string): Promise<number> {
   const log = createLogger(config.log.level);
   // Before anything starts threads or processes: they then begin at the ordinary priority (reset on fork).
   raiseControlThread(config.controlPriority, log);
+  pinControlThread(config.controlPriority.cpus, log);
   const gateway = new Gateway(config, log);
   // Signals are handled from the first moment: a SIGTERM that arrives while the sites start still drains.
   let stopping = false;

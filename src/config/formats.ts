@@ -179,6 +179,12 @@ export function assertRaisingNice(value: unknown): void {
   }
 }
 
+/** CPU numbers for a thread's affinity: distinct integers from 0 to 1023 ([]: none). */
+export function assertCpuList(value: unknown): void {
+  const ok = Array.isArray(value) && value.every((c) => Number.isInteger(c) && (c as number) >= 0 && (c as number) <= 1023) && new Set(value).size === value.length;
+  if (!ok) throw new Error(`must be a list of distinct CPU numbers from 0 to 1023, got ${JSON.stringify(value)}`);
+}
+
 /** A Linux real-time priority (SCHED_RR, SCHED_FIFO): 1 to 99. */
 export function assertRealtimePriority(value: unknown): void {
   if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 99) {

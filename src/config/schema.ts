@@ -16,6 +16,7 @@ import {
   assertNice,
   assertRaisingNice,
   assertRealtimePriority,
+  assertCpuList,
   assertDestinationList,
   assertPortSpecList,
   assertPositiveInt,
@@ -274,6 +275,11 @@ export const rootSchema = {
     },
     priority: { doc: 'Real-time priority of the control thread with policy rr or fifo, 1-99 (1 is enough to run before every ordinary thread).', format: assertRealtimePriority, default: 1 },
     nice: { doc: 'Nice of the control thread with policy other, -20 to 0 (0: unchanged).', format: assertRaisingNice, default: 0 },
+    cpus: {
+      doc: 'CPUs the control thread runs on (Linux, read at start), e.g. [0]; the data workers then run on the process\'s other CPUs. Pair it with the NIC\'s packet work steered to those other CPUs (RPS, IRQ affinity): the control thread\'s CPUs are then left to it. Needs no privilege. []: every CPU, unchanged.',
+      format: assertCpuList,
+      default: [] as number[],
+    },
   },
   sites: {
     doc: 'The sites: one listener and upstream each.',

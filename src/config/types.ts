@@ -156,6 +156,8 @@ export interface ControlPriority {
   readonly priority: number;
   /** Nice of the control thread, -20 to 0, for other. */
   readonly nice: number;
+  /** CPUs the control thread is pinned to (the data workers take the others); []: unchanged. */
+  readonly cpus: readonly number[];
 }
 
 export interface GatewayConfig {

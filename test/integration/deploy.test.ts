@@ -314,3 +314,72 @@ describe('container health check (src/deploy/healthcheck.ts)', () => {
     expect(result.stderr).toContain('cannot read');
   });
 });
+
+const STEER = join(ROOT, 'deploy/systemd/ftp-alg-steer-packets');
+const steerMissing = !isRoot ? 'steering a veth\'s receive queue needs a network namespace, so root' : undefined;
+
+/** deploy/systemd/ftp-alg-steer-packets (controlPriority.cpus: the NIC's packet work off the control CPU). */
+describeIf(steerMissing)('packet steering script', () => {
+  const ns = `ftpsteer-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  let made = false;
+
+  afterAll(async () => {
+    if (made) await run('ip', ['netns', 'del', ns]);
+  });
+
+  async function steer(args: string[]): Promise<Exit> {
+    expect(isRoot, 'the script writes sysfs in a namespace of our own; CI runs as root').toBe(true);
+    if (!made) {
+      for (const a of [['netns', 'add', ns], ['-n', ns, 'link', 'add', 'data0', 'type', 'veth', 'peer', 'name', 'data1']]) {
+        const r = await run('ip', a);
+        expect(r.code, r.stderr).toBe(0);
+        made = true;
+      }
+    }
+    return run('ip', ['netns', 'exec', ns, 'sh', STEER, ...args]);
+  }
+  const rpsOf = (dev: string) => run('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+
+  it('sets the RPS mask of every receive queue of each interface named, and only those', async () => {
+    const result = await steer(['0', 'data0']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^data0: receive processing \(RPS\) on CPUs 0 \(mask 1\)$/m);
+    expect(Number.parseInt((await rpsOf('data0')).stdout.replaceAll(',', ''), 16)).toBe(1);
+    expect(Number.parseInt((await rpsOf('data1')).stdout.replaceAll(',', ''), 16)).toBe(0);
+  });
+
+  it.each([
+    ['1-3', 'e'],
+    ['0-1,3', 'b'],
+    ['5,2', '24'],
+    ['63', '8000000000000000'],
+  ])('turns the CPU list %s into the mask %s (--mask: print it, change nothing)', async (cpus, mask) => {
+    const result = await run('sh', [STEER, '--mask', cpus]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`${mask}\n`);
+  });
+
+  it.each([['1-'], ['a'], ['3-1'], ['64'], [''], [',']])('refuses the CPU list %j', async (cpus) => {
+    const result = await steer([cpus, 'data0']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/not a CPU list/);
+  });
+
+  it('refuses an interface that does not exist', async () => {
+    const result = await steer(['0', 'nosuch0']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/no interface nosuch0/);
+  });
+});
+
+describeIf(systemdAnalyze === undefined ? 'systemd-analyze is not installed (apt-get install systemd)' : undefined)('packet steering unit', () => {
+  it('systemd-analyze verify passes with no complaint about ftp-alg-steer-packets.service', async () => {
+    const dir = mkdtempSync(join(scratch, 'steer-'));
+    const path = join(dir, 'ftp-alg-steer-packets.service');
+    writeFileSync(path, readFileSync(join(ROOT, 'deploy/systemd/ftp-alg-steer-packets.service'), 'utf8').replace('ExecStart=/usr/local/sbin/ftp-alg-steer-packets', `ExecStart=${STEER}`));
+    const exit = await run(systemdAnalyze ?? 'systemd-analyze', ['verify', '--man=no', path]);
+    expect(`${exit.stdout}${exit.stderr}`.split('\n').filter((line) => line.includes('ftp-alg'))).toEqual([]);
+    expect(exit.code, exit.stderr).toBe(0);
+  });
+});

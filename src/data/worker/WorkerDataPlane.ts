@@ -7,6 +7,7 @@
  * /metrics at scrape time. Workers run `nice` below the control loop
  * (dataWorker.ts), so relaying never keeps a control reply off a CPU.
  */
+import { otherThreadsCpus } from '../../common/controlCpus.js';
 import type { Logger } from '../../observe/logger.js';
 import { InProcessDataPlane, needsControlLoop, type DataPlane, type PinholeHandle, type PinholeRequest } from '../DataPlane.js';
 import { RemotePinhole } from './RemotePinhole.js';
@@ -29,7 +30,8 @@ export class WorkerDataPlane implements DataPlane {
     private readonly log: Logger,
     nice = 0,
   ) {
-    for (let i = 0; i < shards; i++) this.slots.push(new WorkerSlot(i, { logLevel, nice }, log));
+    const cpus = otherThreadsCpus(); // the workers leave the control thread's CPUs, when it has its own
+    for (let i = 0; i < shards; i++) this.slots.push(new WorkerSlot(i, { logLevel, nice, cpus }, log));
   }
 
   pinhole(request: PinholeRequest): PinholeHandle {

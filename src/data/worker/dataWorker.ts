@@ -10,6 +10,7 @@ import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../observe/logger.js';
 import { Metrics } from '../../observe/metrics.js';
+import { setThreadCpus } from '../../common/controlCpus.js';
 import { currentThreadId } from '../../common/controlPriority.js';
 import { AlgError, BindError } from '../../common/errors.js';
 import { Pinhole, type PinholeLeg } from '../Pinhole.js';
@@ -18,9 +19,10 @@ import type { FromWorker, LegName, LegSpec, PinholeSpec, ToWorker, WorkerRequest
 
 const port = parentPort;
 if (port === null) throw new Error('dataWorker runs only as a worker thread');
-const { index, logLevel, nice } = workerData as WorkerSettings;
+const { index, logLevel, nice, cpus } = workerData as WorkerSettings;
 const log = createLogger(logLevel).child({ worker: index });
 lowerPriority(nice);
+leaveControlCpus(cpus);
 const metrics = new Metrics();
 const pinholes = new Map<number, Pinhole>();
 /** Listeners bound for pinholes that are not open yet, by pinhole id and leg. */
@@ -43,6 +45,18 @@ function lowerPriority(by: number): void {
     log.info({ tid, nice: niceness }, 'data worker started');
   } catch (err) {
     log.warn({ err }, 'data worker runs at the control loop\'s priority: cannot lower its own');
+  }
+}
+
+/** Move this thread to `cpus`, the CPUs the control thread left (controlPriority.cpus); undefined: stay. */
+function leaveControlCpus(cpus: readonly number[] | undefined): void {
+  if (cpus === undefined) return;
+  try {
+    const tid = currentThreadId();
+    setThreadCpus(tid, cpus);
+    log.info({ tid, cpus }, 'data worker CPUs set');
+  } catch (err) {
+    log.warn({ err, cpus }, 'data worker runs on the control thread\'s CPUs: cannot move it');
   }
 }
 

@@ -17,6 +17,8 @@ export interface WorkerSettings {
   readonly logLevel: string;
   /** How much lower than the control loop its thread runs (Linux nice, 0-19). */
   readonly nice: number;
+  /** The CPUs its thread moves to (those controlPriority.cpus left); undefined: the control thread's. */
+  readonly cpus?: readonly number[] | undefined;
 }
 
 export type LegSpec =

@@ -53,6 +53,20 @@ function threads(pid: number): ThreadSched[] {
 
 const site = { name: 'a', listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: 2121 }, passivePorts: { min: 40_000, max: 40_099 }, activePorts: { min: 40_100, max: 40_199 } };
 
+/** The CPUs a thread may run on: Cpus_allowed_list of /proc/PID/task/TID/status ("0-2,5" -> [0, 1, 2, 5]). */
+function cpusOf(pid: number | 'self', tid: number | 'thread-self'): number[] {
+  const path = tid === 'thread-self' ? '/proc/thread-self/status' : `/proc/${pid}/task/${tid}/status`;
+  const line = readFileSync(path, 'utf8').split('\n').find((l) => l.startsWith('Cpus_allowed_list:')) ?? '';
+  return line
+    .slice(line.indexOf(':') + 1)
+    .trim()
+    .split(',')
+    .flatMap((part) => {
+      const [lo = 0, hi = lo] = part.split('-').map(Number);
+      return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+    });
+}
+
 /** A gateway with one data worker and `controlPriority`, started to its "started" line and its worker's. */
 async function gatewayWith(controlPriority: unknown): Promise<CliProcess> {
   const config = configFile({ log: { level: 'info' }, dataPlane: { workers: 1, workerNice: 10 }, controlPriority, sites: [site] });
@@ -123,5 +137,46 @@ describe.runIf(linux)('controlPriority not applied', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ level: 'warn', msg: 'control thread priority not applied: the control loop runs at the ordinary priority' });
     expect(lines[0]?.reason).toMatch(/chrt failed .*CAP_SYS_NICE.*: .*(not permitted|EPERM)/i);
+  });
+});
+
+describe.runIf(linux)('controlPriority.cpus', () => {
+  // The CPUs this test may use (the gateway inherits them); the control thread takes the first.
+  const mine = cpusOf('self', 'thread-self');
+  const control = mine.slice(0, 1);
+  const rest = mine.length > 1 ? mine.slice(1) : control;
+
+  it('pins the control thread, and only it, to its CPUs; the data worker moves to the others', async () => {
+    const cli = await gatewayWith({ cpus: control });
+    const worker = await cli.waitForMsg('data worker CPUs set');
+    expect(cpusOf(cli.pid, cli.pid)).toEqual(control);
+    expect(worker.cpus).toEqual(rest);
+    expect(cpusOf(cli.pid, worker.tid as number)).toEqual(rest);
+    // V8's helpers, started before the control thread was pinned, keep every CPU.
+    const helpers = readdirSync(`/proc/${cli.pid}/task`).map(Number).filter((t) => t !== cli.pid && t !== worker.tid);
+    expect(helpers.some((t) => cpusOf(cli.pid, t).length === mine.length)).toBe(true);
+    expect(cli.lines.find((l) => l.msg === 'control thread CPUs applied')).toMatchObject({ tid: cli.pid, cpus: control, otherCpus: rest });
+  });
+
+  it('with the rr policy too: both applied to the control thread', async () => {
+    const cli = await gatewayWith({ policy: 'rr', cpus: control });
+    expect(cpusOf(cli.pid, cli.pid)).toEqual(control);
+    if (missing === undefined) expect(threads(cli.pid).find((t) => t.tid === cli.pid)).toMatchObject({ policy: SCHED_RR });
+  });
+
+  it('a CPU the process may not use: a warning naming it, and every thread stays on every CPU', async () => {
+    const cli = await gatewayWith({ cpus: [1023] });
+    expect(cpusOf(cli.pid, cli.pid)).toEqual(mine);
+    const warning = cli.lines.find((l) => l.msg === 'control thread CPUs not applied: the control loop runs on every CPU');
+    expect(warning?.reason).toMatch(/CPU 1023 not among the process's CPUs/);
+    expect(cli.lines.find((l) => l.msg === 'data worker CPUs set')).toBeUndefined();
+    const worker = cli.lines.find((l) => l.msg === 'data worker started');
+    expect(cpusOf(cli.pid, worker?.tid as number)).toEqual(mine);
+  });
+
+  it('by default nothing is pinned and nothing is logged', async () => {
+    const cli = await gatewayWith(undefined);
+    for (const tid of readdirSync(`/proc/${cli.pid}/task`).map(Number)) expect(cpusOf(cli.pid, tid)).toEqual(mine);
+    expect(cli.lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('CPUs'))).toEqual([]);
   });
 });

@@ -75,6 +75,10 @@ describe('parseConfig refuses invalid addresses, naming the key', () => {
     ['a real-time priority above 99', { controlPriority: { policy: 'fifo', priority: 100 }, sites: [site()] }, 'controlPriority.priority'],
     ['a positive control nice (below the ordinary priority)', { controlPriority: { nice: 5 }, sites: [site()] }, 'controlPriority.nice'],
     ['a control nice below -20', { controlPriority: { nice: -21 }, sites: [site()] }, 'controlPriority.nice'],
+    ['a negative control CPU', { controlPriority: { cpus: [-1] }, sites: [site()] }, 'controlPriority.cpus'],
+    ['a control CPU that is not an integer', { controlPriority: { cpus: [0.5] }, sites: [site()] }, 'controlPriority.cpus'],
+    ['a control CPU beyond 1023', { controlPriority: { cpus: [1024] }, sites: [site()] }, 'controlPriority.cpus'],
+    ['a control CPU twice', { controlPriority: { cpus: [1, 1] }, sites: [site()] }, 'controlPriority.cpus'],
     // convict would coerce these strings ("no" to true): a typed key takes only its own type.
     ['a boolean given as the string "no"', site({ activeMode: { enabled: 'no' } }), 'sites[0].activeMode.enabled'],
     ['a port given as a string', site({ listen: { host: '127.0.0.1', port: '2121' } }), 'sites[0].listen.port'],
@@ -124,10 +128,16 @@ describe('parseConfig refuses port ranges that cannot work', () => {
   });
 
   it('controlPriority changes nothing unless set (policy other at nice 0), and takes each policy at its edges', () => {
-    expect(parseConfig({ sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: 0 });
-    expect(parseConfig({ controlPriority: { policy: 'rr', priority: 99 }, sites: [site()] }).controlPriority).toEqual({ policy: 'rr', priority: 99, nice: 0 });
+    expect(parseConfig({ sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: 0, cpus: [] });
+    expect(parseConfig({ controlPriority: { policy: 'rr', priority: 99 }, sites: [site()] }).controlPriority).toEqual({ policy: 'rr', priority: 99, nice: 0, cpus: [] });
     expect(parseConfig({ controlPriority: { policy: 'fifo', priority: 1 }, sites: [site()] }).controlPriority.policy).toBe('fifo');
-    expect(parseConfig({ controlPriority: { nice: -20 }, sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: -20 });
+    expect(parseConfig({ controlPriority: { nice: -20 }, sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: -20, cpus: [] });
+  });
+
+  it('controlPriority.cpus pins nothing unless set, and takes CPU lists at their edges, with or without a policy', () => {
+    expect(parseConfig({ controlPriority: { cpus: [0] }, sites: [site()] }).controlPriority).toEqual({ policy: 'other', priority: 1, nice: 0, cpus: [0] });
+    expect(parseConfig({ controlPriority: { policy: 'rr', cpus: [1023, 0, 5] }, sites: [site()] }).controlPriority.cpus).toEqual([1023, 0, 5]);
+    expect(parseConfig({ controlPriority: { cpus: [] }, sites: [site()] }).controlPriority.cpus).toEqual([]);
   });
 
   it('accepts the edges 1024 and 65535', () => {

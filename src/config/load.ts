@@ -64,6 +64,23 @@ export function parseConfig(document: unknown): GatewayConfig {
 }
 
 /**
+ * A loaded config as a document `parseConfig` reads back to the same config:
+ * what generated files (a Kubernetes ConfigMap) hold. The loaded form keys
+ * routing by user and by host name; the document lists them.
+ */
+export function configDocument(config: GatewayConfig): Record<string, unknown> {
+  const sites = config.sites.map((site) => ({
+    ...site,
+    routing: {
+      by: site.routing.by,
+      users: Object.entries(site.routing.users).map(([user, upstream]) => ({ user, upstream })),
+      hosts: Object.entries(site.routing.hosts).map(([name, upstream]) => ({ name, upstream })),
+    },
+  }));
+  return { ...config, sites };
+}
+
+/**
  * Read, parse (YAML for `.yaml`/`.yml`, JSON otherwise) and validate a file.
  * Every refusal names the file and, when the key is written in it, its line.
  */
@@ -296,6 +313,8 @@ function checkSections(document: Record<string, unknown>, schema: object, prefix
 }
 
 function checkType(value: unknown, fallback: unknown, key: string): void {
+  // convict merges an object into a list's default: {"0": 3} would become [3] and {"office": "198.51.100.0/24"} an empty allow list (everyone).
+  if (Array.isArray(fallback) && !Array.isArray(value)) throw new ConfigError(key, `must be a list, got ${JSON.stringify(value)}`);
   if (typeof fallback === 'boolean' && typeof value !== 'boolean') throw new ConfigError(key, `must be true or false, got ${JSON.stringify(value)}`);
   if (typeof fallback === 'number' && typeof value !== 'number') throw new ConfigError(key, `must be a number, got ${JSON.stringify(value)}`);
 }

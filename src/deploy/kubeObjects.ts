@@ -3,6 +3,7 @@
  * object metadata and labels, the single-replica Deployment, Service ports.
  */
 import ipaddr from 'ipaddr.js';
+import { configDocument } from '../config/load.js';
 import type { GatewayConfig } from '../config/types.js';
 import { CONFIG_FILE, podSpec, type PodShape, scrapeAnnotations } from './kubePod.js';
 import type { YamlMap } from './yaml.js';
@@ -22,7 +23,7 @@ export interface Metadata extends YamlMap {
 
 /** The gateway's config file, as the pods mount it. */
 export function configMap(metadata: Metadata, config: GatewayConfig): YamlMap {
-  return { apiVersion: 'v1', kind: 'ConfigMap', metadata, data: { [CONFIG_FILE]: `${JSON.stringify(config, null, 2)}\n` } };
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata, data: { [CONFIG_FILE]: `${JSON.stringify(configDocument(config), null, 2)}\n` } };
 }
 
 /**

@@ -1,6 +1,6 @@
 /** Config of outbound sites (issue 15): role, destinations, and what makes an open proxy refuse to start. */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../../src/config/load.js';
+import { ConfigError, configDocument, parseConfig } from '../../../src/config/load.js';
 
 type Doc = Record<string, unknown>;
 
@@ -69,7 +69,7 @@ describe('outbound site configuration', () => {
   it('an outbound site reads back from its own JSON (the Kubernetes ConfigMap holds it)', () => {
     for (const role of ['forward', 'transparent']) {
       const config = parseConfig({ sites: [outbound({ role, destinations: { allow: ['192.0.2.0/24'], ports: [21, '2000-2100'] } })] });
-      expect(parseConfig(JSON.parse(JSON.stringify(config)))).toEqual(config);
+      expect(parseConfig(JSON.parse(JSON.stringify(configDocument(config))))).toEqual(config);
     }
   });
 

@@ -71,6 +71,7 @@ describe('a YAML file is validated by the one schema, and a refusal names file, 
     ['min above max (a cross-key check)', SITE.replace('min: 50000, max: 50099', 'min: 50099, max: 50000'), 'sites[0].passivePorts', 8, /greater than max/],
     ['a port out of range', SITE.replace('port: 2121', 'port: 70000'), 'sites[0].listen.port', 5, /0 to 65535/],
     ['a string where a number belongs', SITE.replace('port: 2121', 'port: "2121"'), 'sites[0].listen.port', 5, /must be a number, got "2121"/],
+    ['a mapping where a list belongs (convict would merge it into the default: an empty allow list, everyone)', `${SITE}    clients:\n      allow: { office: 198.51.100.0/24 }\n`, 'sites[0].clients.allow', 11, /must be a list, got \{"office":"198.51.100.0\/24"\}/],
     ['a YAML 1.1 boolean word (YAML 1.2 reads it as a string, which convict would coerce to true)', `${SITE}    activeMode: { enabled: yes }\n`, 'sites[0].activeMode.enabled', 10, /must be true or false, got "yes"/],
   ];
   it.each(rows)('%s', (_name, text, key, line, problem) => {

@@ -237,6 +237,30 @@ describe('both patterns', () => {
     expect(parseConfig(JSON.parse(configMap.data?.['ftp-alg.json'] ?? 'null'))).toEqual(config);
   });
 
+  it('routing tables survive the ConfigMap (the loaded form keys them by name; the file lists them)', () => {
+    const routed = (by: 'user' | 'host') =>
+      parseConfig({
+        sites: [
+          {
+            name: 'r',
+            listen: { host: '0.0.0.0', port: 21 },
+            upstream: { hosts: ['192.0.2.10', '192.0.2.11'] },
+            externalAddress: '203.0.113.1',
+            routing: { by, users: [{ user: 'alice', upstream: '192.0.2.11' }], hosts: [{ name: 'Files.Example', upstream: '192.0.2.10' }] },
+            passivePorts: { min: 50000, max: 50002 },
+            activePorts: { min: 50100, max: 50101 },
+          },
+        ],
+      });
+    for (const by of ['user', 'host'] as const) {
+      const original = routed(by);
+      const configMap = only(generate(original, { pattern: 'loadbalancer' }), (o) => o.kind === 'ConfigMap');
+      const mounted = parseConfig(JSON.parse(configMap.data?.['ftp-alg.json'] ?? 'null'));
+      expect(mounted).toEqual(original);
+      expect(mounted.sites[0]?.routing).toEqual({ by, users: { alice: '192.0.2.11' }, hosts: { 'files.example': '192.0.2.10' } });
+    }
+  });
+
   it.each(['daemonset', 'loadbalancer'] as const)('%s: names, namespace and image come from the options', (pattern) => {
     const objects = generate(config, { pattern, name: 'edge-a', namespace: 'ftp', image: 'registry.example/ftp-alg:1.2.3' });
     for (const o of objects) expect(o.metadata.namespace).toBe('ftp');

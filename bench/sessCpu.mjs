@@ -41,6 +41,10 @@ const { values: opt } = parseArgs({
     json: { type: 'string' },
     /** perf record (cpu-clock, call graphs) of the gateway during the timed sessions into FILE.<build>.<plane>; run the gateway with --node-args=--perf-basic-prof for JS names. */
     perf: { type: 'string' },
+    /** strace -c -f of the gateway during the timed sessions into FILE.<build>.<plane> (syscall counts; slows the gateway: CPU figures of such a run are not comparable). */
+    strace: { type: 'string' },
+    /** What each gateway printed (stdout, its last MiB), appended to FILE (e.g. with --node-args=--trace-deopt). */
+    'gateway-log': { type: 'string' },
     'max-minutes': { type: 'string', default: '8' },
   },
 });
@@ -80,6 +84,8 @@ async function one(build, plane) {
     const warm = await sessions(Number(opt.warm), 4);
     if (warm.errors > 0) throw new Error(`${build.name}/${plane} warm-up: ${warm.errors} failed (${warm.firstError})`);
     const perf = opt.perf === undefined ? undefined : spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '1999', '-g', '-p', String(gateway.pid), '-o', `${opt.perf}.${build.name}.${plane}`], { stdio: 'ignore' });
+    const strace = opt.strace === undefined ? undefined : spawn('strace', ['-c', '-f', '-p', String(gateway.pid), '-o', `${opt.strace}.${build.name}.${plane}`], { stdio: 'ignore' });
+    if (strace !== undefined) await new Promise((res) => setTimeout(res, 500)); // attached
     const cpu0 = cpuSeconds(gateway.pid);
     const own0 = ownTimes(gateway.pid);
     const r = await sessions(Number(opt.sessions), Number(opt.concurrency));
@@ -87,6 +93,10 @@ async function one(build, plane) {
     const own1 = ownTimes(gateway.pid);
     const userMs = ((own1.user - own0.user) * 1000) / r.sessions;
     const sysMs = ((own1.sys - own0.sys) * 1000) / r.sessions;
+    if (strace !== undefined) {
+      strace.kill('SIGINT');
+      await new Promise((res) => strace.once('exit', res));
+    }
     if (perf !== undefined) {
       perf.kill('SIGINT');
       await new Promise((res) => perf.once('exit', res));
@@ -95,6 +105,7 @@ async function one(build, plane) {
     return { cpuMs, userMs, sysMs, rate: r.rate, steps: r.steps };
   } finally {
     await stop(gateway);
+    if (opt['gateway-log'] !== undefined) await writeFile(opt['gateway-log'], `==== ${build.name} ${plane}\n${gateway.output()}`, { flag: 'a' });
     gateway = undefined;
   }
 }

@@ -20,8 +20,8 @@ import { parseArgs } from 'node:util';
 import { writeFile } from 'node:fs/promises';
 import { ftpRoot, scratchDir } from './lib/ftpRoot.mjs';
 import { cpuSeconds, median } from './lib/measure.mjs';
-import { PORTS, startGateway, startVsftpd } from './lib/peers.mjs';
-import { runJson, runMain, stop } from './lib/proc.mjs';
+import { PORTS, gatewayConfig, startVsftpd, waitListening } from './lib/peers.mjs';
+import { runJson, runMain, start, stop } from './lib/proc.mjs';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ADDR, createTopology, destroyAllSync } from './lib/topology.mjs';
@@ -49,9 +49,11 @@ const { values: opt } = parseArgs({
   },
 });
 
+// --build NAME=CLI[@NODE]: a gateway build, optionally run on another node binary (e.g. Node 24's).
 const builds = (opt.build ?? [`branch=${join(REPO, 'dist/cli.js')}`]).map((s) => {
   const eq = s.indexOf('=');
-  return { name: s.slice(0, eq), cli: resolve(s.slice(eq + 1)) };
+  const [cli, node] = s.slice(eq + 1).split('@');
+  return { name: s.slice(0, eq), cli: resolve(cli), node: node === undefined ? process.execPath : resolve(node) };
 });
 const planes = opt.planes.split(',');
 const rounds = Number(opt.rounds);
@@ -79,7 +81,10 @@ const sessions = (n, concurrency) =>
 async function one(build, plane) {
   await topo.setVariant(plane === 'nftables' ? 'ftp-alg-nft' : 'ftp-alg');
   const extra = plane === 'nftables' ? { dataPlane: { kind: 'nftables' } } : {};
-  gateway = await startGateway(topo, workDir, build.name, build.cli, extra, nodeArgs);
+  const file = join(workDir, `${build.name}.json`);
+  await writeFile(file, JSON.stringify(gatewayConfig(extra), null, 2), { mode: 0o644 });
+  gateway = start(topo.ns.edge, build.node, [...nodeArgs, build.cli, '--config', file], { nofile: true });
+  await waitListening(topo.ns.edge, [PORTS.ftp, PORTS.rawControl], gateway);
   try {
     const warm = await sessions(Number(opt.warm), 4);
     if (warm.errors > 0) throw new Error(`${build.name}/${plane} warm-up: ${warm.errors} failed (${warm.firstError})`);

@@ -39,7 +39,7 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '1' },
     'node-args': { type: 'string', default: '' },
     json: { type: 'string' },
-    /** perf record (cpu-clock, call graphs) of the gateway during the timed sessions into FILE.<build>.<plane>; run the gateway with --node-args=--perf-basic-prof for JS names. */
+    /** perf record (cpu-clock, call graphs) of the gateway during the timed sessions into FILE.<build>.<plane>; run the gateway with --node-args=--perf-basic-prof for JS names (V8 then also leaves isolate-*-v8.log files in the current directory: delete them). */
     perf: { type: 'string' },
     /** strace -c -f of the gateway during the timed sessions into FILE.<build>.<plane> (syscall counts; slows the gateway: CPU figures of such a run are not comparable). */
     strace: { type: 'string' },

@@ -4,21 +4,31 @@
  * edge/ (admission), control/ (PORT/EPRT checks) and data/ (peer checks).
  */
 import ipaddr from 'ipaddr.js';
+import { boundedMemo } from './memo.js';
 
 export type Family = 4 | 6;
 
+/*
+ * Each session asks these of the same few addresses again and again (its
+ * client's, the gateway's own, its upstream's: 5-8 calls a session), and
+ * ipaddr.js parses afresh every time: kept per address string.
+ */
+const families = boundedMemo((address): Family => (ipaddr.parse(address).kind() === 'ipv4' ? 4 : 6));
+const normalised = boundedMemo((address) => (ipaddr.isValid(address) ? ipaddr.process(address).toString() : ''));
+
+/** 4 or 6; throws on a string that is not an address. */
 export function familyOf(address: string): Family {
-  return ipaddr.parse(address).kind() === 'ipv4' ? 4 : 6;
+  return families(address);
 }
 
 /** `::ffff:a.b.c.d` → `a.b.c.d`; IPv6 in RFC 5952 form; '' if absent. */
 export function normalise(address: string | undefined): string {
-  if (address === undefined || !ipaddr.isValid(address)) return '';
-  return ipaddr.process(address).toString();
+  return address === undefined ? '' : normalised(address);
 }
 
 /** Deny first, then allow (empty allow list: everyone). */
 export function isClientAllowed(address: string, allow: readonly string[], deny: readonly string[]): boolean {
+  if (allow.length === 0 && deny.length === 0) return true; // no lists (the default): nothing to parse per session
   const addr = ipaddr.process(address);
   const inList = (list: readonly string[]) => list.some((cidr) => matchesCidr(addr, cidr));
   if (inList(deny)) return false;

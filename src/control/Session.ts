@@ -322,6 +322,9 @@ export class Session {
   }
 
   private onClientEnd(): void {
+    // Ended already (the upstream said 221 and closed first): both sockets are closing; a second end()
+    // of the upstream would only build an ERR_STREAM_ALREADY_FINISHED error, stack trace and all.
+    if (this.ended) return;
     // Half-close: pass the FIN on, and let the upstream answer what it still owes.
     if (this.upstream !== undefined && this.upstreamReady) this.upstream.end();
     else this.end('client-closed');

@@ -6,7 +6,7 @@
  * directions end. One deadline covers everything before the relay starts.
  */
 import type { Server, Socket } from 'node:net';
-import type { Logger } from '../observe/logger.js';
+import { LazyChild, type Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { normalise } from '../common/address.js';
 import type { Handshake } from '../tls/handshake.js';
@@ -76,14 +76,19 @@ export class Pinhole {
   private startedAt = 0;
   private closeReason = '';
   private readonly closeWaiters: (() => void)[] = [];
-  private log: Logger;
+  /** The session's logger, with {port, dir} once open (made when a line is first written). */
+  private readonly logs: LazyChild;
 
   constructor(private readonly options: PinholeOptions) {
     this.legs = {
       client: { name: 'client', spec: options.client },
       upstream: { name: 'upstream', spec: options.upstream },
     };
-    this.log = options.log;
+    this.logs = new LazyChild(options.log);
+  }
+
+  private get log(): Logger {
+    return this.logs.log;
   }
 
   /** Port the client connects to (passive), if that leg listens. */
@@ -115,8 +120,8 @@ export class Pinhole {
     const { site, dir } = this.options;
     this.options.metrics.pinholesOpened.inc({ site, dir });
     this.options.metrics.pinholesOpen.inc({ site, dir });
-    this.log = this.log.child({ port: this.legs.client.port ?? this.legs.upstream.port, dir });
-    this.log.debug('pinhole open');
+    this.logs.bind({ port: this.legs.client.port ?? this.legs.upstream.port, dir });
+    this.logs.at('debug').debug('pinhole open');
     this.deadline = setTimeout(() => this.close('accept-timeout'), this.options.acceptTimeoutMs);
     this.maybeConnect();
   }
@@ -140,7 +145,7 @@ export class Pinhole {
       this.closeListener(leg);
     }
     if (relayed) this.logTransfer();
-    else if (wasOpen) this.log.debug({ reason }, 'pinhole closed unused');
+    else if (wasOpen) this.logs.at('debug').debug({ reason }, 'pinhole closed unused');
     for (const wake of this.closeWaiters.splice(0)) wake();
   }
 
@@ -272,7 +277,7 @@ export class Pinhole {
   private logTransfer(): void {
     const { up, down } = this.bytes;
     const { site, metrics } = this.options;
-    logTransfer(this.log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
+    logTransfer(this.logs.at('info'), metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { familyOf } from '../../common/address.js';
 import { PortExhaustedError } from '../../common/errors.js';
-import type { Logger } from '../../observe/logger.js';
+import { LazyChild, type Logger } from '../../observe/logger.js';
 import type { PinholeHandle, PinholeRequest } from '../DataPlane.js';
 import type { PinholeLeg, PinholeState } from '../Pinhole.js';
 import type { PortPool } from '../PortPool.js';
@@ -76,9 +76,8 @@ export class KernelPinhole implements PinholeHandle {
   /** How long `awaiting` lasts (LATE_START_WAIT_MS). */
   private lateStart: NodeJS.Timeout | undefined;
   private readonly closeWaiters: (() => void)[] = [];
-  /** The child logger's bindings once open, and the child itself once something is logged (see `log`). */
-  private bindings: { readonly port: number; readonly dir: string; readonly plane: 'nftables' } | undefined;
-  private child: Logger | undefined;
+  /** The session's logger, with {port, dir, plane} once open (made when a line is first written). */
+  private readonly logs: LazyChild;
 
   constructor(
     private readonly deps: KernelPinholeDeps,
@@ -87,22 +86,15 @@ export class KernelPinhole implements PinholeHandle {
   ) {
     const { host, port, localAddress } = legs.connect;
     this.target = { host, port, source: localAddress };
+    this.logs = new LazyChild(request.log);
   }
 
-  /**
-   * The session's logger, with {port, dir, plane} once the pinhole is open.
-   * Made when a line is first written, not at open: pino's child() was on
-   * the PASV path of every pinhole, and most pinholes log nothing (a
-   * transfer line at info, at the end).
-   */
   private get log(): Logger {
-    if (this.bindings === undefined) return this.request.log;
-    this.child ??= this.request.log.child(this.bindings);
-    return this.child;
+    return this.logs.log;
   }
 
   private debug(fields: object, msg: string): void {
-    if (this.request.log.isLevelEnabled('debug')) this.log.debug(fields, msg);
+    this.logs.at('debug').debug(fields, msg);
   }
 
   get clientPort(): number | undefined {
@@ -137,7 +129,7 @@ export class KernelPinhole implements PinholeHandle {
     this.state = 'waiting';
     metrics.pinholesOpened.inc({ site, dir });
     metrics.pinholesOpen.inc({ site, dir });
-    this.bindings = { port, dir, plane: 'nftables' };
+    this.logs.bind({ port, dir, plane: 'nftables' });
     this.debug({ peer: key.peer, target: `${this.target.host}:${this.target.port}` }, 'pinhole open');
     this.deadline = setTimeout(() => this.close('accept-timeout'), acceptTimeoutMs);
   }
@@ -377,9 +369,7 @@ export class KernelPinhole implements PinholeHandle {
   private logTransfer(): void {
     const { up, down } = this.bytes;
     const { site, metrics } = this.request;
-    // Below info the line is not written: the child logger need not be made for it.
-    const log = this.request.log.isLevelEnabled('info') ? this.log : this.request.log;
-    logTransfer(log, metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
+    logTransfer(this.logs.at('info'), metrics, { site, command: this.command, up, down, startedAt: this.startedAt, reason: this.closeReason });
   }
 
 }

@@ -7,7 +7,6 @@
  *     [NEW] tcp 6 120 SYN_SENT src=A dst=B sport=1 dport=2 [UNREPLIED] src=C dst=D sport=3 dport=4 id=7
  */
 import { normalise } from '../../common/address.js';
-import { boundedMemo } from '../../common/memo.js';
 
 export type FlowEventType = 'NEW' | 'UPDATE' | 'DESTROY';
 
@@ -50,15 +49,9 @@ export function parseFlowEvent(line: string): FlowEvent | undefined {
   return { type: (m[1] ?? 'NEW') as FlowEventType, state: m[2] ?? '', orig, reply, id };
 }
 
-/**
- * Addresses as `normalise` writes them, kept: the same few (the edge's, the
- * upstream's, the clients') come back in every event, and normalising one
- * (ipaddr.js) cost most of a line's parse. Bounded: cleared when full.
- */
-const normalised = boundedMemo(normalise);
-
+/** Addresses as `normalise` writes them (which keeps them: the same few come back in every event). */
 function address(text: string | undefined): string {
-  return text === undefined ? '' : normalised(text);
+  return normalise(text);
 }
 
 function tuple(t: Partial<Record<string, string>> | undefined): Tuple | undefined {

@@ -49,11 +49,15 @@ describe('transfer log', () => {
     for (const t of transfers) {
       expect(t).toMatchObject({ site: 'logged', client: '127.0.0.1', upstream: '127.0.0.1', dir: 'passive', reason: 'done' });
       expect(typeof t.sid).toBe('string');
+      expect(typeof t.port).toBe('number'); // the pinhole's own bindings (a child logger made at the end, not at PASV)
       expect(typeof t.ms).toBe('number');
       expect(typeof t.bytesPerSec).toBe('number');
     }
     expect(down).toMatchObject({ command: 'RETR', flow: 'download', downBytes: body.length, upBytes: 0 });
     expect(upl).toMatchObject({ command: 'STOR', flow: 'upload', upBytes: 1000, downBytes: 0 });
+    // At debug the pinhole's open and its transfer carry the same {port, dir}.
+    const opened = lines.filter((l) => l.msg === 'pinhole open');
+    expect(opened.map((l) => [l.port, l.dir])).toEqual(transfers.map((t) => [t.port, t.dir]));
     const end = lines.find((l) => l.msg === 'session end') as Line;
     expect(end).toMatchObject({ site: 'logged', transfers: 2, downBytes: body.length, upBytes: 1000 });
     // debug shows every control line, with the password masked at the source

@@ -48,6 +48,9 @@ const { values: opt } = parseArgs({
     'max-minutes': { type: 'string', default: '14.5' },
     noops: { type: 'string' },
     'flow-mib': { type: 'string' },
+    'curl-mib': { type: 'string' },
+    'curl-passes': { type: 'string' },
+    'curl-settle-ms': { type: 'string' },
   },
 });
 
@@ -58,6 +61,11 @@ if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // Bytes per flow of the 64-flow figure: longer flows put less of the start and the last flow's tail in it.
 if (opt['flow-mib'] !== undefined) P.flowBytes = Number(opt['flow-mib']) * MiB;
+// Size of the curl (and FTPS) file.
+if (opt['curl-mib'] !== undefined) P.fileBytes = Number(opt['curl-mib']) * MiB;
+// Passes of the four curl transfers per variant and round (passes after the first are recorded apart too, in --json).
+const CURL_PASSES = Number(opt['curl-passes'] ?? 1);
+const SETTLE_MS = Number(opt['curl-settle-ms'] ?? 0);
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
@@ -277,7 +285,7 @@ async function curl(variant, mode, dir, seq) {
   const hostPort = target(variant, mode === 'ftps' ? 'ftps' : 'ftp');
   const host = mode === 'ftps' ? hostPort : hostPort.split(':')[0];
   const name = `u-${process.pid}-${seq}.bin`;
-  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}'];
+  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total} %{time_connect} %{time_pretransfer} %{time_starttransfer}'];
   if (mode === 'pasv') args.push('--disable-epsv', '--no-ftp-skip-pasv-ip');
   else if (mode === 'ftps') args.push('--ssl-reqd', '--cacert', certs.caFile, '--disable-epsv', '--no-ftp-skip-pasv-ip');
   else args.push('--disable-eprt', '--ftp-port', ADDR.client);
@@ -287,7 +295,7 @@ async function curl(variant, mode, dir, seq) {
   else args.push('-T', join(workDir, 'up.bin'), `ftp://${host}/upload/${name}`);
   const r = await nsRun(topo.ns.client, 'curl', args, { timeoutMs: 310_000 });
   if (r.code !== 0) throw new Error(`curl ${mode} ${dir} via ${variant} failed (${r.code}): ${r.stderr.trim()}`);
-  const [down, up, secs] = r.stdout.trim().split(' ').map(Number);
+  const [down, up, secs, connect, pretransfer, starttransfer] = r.stdout.trim().split(' ').map(Number);
   const bytes = dir === 'down' ? down : up;
   if (bytes !== P.fileBytes) throw new Error(`curl ${mode} ${dir} via ${variant}: ${bytes} of ${P.fileBytes} bytes`);
   const arrived = dir === 'up' ? join(workDir, 'root/upload', name) : opt.smoke ? got : undefined;
@@ -296,15 +304,30 @@ async function curl(variant, mode, dir, seq) {
     await rm(arrived, { force: true });
     if (digest !== fileDigest) throw new Error(`curl ${mode} ${dir} via ${variant}: the file arrived with another sha256`);
   }
-  return bytes / MiB / secs;
+  return { rate: bytes / MiB / secs, secs, connect, pretransfer, starttransfer, dataRate: bytes / MiB / (secs - pretransfer) };
 }
 
 let curlSeq = 0;
 let fileDigest = '';
 
 async function groupCurl(variant) {
-  for (const mode of ['pasv', 'port']) {
-    for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
+  const pid = edgePid(variant);
+  if (SETTLE_MS > 0) await sleep(SETTLE_MS);
+  for (let pass = 0; pass < CURL_PASSES; pass++) {
+    for (const mode of ['pasv', 'port']) {
+      for (const dir of ['down', 'up']) {
+        const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
+        const m0 = machineBusySeconds();
+        const r = await curl(variant, mode, dir, curlSeq++);
+        const id = `curl.${mode}.${dir}`;
+        if (pid !== undefined) record(`${id}.p${pass}.edgeCpuMs`, variant, (cpuSeconds(pid) - cpu0) * 1000);
+        record(`${id}.p${pass}.machineCpuMs`, variant, (machineBusySeconds() - m0) * 1000);
+        record(`${id}.p${pass}`, variant, r.rate);
+        record(`${id}.p${pass}.data`, variant, r.dataRate);
+        for (const k of ['connect', 'pretransfer', 'starttransfer', 'secs']) record(`${id}.p${pass}.${k}Ms`, variant, r[k] * 1000);
+        if (pass === 0) record(id, variant, r.rate);
+      }
+    }
   }
 }
 
@@ -314,7 +337,7 @@ async function groupFtps(variant) {
   for (const dir of ['down', 'up']) {
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
     const m0 = machineBusySeconds();
-    record(`ftps.${dir}`, variant, await curl(variant, 'ftps', dir, curlSeq++));
+    record(`ftps.${dir}`, variant, (await curl(variant, 'ftps', dir, curlSeq++)).rate);
     const gib = P.fileBytes / GiB;
     if (pid !== undefined) record('cpu.ftps', variant, (cpuSeconds(pid) - cpu0) / gib);
     record('cpu.ftps.machine', variant, (machineBusySeconds() - m0) / gib);

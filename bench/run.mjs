@@ -54,13 +54,13 @@ const { values: opt } = parseArgs({
 
 const P = opt.smoke
   ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, ftpsBytes: 2 * MiB, sessionsMs: 300, sessionsWarmupMs: 300, noops: 50, noopWarmup: 100, idle: 50, idleConcurrency: 10 }
-  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 1024 * MiB, ftpsBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
+  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, ftpsBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // Bytes per flow of the 64-flow figure: longer flows put less of the start and the last flow's tail in it.
 if (opt['flow-mib'] !== undefined) P.flowBytes = Number(opt['flow-mib']) * MiB;
-// Size of the curl group's file (FTPS keeps its own): 1 GiB by default, since a 256 MiB transfer lasts
-// about 0.25 s here, where the session's setup is a tenth of it and the host's noise swings single rounds 2-3x.
+// Size of the curl group's file (FTPS keeps its own). 256 MiB by default: 1 GiB did not narrow the
+// per-round spread of the downloads here, and its uploads came out bimodal (fresh tmpfs pages; issue 9 notes).
 if (opt['curl-mib'] !== undefined) P.fileBytes = Number(opt['curl-mib']) * MiB;
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;

@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory,ftps]
 //                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
-//                      [--json FILE] [--max-minutes M] [--flow-mib N]
+//                      [--json FILE] [--max-minutes M] [--flow-mib N] [--curl-mib N]
 //
 // Makes client / edge / server network namespaces, runs each figure against
 // the edge variants none (routed), kernel (nftables NAT with the ftp

@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs [--smoke] [--rounds N] [--only raw,curl,sessions,noop,memory,ftps]
 //                      [--ftp-alg NAME=path/to/cli.js[@JSON] ...] [--ftp-alg-config JSON]
-//                      [--json FILE] [--max-minutes M] [--flow-mib N]
+//                      [--json FILE] [--max-minutes M] [--flow-mib N] [--curl-mib N]
 //
 // Makes client / edge / server network namespaces, runs each figure against
 // the edge variants none (routed), kernel (nftables NAT with the ftp
@@ -48,16 +48,20 @@ const { values: opt } = parseArgs({
     'max-minutes': { type: 'string', default: '14.5' },
     noops: { type: 'string' },
     'flow-mib': { type: 'string' },
+    'curl-mib': { type: 'string' },
   },
 });
 
 const P = opt.smoke
-  ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, sessionsMs: 300, sessionsWarmupMs: 300, noops: 50, noopWarmup: 100, idle: 50, idleConcurrency: 10 }
-  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
+  ? { rounds: 1, checkBytes: 4 * MiB, rawBytes: 8 * MiB, flows: 8, flowBytes: 1 * MiB, fileBytes: 2 * MiB, ftpsBytes: 2 * MiB, sessionsMs: 300, sessionsWarmupMs: 300, noops: 50, noopWarmup: 100, idle: 50, idleConcurrency: 10 }
+  : { rounds: 5, checkBytes: 32 * MiB, rawBytes: 2 * GiB, flows: 64, flowBytes: 32 * MiB, fileBytes: 256 * MiB, ftpsBytes: 256 * MiB, sessionsMs: 3000, sessionsWarmupMs: 3000, noops: 3000, noopWarmup: 3000, idle: 10_000, idleConcurrency: 100 };
 if (opt.rounds !== undefined) P.rounds = Number(opt.rounds);
 if (opt.noops !== undefined) P.noops = Number(opt.noops);
 // Bytes per flow of the 64-flow figure: longer flows put less of the start and the last flow's tail in it.
 if (opt['flow-mib'] !== undefined) P.flowBytes = Number(opt['flow-mib']) * MiB;
+// Size of the curl group's file (FTPS keeps its own). 256 MiB by default: 1 GiB did not narrow the
+// per-round spread of the downloads here, and its uploads came out bimodal (fresh tmpfs pages; issue 9 notes).
+if (opt['curl-mib'] !== undefined) P.fileBytes = Number(opt['curl-mib']) * MiB;
 // A relay holds two descriptors per session: stay under the hard limit we may not raise.
 const IDLE_WANTED = P.idle;
 P.idle = Math.min(P.idle, Math.floor((NOFILE - 256) / 2 / 100) * 100);
@@ -274,40 +278,79 @@ async function groupRaw(variant) {
   record('mem.flows.growth', variant, (top - before) / 1024);
 }
 
-/** One timed curl transfer of the big file; mode 'ftps' is passive FTPS (AUTH TLS, PROT P, the CA verified). */
-async function curl(variant, mode, dir, seq) {
+/**
+ * One curl transfer of `file` (FILES.*); mode 'ftps' is passive FTPS (AUTH TLS, PROT P, the CA verified).
+ * Returns the rate over curl's whole time (connect, login, PASV/PORT and the data), the rate of the
+ * data phase alone (from curl's pretransfer time: the transfer command sent) and the setup in ms.
+ */
+async function curl(variant, mode, dir, seq, file = FILES.curl) {
   const hostPort = target(variant, mode === 'ftps' ? 'ftps' : 'ftp');
   const host = mode === 'ftps' ? hostPort : hostPort.split(':')[0];
   const name = `u-${process.pid}-${seq}.bin`;
-  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total}'];
+  const args = ['-sS', '--max-time', '300', '-u', 'anonymous:bench@example.org', '-w', '%{size_download} %{size_upload} %{time_total} %{time_pretransfer}'];
   if (mode === 'pasv') args.push('--disable-epsv', '--no-ftp-skip-pasv-ip');
   else if (mode === 'ftps') args.push('--ssl-reqd', '--cacert', certs.caFile, '--disable-epsv', '--no-ftp-skip-pasv-ip');
   else args.push('--disable-eprt', '--ftp-port', ADDR.client);
   // The smoke run checks what arrived; the full run times the transfer alone (uploads are always checked).
   const got = join(workDir, `down-${seq}.bin`);
-  if (dir === 'down') args.push('-o', opt.smoke ? got : '/dev/null', `ftp://${host}/pub/big.bin`);
-  else args.push('-T', join(workDir, 'up.bin'), `ftp://${host}/upload/${name}`);
+  if (dir === 'down') args.push('-o', opt.smoke ? got : '/dev/null', `ftp://${host}/${file.down}`);
+  else args.push('-T', join(workDir, file.up), `ftp://${host}/upload/${name}`);
   const r = await nsRun(topo.ns.client, 'curl', args, { timeoutMs: 310_000 });
   if (r.code !== 0) throw new Error(`curl ${mode} ${dir} via ${variant} failed (${r.code}): ${r.stderr.trim()}`);
-  const [down, up, secs] = r.stdout.trim().split(' ').map(Number);
+  const [down, up, secs, pretransfer] = r.stdout.trim().split(' ').map(Number);
   const bytes = dir === 'down' ? down : up;
-  if (bytes !== P.fileBytes) throw new Error(`curl ${mode} ${dir} via ${variant}: ${bytes} of ${P.fileBytes} bytes`);
+  if (bytes !== file.bytes) throw new Error(`curl ${mode} ${dir} via ${variant}: ${bytes} of ${file.bytes} bytes`);
   const arrived = dir === 'up' ? join(workDir, 'root/upload', name) : opt.smoke ? got : undefined;
   if (arrived !== undefined) {
     const digest = await sha256File(arrived);
     await rm(arrived, { force: true });
-    if (digest !== fileDigest) throw new Error(`curl ${mode} ${dir} via ${variant}: the file arrived with another sha256`);
+    if (digest !== file.digest) throw new Error(`curl ${mode} ${dir} via ${variant}: the file arrived with another sha256`);
   }
-  return bytes / MiB / secs;
+  return { rate: bytes / MiB / secs, dataRate: bytes / MiB / (secs - pretransfer), setupMs: pretransfer * 1000 };
 }
 
 let curlSeq = 0;
-let fileDigest = '';
+/** The files: pub/<down> in the FTP root, <up> in the work dir; `digest` of the pattern. Set by prepareFiles. */
+const FILES = {};
+const CURL_TRANSFERS = [['pasv', 'down'], ['pasv', 'up'], ['port', 'down'], ['port', 'up']];
 
-async function groupCurl(variant) {
-  for (const mode of ['pasv', 'port']) {
-    for (const dir of ['down', 'up']) record(`curl.${mode}.${dir}`, variant, await curl(variant, mode, dir, curlSeq++));
+/**
+ * The four curl transfers. Every variant first makes two untimed small
+ * downloads (passive, active): without them the first timed transfer, always
+ * the passive download, carried alone the first session of a freshly started
+ * gateway (14-30 ms more setup than later ones, before any byte). The order
+ * of the four then rotates with the round, so that no transfer is always
+ * first after the edge changes (the ratios of each round are printed as a note).
+ */
+async function groupCurl(variant, round) {
+  for (const mode of ['pasv', 'port']) await curl(variant, mode, 'down', curlSeq++, FILES.warm);
+  for (let i = 0; i < CURL_TRANSFERS.length; i++) {
+    const [mode, dir] = CURL_TRANSFERS[(i + round) % CURL_TRANSFERS.length];
+    const r = await curl(variant, mode, dir, curlSeq++);
+    record(`curl.${mode}.${dir}`, variant, r.rate);
+    record(`curl.${mode}.${dir}.data`, variant, r.dataRate);
+    record(`curl.${mode}.${dir}.setup`, variant, r.setupMs);
+    ((roundValues[`curl.${mode}.${dir}`] ??= {})[variant] ??= [])[round] = r.rate;
   }
+}
+
+/** Per figure, per variant, the value of each round (where a figure pairs rounds). */
+const roundValues = {};
+
+/** Each gateway's curl ratios to the kernel ALG, round by round: median [min-max], to show the spread beside the medians. */
+function roundRatioNotes() {
+  const out = [];
+  for (const g of gateways) {
+    const cells = [];
+    for (const [fig, per] of Object.entries(roundValues)) {
+      const k = per.kernel ?? [];
+      const ratios = (per[g.name] ?? []).map((v, i) => v / k[i]).filter((x) => Number.isFinite(x));
+      if (ratios.length === 0) continue;
+      cells.push(`${fig.slice('curl.'.length)} ${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}]`);
+    }
+    if (cells.length > 0) out.push(`curl ${g.name}/kernel per round, median [min-max]: ${cells.join(', ')}`);
+  }
+  return out;
 }
 
 /** FTPS both ways; CPU of the edge program and of the machine per GiB moved (TLS costs both ends and the gateway). */
@@ -316,8 +359,8 @@ async function groupFtps(variant) {
   for (const dir of ['down', 'up']) {
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
     const m0 = machineBusySeconds();
-    record(`ftps.${dir}`, variant, await curl(variant, 'ftps', dir, curlSeq++));
-    const gib = P.fileBytes / GiB;
+    record(`ftps.${dir}`, variant, (await curl(variant, 'ftps', dir, curlSeq++, FILES.ftps)).rate);
+    const gib = FILES.ftps.bytes / GiB;
     if (pid !== undefined) record('cpu.ftps', variant, (cpuSeconds(pid) - cpu0) / gib);
     record('cpu.ftps.machine', variant, (machineBusySeconds() - m0) / gib);
   }
@@ -410,8 +453,15 @@ const RUNNERS = { raw: groupRaw, curl: groupCurl, sessions: groupSessions, noop:
 async function prepareFiles() {
   workDir = await scratchDir('ftpalg-bench-');
   const root = await ftpRoot(workDir);
-  for (const file of [join(root, 'pub/big.bin'), join(workDir, 'up.bin')]) await writePatternFile(file, P.fileBytes);
-  fileDigest = patternHash(P.fileBytes);
+  const file = async (down, up, bytes) => {
+    for (const path of [join(root, down), ...(up === undefined ? [] : [join(workDir, up)])]) await writePatternFile(path, bytes);
+    return { down, up, bytes, digest: patternHash(bytes) };
+  };
+  if (only.has('curl')) {
+    FILES.curl = await file('pub/big.bin', 'up.bin', P.fileBytes);
+    FILES.warm = await file('pub/warm.bin', undefined, MiB);
+  }
+  if (only.has('ftps')) FILES.ftps = P.ftpsBytes === P.fileBytes && FILES.curl !== undefined ? FILES.curl : await file('pub/ftps.bin', 'up-ftps.bin', P.ftpsBytes);
   return root;
 }
 
@@ -450,17 +500,17 @@ async function main() {
         }
         const t = Date.now();
         await use(variant, { fresh: true, tls: group === 'ftps' });
-        await RUNNERS[group](variant);
+        await RUNNERS[group](variant, round);
         log(`round ${round + 1}/${P.rounds} ${group.padEnd(8)} ${variant.padEnd(8)} ${((Date.now() - t) / 1000).toFixed(1)} s`);
       }
     }
   }
   if (stoppedEarly !== '') notes.push(`stopped early: ${stoppedEarly}`);
-  notes.push(...floorNotes());
+  notes.push(...floorNotes(), ...roundRatioNotes());
   if (P.idle < IDLE_WANTED) notes.push(`idle sessions: ${P.idle} instead of ${IDLE_WANTED}, the file descriptor hard limit is ${NOFILE} and cannot be raised here`);
   await teardown();
 
-  const labels = { flows: String(P.flows), sessions: `${P.sessionsMs / 1000} s`, warmup: `${P.sessionsWarmupMs / 1000} s`, file: `${P.fileBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
+  const labels = { flows: String(P.flows), sessions: `${P.sessionsMs / 1000} s`, warmup: `${P.sessionsWarmupMs / 1000} s`, file: `${P.fileBytes / MiB} MiB`, ftpsFile: `${P.ftpsBytes / MiB} MiB`, idle: P.idle.toLocaleString('en') };
   const table = buildTable(samples, gateways.map((g) => g.name), labels, new Set(gateways.filter((g) => g.kernelPlane).map((g) => g.name)));
   const elapsed = (Date.now() - startedAt) / 1000;
   const out = [

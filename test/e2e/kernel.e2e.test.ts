@@ -345,18 +345,24 @@ describe.skipIf(prereq.skip)('kernel data plane: pinhole guarantees in nftables 
         { op: 'sleep', ms: 4_000 },
       ]);
       let listing = '';
+      let flowsSeen = '';
       gateway = first; // its log is the one a failure should show
       const flowPort = await waitFor('a forwarded flow and a waiting pinhole', async () => {
         // Both pinholes logged as open: the second one's 227 is on its way (its elements alone can show in the
         // table before the gateway has read the kernel's answer and replied).
         const openLogged = jsonLines(first.output()).filter((l) => l.msg === 'pinhole open').length;
         listing = await tableListing();
-        const flows = (await topo().exec('edge', 'conntrack', ['-L', '-p', 'tcp'])).stdout.split('\n').map(parseFlowEvent);
+        const ct = (await topo().exec('edge', 'conntrack', ['-L', '-p', 'tcp'])).stdout;
+        flowsSeen = ct;
+        const flows = ct.split('\n').map(parseFlowEvent);
         // Held open, so not ended: flows of earlier tests linger in TIME_WAIT (harmless, and left alone by a restart).
         const forwarded = flows.find(
           (f) => f !== undefined && !flowEnded(f) && f.reply.src === ADDR.server && f.orig.dport >= PASSIVE.min && f.orig.dport <= PASSIVE.max,
         );
         return forwarded !== undefined && openLogged >= 2 ? forwarded.orig.dport : undefined;
+      }).catch((err: Error) => {
+        // What the kernel held at the last look: a failure must say whether the held flow ended (and how) or never showed.
+        throw new Error(`${err.message}\nconntrack -L at the last look:\n${flowsSeen}\ntable:\n${listing}`);
       });
       process.kill(first.pid, 'SIGKILL');
       await waitFor('SIGKILL', () => (first.alive() ? undefined : true));

@@ -424,13 +424,13 @@ export class Site implements AdmissionQueue {
     };
   }
 
-  /** 421 and close (RFC 959: service not available), a warn line and a metric. */
   /** A connection from the gateway itself: an upstream that is (or resolves to, or is forwarded to) this gateway. */
   private refuseLoop(socket: Socket, client: string): void {
     this.log.error({ client, clientPort: socket.remotePort }, 'connection from this gateway itself: an upstream leads back to this site (a loop); check sites[].upstream');
     this.refuse(socket, client, 'upstream-loop');
   }
 
+  /** 421 and close (RFC 959: service not available), a warn line and a metric. */
   private refuse(socket: Socket, client: string, reason: string): void {
     this.deps.metrics.sessionsRefused.inc({ site: this.name, reason });
     this.log.warn({ client, reason }, 'connection refused');

@@ -33,9 +33,9 @@ export interface GatewayStats {
 
 export class Gateway {
   readonly metrics = new Metrics();
-  /** What outbound sites never connect to (worked out at most once a second, and after each change of listeners). */
   /** Outgoing control connections of every site: one that arrives back at a listener is a loop. */
   private readonly ownConnections = new OwnConnections();
+  /** What outbound sites never connect to (worked out at most once a second, and after each change of listeners). */
   private readonly own = new OwnEndpointsCache(() => ownEndpoints(this.config, { listeners: Object.values(this.addresses()), metrics: this.metricsAddress() }));
   private readonly sites = new Map<string, Site>();
   /** Sites replaced or removed by a reload, kept until their last session ends. */

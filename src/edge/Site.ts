@@ -91,8 +91,6 @@ export class Site implements AdmissionQueue {
   private readonly arriving = new Set<() => void>();
   /** The data plane as this site's sessions use it (PROXY headers on upstream data connections when configured). */
   private readonly dataPlane: DataPlane;
-  /** Each session's upstream control connection, made known to the gateway's loop guard. */
-  private readonly trackUpstream: ((socket: Socket) => void) | undefined;
 
   constructor(
     readonly config: SiteConfig,
@@ -127,8 +125,7 @@ export class Site implements AdmissionQueue {
     this.pinholesPerClient = predecessor?.pinholesPerClient ?? new Map();
     this.preLoginByClient = predecessor?.preLoginByClient ?? new Map();
     this.log = deps.log.child({ site: config.name });
-    const track = deps.ownConnections === undefined ? undefined : deps.ownConnections.track.bind(deps.ownConnections);
-    this.trackUpstream = track;
+    const track = deps.ownConnections?.track; // the loop guard learns every upstream control connection, warm ones too
     const warm = { connectMs: config.timeouts.upstreamConnectMs, greetingMs: config.timeouts.greetingMs, maxLineBytes: config.limits.maxLineBytes, track };
     this.upstreams = new UpstreamPool(config.upstream, { site: config.name, log: this.log, metrics: deps.metrics, probes: deps.probes, warm });
     if (predecessor !== undefined) this.upstreams.inherit(predecessor.upstreams); // what was learnt of its members
@@ -340,7 +337,7 @@ export class Site implements AdmissionQueue {
         clientPinholes: this.pinholeBudget(client),
         peer: carried,
         upstreamPreamble: this.preamble(socket, header),
-        trackUpstream: this.trackUpstream,
+        trackUpstream: this.deps.ownConnections?.track,
         log: this.log.child({ sid: id, client, upstream }),
         metrics: this.deps.metrics,
       },

@@ -121,9 +121,8 @@ export class WarmUpstreams {
   }
 
   private dial(host: string, m: Member): void {
-    const { port, connectMs, greetingMs, maxLineBytes } = this.options;
+    const { port, connectMs, greetingMs, maxLineBytes, track } = this.options;
     const socket = net.connect({ host, port });
-    const { track } = this.options;
     if (track !== undefined) socket.once('connect', () => track(socket));
     const reader = new ReplyReader();
     const entry: Entry = { socket, chunks: [], bytes: 0, ready: false, timer: undefined, off: () => undefined };

@@ -18,26 +18,22 @@ import { normalise } from '../common/address.js';
 export class OwnConnections {
   private readonly ends = new Set<string>();
 
-  /** A connected socket of the gateway's: its local end is known until it closes. */
-  track(socket: Socket): void {
-    const key = endKey(socket.localAddress, socket.localPort);
-    if (key === undefined || this.ends.has(key)) return;
+  /** A connected socket of the gateway's: its local end is known until it closes (a property: handed around as is). */
+  readonly track = (socket: Socket): void => {
+    const { localAddress, localPort } = socket;
+    if (localAddress === undefined || localPort === undefined) return;
+    const key = endKey(normalise(localAddress), localPort);
+    if (this.ends.has(key)) return;
     this.ends.add(key);
     socket.once('close', () => this.ends.delete(key));
-  }
+  };
 
   /** Whether an accepted connection, from this (normalised) address and port, is one of the gateway's own. */
   isOwn(address: string, port: number | undefined): boolean {
-    if (this.ends.size === 0 || port === undefined) return false;
-    return this.ends.has(`${address} ${port}`);
-  }
-
-  get size(): number {
-    return this.ends.size;
+    return port !== undefined && this.ends.size > 0 && this.ends.has(endKey(address, port));
   }
 }
 
-function endKey(address: string | undefined, port: number | undefined): string | undefined {
-  if (address === undefined || port === undefined) return undefined;
-  return `${normalise(address)} ${port}`;
+function endKey(address: string, port: number): string {
+  return `${address} ${port}`;
 }
